@@ -1,0 +1,85 @@
+"""graphswarm: LLM agent swarms as durable LangGraph graphs.
+
+Names are imported on first use, so `import graphswarm` stays cheap.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS: dict[str, str] = {
+    "Agent": "graphswarm.agents",
+    "ModelPrice": "graphswarm.agents",
+    "Budget": "graphswarm.budget",
+    "create_hierarchical": "graphswarm.architectures.hierarchical",
+    "JoinPolicy": "graphswarm.nodes",
+    "StopReason": "graphswarm.state",
+    "resolve_model": "graphswarm.models",
+    "SwarmSpec": "graphswarm.registry",
+    "ARCHITECTURES": "graphswarm.registry",
+    "Runner": "graphswarm.runs",
+    "RunResult": "graphswarm.runs",
+    "RunRecord": "graphswarm.runs",
+    "RunStatus": "graphswarm.runs",
+    "RunFailedError": "graphswarm.runs",
+    "run_swarm": "graphswarm.runs",
+    "resume_swarm": "graphswarm.runs",
+    "open_database": "graphswarm.checkpoint",
+    "StructuredMethod": "graphswarm.structured",
+    "GraphswarmError": "graphswarm.errors",
+    "UsageError": "graphswarm.errors",
+    "ConfigError": "graphswarm.errors",
+    "ModelConfigError": "graphswarm.errors",
+    "MissingExtraError": "graphswarm.errors",
+    "UnknownRunError": "graphswarm.errors",
+    "RunError": "graphswarm.errors",
+    "StructuredOutputError": "graphswarm.errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from graphswarm.agents import Agent, ModelPrice
+    from graphswarm.architectures.hierarchical import create_hierarchical
+    from graphswarm.budget import Budget
+    from graphswarm.checkpoint import open_database
+    from graphswarm.errors import (
+        ConfigError,
+        GraphswarmError,
+        MissingExtraError,
+        ModelConfigError,
+        RunError,
+        StructuredOutputError,
+        UnknownRunError,
+        UsageError,
+    )
+    from graphswarm.models import resolve_model
+    from graphswarm.nodes import JoinPolicy
+    from graphswarm.registry import ARCHITECTURES, SwarmSpec
+    from graphswarm.runs import (
+        RunFailedError,
+        RunRecord,
+        Runner,
+        RunResult,
+        RunStatus,
+        resume_swarm,
+        run_swarm,
+    )
+    from graphswarm.state import StopReason
+    from graphswarm.structured import StructuredMethod
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'graphswarm' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -1,0 +1,303 @@
+"""Hierarchical swarm: a leader plans, delegates by strengths, consolidates, reviews.
+
+    START -> plan --Send per task--> work (parallel) -> consolidate --+--> END
+               ^                                                      |
+               +------------------- feedback (next round) -----------+
+"""
+
+from __future__ import annotations
+
+import operator
+from collections import Counter
+from collections.abc import Sequence
+from functools import partial
+from typing import Annotated, Any
+
+from langchain_core.messages import HumanMessage, SystemMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.errors import GraphBubbleUp
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+from langgraph.types import Send
+from pydantic import BaseModel, Field
+from typing_extensions import TypedDict
+
+from graphswarm.agents import Agent, check_agents
+from graphswarm.budget import SwarmContext
+from graphswarm.errors import ConfigError
+from graphswarm.nodes import (
+    Crew,
+    JoinPolicy,
+    ask,
+    final_attempt,
+    is_transient,
+    model_retry_policy,
+    pause_for_failure,
+    prompt,
+)
+from graphswarm.state import CallRecord, StopReason, SwarmState
+
+__all__ = ["create_hierarchical", "HierarchicalState", "Task", "WorkerResult", "Review"]
+
+DEFAULT_LEADER = Agent(name="leader", role="team leader", strengths=["planning", "synthesis"])
+
+
+class Task(TypedDict):
+    id: str
+    round: int
+    title: str
+    description: str
+    worker: str
+    assigned_by: str
+    """"leader" when the leader named a valid worker, else "strengths"."""
+
+
+class WorkerResult(TypedDict):
+    task_id: str
+    round: int
+    worker: str
+    output: str
+    ok: bool
+    error: str
+
+
+class Review(TypedDict):
+    round: int
+    answer: str
+    approved: bool
+    feedback: str
+
+
+class HierarchicalState(SwarmState):
+    round: int
+    tasks: Annotated[list[Task], operator.add]
+    """Every task of every round."""
+    results: Annotated[list[WorkerResult], operator.add]
+    reviews: Annotated[list[Review], operator.add]
+
+
+class HierarchicalInput(TypedDict):
+    objective: str
+
+
+class WorkerInput(TypedDict):
+    objective: str
+    task: Task
+
+
+class PlannedTask(BaseModel):
+    title: str = Field(description="a short name for the task")
+    description: str = Field("", description="what exactly to do")
+    worker: str = Field("", description="the exact name of the team member who should do it")
+
+
+class Plan(BaseModel):
+    tasks: list[PlannedTask] = Field(min_length=1)
+
+
+class LeaderReview(BaseModel):
+    answer: str = Field(description="the complete final answer to the objective")
+    approved: bool = Field(description="true if the answer fully meets the objective")
+    feedback: str = Field("", description="what must change, when not approved")
+
+
+def create_hierarchical(
+    workers: Sequence[Agent],
+    *,
+    leader: Agent | None = None,
+    model: Any = None,
+    base_url: str | None = None,
+    max_rounds: int = 2,
+    max_tasks: int | None = None,
+    join: JoinPolicy | str = JoinPolicy.CONTINUE,
+) -> StateGraph:
+    """Build a hierarchical swarm.
+
+    Args:
+        workers: the agents the leader delegates to (at least one).
+        leader: the planning agent; a default "leader" when omitted.
+        model: the model of every agent that names none (see `resolve_model`).
+        base_url: an OpenAI-compatible server for model names given as strings.
+        max_rounds: plan/work/review rounds before the last answer stands.
+        max_tasks: tasks per round (default: one per worker).
+        join: what a worker failing after its retries does to the round.
+    """
+    workers = check_agents(workers, what="workers")
+    leader = leader or DEFAULT_LEADER
+    check_agents([leader, *workers])
+    if not 1 <= max_rounds <= 50:
+        raise ConfigError(f"max_rounds must be between 1 and 50, got {max_rounds}")
+    max_tasks = len(workers) if max_tasks is None else max_tasks
+    if not 1 <= max_tasks <= 1000:
+        raise ConfigError(f"max_tasks must be between 1 and 1000, got {max_tasks}")
+    try:
+        join = JoinPolicy(join)
+    except ValueError:
+        raise ConfigError(f"unknown join policy {join!r} (use one of: {', '.join(JoinPolicy)})") from None
+
+    crew = Crew([leader, *workers], model=model, base_url=base_url)
+    team = _Team(leader.name, [w.name for w in workers], max_rounds, max_tasks, join)
+    retry = model_retry_policy()
+
+    graph = StateGraph(HierarchicalState, context_schema=SwarmContext, input_schema=HierarchicalInput)
+    graph.add_node("plan", partial(plan, crew=crew, team=team), retry_policy=retry)
+    graph.add_node("work", partial(work, crew=crew, team=team), input_schema=WorkerInput, retry_policy=retry)
+    graph.add_node("consolidate", partial(consolidate, crew=crew, team=team), retry_policy=retry, defer=True)
+    graph.add_edge(START, "plan")
+    graph.add_conditional_edges("plan", dispatch, ["work", "consolidate"])
+    graph.add_edge("work", "consolidate")
+    graph.add_conditional_edges("consolidate", next_round, ["plan", END])
+    return graph
+
+
+class _Team:
+    """The static shape of one hierarchical swarm, bound into its nodes."""
+
+    def __init__(self, leader: str, workers: list[str], max_rounds: int, max_tasks: int, join: JoinPolicy):
+        self.leader = leader
+        self.workers = workers
+        self.max_rounds = max_rounds
+        self.max_tasks = max_tasks
+        self.join = join
+
+
+async def plan(
+    state: HierarchicalState, config: RunnableConfig, runtime: Runtime[SwarmContext], *, crew: Crew, team: _Team
+) -> dict[str, Any]:
+    round_ = state.get("round", 0) + 1
+    members = [crew[name].agent for name in team.workers]
+    system = prompt("hierarchical_plan").format(
+        leader=team.leader, max_tasks=team.max_tasks, team="\n".join(_describe(a) for a in members)
+    )
+    reviews = state.get("reviews", [])
+    if reviews:
+        system += "\n\n" + prompt("hierarchical_replan").format(
+            answer=reviews[-1]["answer"], feedback=reviews[-1]["feedback"] or "(none given)"
+        )
+    messages = [SystemMessage(system), HumanMessage(f"Objective: {state['objective']}")]
+    planned, calls = await ask(crew[team.leader], messages, node="plan", runtime=runtime, config=config, schema=Plan)
+    tasks = assign_tasks(planned.tasks[: team.max_tasks], members, round_)
+    return {"round": round_, "tasks": tasks, "calls": calls}
+
+
+def dispatch(state: HierarchicalState) -> list[Send] | str:
+    current = [t for t in state.get("tasks", []) if t["round"] == state.get("round", 0)]
+    if not current:
+        return "consolidate"
+    return [Send("work", {"objective": state["objective"], "task": task}) for task in current]
+
+
+async def work(
+    state: WorkerInput, config: RunnableConfig, runtime: Runtime[SwarmContext], *, crew: Crew, team: _Team
+) -> dict[str, Any]:
+    task = state["task"]
+    member = crew[task["worker"]]
+    agent = member.agent
+    system = prompt("hierarchical_work").format(
+        name=agent.name,
+        role=agent.role,
+        strengths=", ".join(agent.strengths) or "general",
+        instructions=agent.instructions,
+        objective=state["objective"],
+    )
+    messages = [SystemMessage(system), HumanMessage(f"Your task: {task['title']}\n{task['description']}".strip())]
+    calls: list[CallRecord] = []
+    try:
+        output, calls = await ask(member, messages, node="work", runtime=runtime, config=config)
+        error = ""
+    except GraphBubbleUp:
+        raise
+    except Exception as exc:
+        if (is_transient(exc) and not final_attempt(runtime)) or team.join is JoinPolicy.FAIL_FAST:
+            raise
+        if team.join is JoinPolicy.WAIT:
+            pause_for_failure(agent.name, "work", exc)
+        output, error = "", f"{type(exc).__name__}: {exc}"
+    result: WorkerResult = {
+        "task_id": task["id"],
+        "round": task["round"],
+        "worker": agent.name,
+        "output": output,
+        "ok": not error,
+        "error": error,
+    }
+    return {"results": [result], "calls": calls}
+
+
+async def consolidate(
+    state: HierarchicalState, config: RunnableConfig, runtime: Runtime[SwarmContext], *, crew: Crew, team: _Team
+) -> dict[str, Any]:
+    round_ = state.get("round", 1)
+    titles = {t["id"]: t["title"] for t in state.get("tasks", [])}
+    sections = []
+    for result in state.get("results", []):
+        if result["round"] != round_:
+            continue
+        body = result["output"] if result["ok"] else f"(this task failed: {result['error']})"
+        sections.append(f"### {titles.get(result['task_id'], result['task_id'])} ({result['worker']})\n{body}")
+    messages = [
+        SystemMessage(prompt("hierarchical_consolidate").format(leader=team.leader)),
+        HumanMessage(f"Objective: {state['objective']}\n\nResults:\n" + "\n\n".join(sections)),
+    ]
+    verdict, calls = await ask(
+        crew[team.leader], messages, node="consolidate", runtime=runtime, config=config, schema=LeaderReview
+    )
+    review: Review = {
+        "round": round_,
+        "answer": verdict.answer,
+        "approved": verdict.approved,
+        "feedback": verdict.feedback,
+    }
+    update: dict[str, Any] = {"reviews": [review], "final_answer": verdict.answer, "calls": calls}
+    if verdict.approved:
+        update["stop_reason"] = StopReason.APPROVED.value
+    elif round_ >= team.max_rounds:
+        update["stop_reason"] = StopReason.MAX_ROUNDS.value
+    return update
+
+
+def next_round(state: HierarchicalState) -> str:
+    return END if state.get("stop_reason") else "plan"
+
+
+def assign_tasks(planned: Sequence[PlannedTask], workers: Sequence[Agent], round_: int) -> list[Task]:
+    """Give each planned task to the worker the leader named, else to the best fit by strengths.
+
+    Among equally good fits the least loaded worker wins, so work spreads out.
+    """
+    by_name = {w.name.lower(): w.name for w in workers}
+    load: Counter[str] = Counter()
+    tasks: list[Task] = []
+    for index, item in enumerate(planned, start=1):
+        named = by_name.get(item.worker.strip().lower())
+        if named:
+            worker, assigned_by = named, "leader"
+        else:
+            worker, assigned_by = _best_fit(f"{item.title} {item.description}", workers, load), "strengths"
+        load[worker] += 1
+        tasks.append(
+            {
+                "id": f"r{round_}-t{index}",
+                "round": round_,
+                "title": item.title.strip() or f"task {index}",
+                "description": item.description.strip(),
+                "worker": worker,
+                "assigned_by": assigned_by,
+            }
+        )
+    return tasks
+
+
+def _best_fit(text: str, workers: Sequence[Agent], load: Counter[str]) -> str:
+    text = text.lower()
+
+    def score(agent: Agent) -> tuple[int, int]:
+        matches = sum(1 for s in (*agent.strengths, agent.role.lower()) if s and s in text)
+        return (matches, -load[agent.name])
+
+    return max(workers, key=score).name
+
+
+def _describe(agent: Agent) -> str:
+    strengths = ", ".join(agent.strengths) or "general"
+    return f"- {agent.name} ({agent.role}): strengths {strengths}"

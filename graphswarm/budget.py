@@ -1,0 +1,106 @@
+"""The swarm-wide budget governor.
+
+One `Governor` per execution of a run is shared by every node, parallel ones
+included, through LangGraph's runtime context. It is asked before every model call
+and told after it, so caps hold across all agents at once. A refused call does not
+raise through the graph: the node pauses the run with a LangGraph interrupt, which
+lets parallel siblings finish and keeps everything resumable with a higher cap.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from graphswarm.state import CallRecord, StopReason
+
+__all__ = ["Budget", "Governor", "BudgetExhausted", "SwarmContext"]
+
+
+class Budget(BaseModel):
+    """Caps for one run. `None` means no cap."""
+
+    model_config = ConfigDict(frozen=True)
+
+    max_calls: int | None = Field(None, ge=1)
+    max_tokens: int | None = Field(None, ge=1)
+    max_cost: float | None = Field(None, gt=0)
+    """Estimated US dollars (see `Agent.price` and the built-in price table)."""
+    max_seconds: float | None = Field(None, gt=0)
+    """Wall time spent running, summed over every start and resume."""
+    max_repeats: int = Field(3, ge=1)
+    """How often one agent may make the very same call before the run counts as stalled."""
+
+
+class BudgetExhausted(Exception):
+    """Raised by `Governor.admit` when a call would break a cap; nodes turn it into a pause."""
+
+    def __init__(self, reason: StopReason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+class Governor:
+    """Counts calls, tokens, cost and time for one execution of a run; thread-safe."""
+
+    def __init__(self, budget: Budget | None = None, *, spent: list[CallRecord] = (), elapsed_s: float = 0.0):
+        self.budget = budget or Budget()
+        self._lock = threading.Lock()
+        self._calls = len(spent)
+        self._tokens = sum(c["input_tokens"] + c["output_tokens"] for c in spent)
+        self._cost = sum(c["cost"] for c in spent)
+        self._started = time.monotonic() - elapsed_s
+        self._repeats: Counter[str] = Counter()
+
+    def admit(self, fingerprint: str) -> None:
+        """Reserve one model call, or raise `BudgetExhausted` saying which cap it hit."""
+        b = self.budget
+        with self._lock:
+            if b.max_calls is not None and self._calls >= b.max_calls:
+                raise BudgetExhausted(StopReason.CALL_CAP, f"call cap of {b.max_calls} reached")
+            if b.max_tokens is not None and self._tokens >= b.max_tokens:
+                raise BudgetExhausted(StopReason.TOKEN_CAP, f"token cap of {b.max_tokens} reached ({self._tokens} used)")
+            if b.max_cost is not None and self._cost >= b.max_cost:
+                raise BudgetExhausted(StopReason.COST_CAP, f"cost cap of ${b.max_cost:.4f} reached")
+            if b.max_seconds is not None and self.elapsed_s >= b.max_seconds:
+                raise BudgetExhausted(StopReason.TIME_CAP, f"time cap of {b.max_seconds:.0f}s reached")
+            if self._repeats[fingerprint] >= b.max_repeats:
+                raise BudgetExhausted(
+                    StopReason.STALL, f"the same call was made {self._repeats[fingerprint]} times: the swarm is stalled"
+                )
+            self._calls += 1
+
+    def release(self) -> None:
+        """Give back a reservation whose call failed (it will be retried, and admitted again)."""
+        with self._lock:
+            self._calls -= 1
+
+    def record(self, fingerprint: str, call: CallRecord) -> None:
+        with self._lock:
+            self._tokens += call["input_tokens"] + call["output_tokens"]
+            self._cost += call["cost"]
+            self._repeats[fingerprint] += 1
+
+    @property
+    def elapsed_s(self) -> float:
+        return time.monotonic() - self._started
+
+    @property
+    def calls(self) -> int:
+        return self._calls
+
+    @property
+    def tokens(self) -> int:
+        return self._tokens
+
+
+@dataclass
+class SwarmContext:
+    """Run-scoped objects handed to every node by LangGraph (never checkpointed)."""
+
+    governor: Governor = field(default_factory=Governor)

@@ -1,0 +1,414 @@
+"""The `graphswarm` command: parsing and presentation only.
+
+Exit codes: 0 success, 1 a run failed (it is saved; the resume command is printed),
+2 bad input (one line on stderr, no traceback), 130 interrupted by Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from graphswarm.errors import ConfigError, GraphswarmError, UsageError
+
+try:  # Typer >= 0.17 ships its own copy of click
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover - older Typer on plain click
+    from click import exceptions as click_errors
+
+app = typer.Typer(
+    name="graphswarm",
+    help="LLM agent swarms as durable LangGraph graphs.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+DbOption = Annotated[
+    Optional[str],
+    typer.Option("--db", help="Database URL: a path, sqlite:///path, postgresql://... or memory.", envvar="GRAPHSWARM_DB"),
+]
+ModelOption = Annotated[
+    Optional[str],
+    typer.Option("--model", "-m", help="openai:gpt-4o-mini, local, local:/path.gguf, or a name on --base-url."),
+]
+BaseUrlOption = Annotated[
+    Optional[str], typer.Option("--base-url", help="An OpenAI-compatible server (vLLM, Ollama, TGI, ...).")
+]
+
+
+def _budget(max_calls, max_tokens, max_cost, max_seconds):
+    from graphswarm.budget import Budget
+
+    return Budget(max_calls=max_calls, max_tokens=max_tokens, max_cost=max_cost, max_seconds=max_seconds)
+
+
+@app.command()
+def run(
+    architecture: Annotated[str, typer.Argument(help="hierarchical")],
+    objective: Annotated[Optional[str], typer.Argument(help="The objective; '-' reads it from stdin.")] = None,
+    file: Annotated[Optional[Path], typer.Option("--file", "-f", help="Read the objective from a file.")] = None,
+    agents: Annotated[int, typer.Option("--agents", "-n", help="Number of worker agents.")] = 3,
+    agents_file: Annotated[
+        Optional[Path], typer.Option("--agents-file", help='JSON: a list of agents, or {"leader": {...}, "agents": [...]}.')
+    ] = None,
+    model: ModelOption = None,
+    base_url: BaseUrlOption = None,
+    db: DbOption = None,
+    run_id: Annotated[Optional[str], typer.Option("--run-id", help="Choose the run id (default: random).")] = None,
+    max_rounds: Annotated[Optional[int], typer.Option(help="Rounds of plan/work/review.")] = None,
+    max_tasks: Annotated[Optional[int], typer.Option(help="Tasks per round.")] = None,
+    join: Annotated[Optional[str], typer.Option(help="When a worker fails: fail_fast, continue or wait.")] = None,
+    max_calls: Annotated[Optional[int], typer.Option(help="Cap on model calls.")] = None,
+    max_tokens: Annotated[Optional[int], typer.Option(help="Cap on tokens.")] = None,
+    max_cost: Annotated[Optional[float], typer.Option(help="Cap on estimated cost in US dollars.")] = None,
+    max_seconds: Annotated[Optional[float], typer.Option(help="Cap on wall time.")] = None,
+    concurrency: Annotated[Optional[int], typer.Option(help="Most model calls in flight at once.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final answer.")] = False,
+) -> None:
+    """Run a swarm on an objective."""
+    from graphswarm.models import default_model_spec
+    from graphswarm.registry import SwarmSpec, get_architecture
+
+    from graphswarm.checkpoint import parse_db_url
+
+    get_architecture(architecture)
+    parse_db_url(db)
+    text = _read_objective(objective, file)
+    options = {k: v for k, v in {"max_rounds": max_rounds, "max_tasks": max_tasks, "join": join}.items() if v is not None}
+    if agents_file:
+        leader, members = _read_agents(agents_file)
+        spec = SwarmSpec(architecture=architecture, agents=members, leader=leader, options=options)
+    else:
+        spec = SwarmSpec.with_workers(architecture, agents, options=options)
+    spec.base_url = base_url
+    spec.model = model or (None if base_url else default_model_spec())
+    if concurrency is not None and concurrency < 1:
+        raise ConfigError(f"--concurrency must be at least 1, got {concurrency}")
+    budget = _budget(max_calls, max_tokens, max_cost, max_seconds)
+    graph = spec.build()  # resolves every model now, so a bad one fails before the run exists
+
+    async def main():
+        from graphswarm.runs import Runner
+
+        async with Runner(db, max_concurrency=concurrency) as runner:
+            return await _run_with_progress(
+                runner, lambda on_update: runner.start(spec, text, run_id=run_id, budget=budget, on_update=on_update),
+                quiet, run_id, db,
+            )
+
+    del graph
+    _finish(asyncio.run(main()), db, quiet)
+
+
+@app.command()
+def resume(
+    run_id: Annotated[str, typer.Argument(help="The run to continue.")],
+    db: DbOption = None,
+    model: ModelOption = None,
+    base_url: BaseUrlOption = None,
+    max_calls: Annotated[Optional[int], typer.Option(help="New cap on model calls.")] = None,
+    max_tokens: Annotated[Optional[int], typer.Option(help="New cap on tokens.")] = None,
+    max_cost: Annotated[Optional[float], typer.Option(help="New cap on estimated cost.")] = None,
+    max_seconds: Annotated[Optional[float], typer.Option(help="New cap on wall time.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Continue an interrupted, failed or killed run; finished calls are not made again."""
+    from graphswarm.budget import Budget
+    from graphswarm.runs import Runner
+
+    async def main():
+        async with Runner(db) as runner:
+            record = await runner.get(run_id)
+            caps = {"max_calls": max_calls, "max_tokens": max_tokens, "max_cost": max_cost, "max_seconds": max_seconds}
+            budget = Budget.model_validate({**record.budget, **{k: v for k, v in caps.items() if v is not None}})
+            return await _run_with_progress(
+                runner,
+                lambda on_update: runner.resume(
+                    run_id, budget=budget, base_url=base_url, model=model, on_update=on_update
+                ),
+                quiet, run_id, db,
+            )
+
+    _finish(asyncio.run(main()), db, quiet)
+
+
+@app.command("runs")
+def list_runs(db: DbOption = None) -> None:
+    """List runs with their status."""
+    from graphswarm.runs import Runner
+
+    async def main():
+        async with Runner(db) as runner:
+            return await runner.list()
+
+    records = asyncio.run(main())
+    table = Table("run id", "architecture", "status", "stop reason", "started", "agents", "objective")
+    for r in records:
+        table.add_row(
+            r.run_id,
+            r.architecture,
+            r.effective_status.value,
+            r.stop_reason or "",
+            datetime.fromtimestamp(r.created_at).strftime("%Y-%m-%d %H:%M:%S"),
+            str(len(r.agent_names)),
+            _clip(r.objective, 60),
+        )
+    out.print(table if records else "no runs yet")
+
+
+@app.command()
+def show(
+    run_id: Annotated[str, typer.Argument()],
+    db: DbOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the record and state as JSON.")] = False,
+) -> None:
+    """Show a run: its result, plan, rounds and per-agent accounting."""
+    from graphswarm.runs import Runner
+
+    async def main():
+        async with Runner(db) as runner:
+            return await runner.result(run_id)
+
+    result = asyncio.run(main())
+    if as_json:
+        out.print_json(json.dumps({"record": result.record.model_dump(mode="json"), "state": result.state,
+                                   "pending": result.pending, "pauses": result.pauses, "usage": result.usage}, default=str))
+        return
+    _print_result(result)
+
+
+@app.command()
+def history(run_id: Annotated[str, typer.Argument()], db: DbOption = None) -> None:
+    """List a run's checkpoints: step, what ran next, and which agent made which call."""
+    from graphswarm.runs import Runner
+
+    async def main():
+        async with Runner(db) as runner:
+            return await runner.history(run_id)
+
+    steps = asyncio.run(main())
+    table = Table("step", "checkpoint", "source", "next", "calls in this step")
+    for s in steps:
+        calls = ", ".join(f"{c['agent']}@{c['node']}" for c in s.calls)
+        table.add_row(str(s.step), s.checkpoint_id, s.source, ", ".join(s.next), calls)
+    out.print(table)
+
+
+@app.command()
+def draw(
+    architecture: Annotated[str, typer.Argument()],
+    ascii: Annotated[bool, typer.Option("--ascii", help="ASCII art instead of mermaid.")] = False,
+) -> None:
+    """Print an architecture's graph (mermaid text by default), offline."""
+    from graphswarm.viz import draw as draw_graph
+
+    out.print(draw_graph(architecture, ascii=ascii), markup=False)
+
+
+# -- helpers -------------------------------------------------------------------
+
+
+def _read_objective(objective: str | None, file: Path | None) -> str:
+    if file is not None:
+        if objective is not None:
+            raise ConfigError("give the objective as an argument or with --file, not both")
+        try:
+            text = file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read objective file {str(file)!r}: {exc.strerror}") from None
+    elif objective == "-" or (objective is None and not sys.stdin.isatty()):
+        text = sys.stdin.read()
+    elif objective is None:
+        raise ConfigError("no objective: give it as an argument, with --file PATH, or on stdin")
+    else:
+        text = objective
+    if not text.strip():
+        raise ConfigError("the objective is empty")
+    return text.strip()
+
+
+def _read_agents(path: Path):
+    from graphswarm.agents import Agent
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read agents file {str(path)!r}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"agents file {str(path)!r} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    leader_data, members = (data.get("leader"), data.get("agents")) if isinstance(data, dict) else (None, data)
+    if not isinstance(members, list):
+        raise ConfigError(f'agents file {str(path)!r} must hold a list of agents or {{"agents": [...]}}')
+    leader = Agent.model_validate(leader_data) if leader_data else None
+    return leader, [Agent.model_validate(m) for m in members]
+
+
+async def _run_with_progress(runner, start, quiet: bool, run_id: str | None, db: str | None):
+    from graphswarm.runs import RunFailedError
+
+    status = None if quiet else err.status("running the swarm...")
+    calls = 0
+
+    def on_update(node: str, update: dict[str, Any]) -> None:
+        nonlocal calls
+        calls += len(update.get("calls", []))
+        if quiet:
+            return
+        who = ", ".join(sorted({c["agent"] for c in update.get("calls", [])})) or "-"
+        err.print(f"[green]✓[/] {node} [dim]({who})[/] {_summary(node, update)}")
+        if status is not None:
+            status.update(f"running the swarm... {calls} model calls so far")
+
+    if status is not None:
+        status.start()
+    try:
+        return await start(on_update)
+    except RunFailedError as exc:
+        _stop_status(status)
+        err.print(f"error: {exc}", markup=False)
+        err.print(f"the run is saved; continue it with: {_resume_command(exc.run_id, db)}", markup=False)
+        raise typer.Exit(1) from None
+    finally:
+        _stop_status(status)
+
+
+def _stop_status(status) -> None:
+    if status is not None:
+        status.stop()
+
+
+def _summary(node: str, update: dict[str, Any]) -> str:
+    if node == "plan" and update.get("tasks"):
+        return f"{len(update['tasks'])} tasks: " + "; ".join(f"{t['title']} -> {t['worker']}" for t in update["tasks"])
+    if node == "work" and update.get("results"):
+        r = update["results"][0]
+        return f"{r['task_id']} {'done' if r['ok'] else 'failed: ' + r['error']}"
+    if update.get("stop_reason"):
+        return f"stop: {update['stop_reason']}"
+    if update.get("reviews"):
+        return "review: " + ("approved" if update["reviews"][-1]["approved"] else "needs another round")
+    return ""
+
+
+def _finish(result, db: str | None, quiet: bool) -> None:
+    from graphswarm.runs import RunStatus
+
+    if result.status is RunStatus.DONE:
+        out.print(result.final_answer or "", markup=False)
+        if not quiet:
+            err.print(f"run {result.run_id} done ({result.stop_reason}); details: graphswarm show {result.run_id}")
+        return
+    pause = result.pauses[0] if result.pauses else {}
+    err.print(
+        f"run {result.run_id} paused: {result.stop_reason} - {pause.get('detail', '')}".rstrip(" -"), markup=False
+    )
+    if result.final_answer:
+        out.print(result.final_answer, markup=False)
+    err.print(f"continue it with: {_resume_command(result.run_id, db)}", markup=False)
+    raise typer.Exit(3)
+
+
+def _resume_command(run_id: str, db: str | None) -> str:
+    from graphswarm.checkpoint import parse_db_url
+
+    return f"graphswarm resume {run_id}" + (f" --db {parse_db_url(db).label}" if db else "")
+
+
+def _print_result(result) -> None:
+    r = result.record
+    out.print(f"[bold]run {r.run_id}[/] · {r.architecture} · {r.effective_status.value} · {r.stop_reason or ''}")
+    out.print(f"objective: {_clip(r.objective, 300)}", markup=False)
+    if r.error:
+        out.print(f"error: {r.error}", markup=False)
+    for pause in result.pauses:
+        out.print(f"paused: {pause.get('stop_reason')} - {pause.get('detail', '')}", markup=False)
+    state = result.state
+    if state.get("tasks"):
+        table = Table("round", "task", "worker", "assigned by", "result", title="plan and assignments")
+        results = {x["task_id"]: x for x in state.get("results", [])}
+        for w in result.pending.get("work", []):
+            for x in w.get("results", []):
+                results.setdefault(x["task_id"], x)
+        for t in state["tasks"]:
+            x = results.get(t["id"])
+            outcome = "pending" if x is None else ("ok" if x["ok"] else "failed")
+            table.add_row(str(t["round"]), _clip(t["title"], 50), t["worker"], t["assigned_by"], outcome)
+        out.print(table)
+    for review in state.get("reviews", []):
+        verdict = "approved" if review["approved"] else f"not approved: {_clip(review['feedback'], 120)}"
+        out.print(f"round {review['round']} review: {verdict}", markup=False)
+    usage = result.usage
+    table = Table("agent", "calls", "input tokens", "output tokens", "latency s", "cost $", title="accounting")
+    for name, row in sorted(usage["agents"].items()):
+        table.add_row(name, *_usage_cells(row))
+    table.add_row("total", *_usage_cells(usage["total"]), style="bold")
+    out.print(table)
+    if state.get("final_answer"):
+        out.print("[bold]final answer[/]")
+        out.print(state["final_answer"], markup=False)
+
+
+def _usage_cells(row: dict[str, float]) -> list[str]:
+    return [
+        str(int(row["calls"])),
+        str(int(row["input_tokens"])),
+        str(int(row["output_tokens"])),
+        f"{row['latency_s']:.2f}",
+        f"{row['cost']:.4f}",
+    ]
+
+
+def _clip(text: str, limit: int) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, ValidationError):
+        e = exc.errors()[0]
+        where = ".".join(str(p) for p in e["loc"])
+        return f"invalid {exc.title} {where}: {e['msg']}"
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: maps every error to an exit code and one line, never a traceback."""
+    command = typer.main.get_command(app)
+    try:
+        command.main(args=argv, prog_name="graphswarm", standalone_mode=False)
+    except typer.Exit as exc:
+        return exc.exit_code
+    except click_errors.NoArgsIsHelpError as exc:
+        out.print(exc.format_message(), markup=False)
+        return 0
+    except click_errors.UsageError as exc:
+        err.print(f"error: {exc.format_message()}", markup=False)
+        return 2
+    except (typer.Abort, KeyboardInterrupt):
+        err.print("interrupted; the run is saved (graphswarm runs lists it)", markup=False)
+        return 130
+    except (UsageError, ValidationError) as exc:
+        err.print(f"error: {_one_line(exc)}", markup=False)
+        return 2
+    except GraphswarmError as exc:
+        err.print(f"error: {_one_line(exc)}", markup=False)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""The one exception hierarchy of graphswarm.
+
+`UsageError` and its subclasses are mistakes in what the caller asked for: the CLI
+maps them to exit code 2. `RunError` and its subclasses happen while a run executes:
+the run stays saved and can be resumed.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "GraphswarmError",
+    "UsageError",
+    "ConfigError",
+    "ModelConfigError",
+    "MissingExtraError",
+    "UnknownRunError",
+    "RunError",
+    "StructuredOutputError",
+]
+
+
+class GraphswarmError(Exception):
+    """Root of every error raised by graphswarm."""
+
+
+class UsageError(GraphswarmError):
+    """The caller asked for something that cannot work: fix the input and try again."""
+
+
+class ConfigError(UsageError):
+    """An option, agent spec or URL is invalid."""
+
+
+class ModelConfigError(UsageError):
+    """No model could be resolved from what was given (or from the environment)."""
+
+
+class MissingExtraError(UsageError):
+    """An optional dependency is needed for what was asked."""
+
+    def __init__(self, feature: str, extra: str) -> None:
+        super().__init__(f'{feature} requires the "{extra}" extra: pip install "graphswarm[{extra}]"')
+        self.feature = feature
+        self.extra = extra
+
+
+class UnknownRunError(UsageError):
+    """No run with this id exists in the database."""
+
+    def __init__(self, run_id: str, db: str) -> None:
+        super().__init__(f"no run with id {run_id!r} in {db} (list runs with: graphswarm runs)")
+        self.run_id = run_id
+
+
+class RunError(GraphswarmError):
+    """A run failed while executing; its state is saved and it can be resumed."""
+
+
+class StructuredOutputError(RunError):
+    """A model kept answering with output that does not fit the requested schema."""
+
+    def __init__(self, agent: str, schema: str, detail: str) -> None:
+        super().__init__(
+            f"agent {agent!r} did not return a valid {schema} after re-asking: {detail}"
+        )
+        self.agent = agent
+        self.schema = schema
+        self.detail = detail

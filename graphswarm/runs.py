@@ -1,0 +1,405 @@
+"""Durable runs: start, resume, list and inspect swarms kept in a database.
+
+A run is a LangGraph thread: its id is the thread id, its state lives in the
+checkpointer. Beside it we keep a `RunRecord` in the LangGraph store: what was run,
+with which agents, and how it ended. LangGraph does the hard part: a resumed run
+continues from its last checkpoint, and tasks that finished in an interrupted step
+are kept as pending writes and not run again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from langgraph.graph import StateGraph
+from pydantic import BaseModel, Field
+
+from graphswarm.budget import Budget, Governor, SwarmContext
+from graphswarm.checkpoint import Persistence, open_database
+from graphswarm.errors import ConfigError, RunError, UnknownRunError, UsageError
+from graphswarm.registry import SwarmSpec
+from graphswarm.state import StopReason, summarize_calls
+
+__all__ = ["RunStatus", "RunRecord", "RunResult", "RunFailedError", "Step", "Runner", "run_swarm", "resume_swarm"]
+
+_NAMESPACE = ("graphswarm", "runs")
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+UpdateHandler = Callable[[str, dict[str, Any]], None]
+"""Called with (node name, the node's state update) as each node finishes."""
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    """Paused: by a budget cap, a stall, a failed worker, a human, or a killed process."""
+
+
+class RunRecord(BaseModel):
+    """What graphswarm knows about a run besides its graph state."""
+
+    run_id: str
+    architecture: str
+    objective: str
+    spec: dict[str, Any] = Field(default_factory=dict)
+    budget: dict[str, Any] = Field(default_factory=dict)
+    status: RunStatus = RunStatus.RUNNING
+    stop_reason: str | None = None
+    error: str | None = None
+    created_at: float = Field(default_factory=time.time)
+    updated_at: float = Field(default_factory=time.time)
+    elapsed_s: float = 0.0
+    pid: int | None = None
+    host: str = ""
+
+    @property
+    def effective_status(self) -> RunStatus:
+        """`running` runs whose process is gone (killed, crashed) count as interrupted."""
+        if self.status is RunStatus.RUNNING and self.host == socket.gethostname() and not _alive(self.pid):
+            return RunStatus.INTERRUPTED
+        return self.status
+
+    @property
+    def agent_names(self) -> list[str]:
+        agents = list(self.spec.get("agents", []))
+        if self.spec.get("leader"):
+            agents.insert(0, self.spec["leader"])
+        return [a["name"] for a in agents]
+
+
+@dataclass
+class RunResult:
+    """A run's record and state as they are now."""
+
+    record: RunRecord
+    state: dict[str, Any]
+    pending: dict[str, list[Any]] = field(default_factory=dict)
+    """Results of tasks that finished in a step that did not complete (node -> writes)."""
+    pauses: list[dict[str, Any]] = field(default_factory=list)
+    """Why the run is paused, when it is (graphswarm's `Pause` values or a human interrupt)."""
+
+    @property
+    def run_id(self) -> str:
+        return self.record.run_id
+
+    @property
+    def status(self) -> RunStatus:
+        return self.record.effective_status
+
+    @property
+    def stop_reason(self) -> str | None:
+        return self.record.stop_reason
+
+    @property
+    def final_answer(self) -> str | None:
+        return self.state.get("final_answer")
+
+    @property
+    def usage(self) -> dict[str, Any]:
+        """Calls, tokens, latency and cost per agent, per node and in total."""
+        return summarize_calls(self.state.get("calls", []) + [c for w in self.pending.values() for c in _calls_in(w)])
+
+
+@dataclass
+class Step:
+    """One checkpoint of a run, for `history`."""
+
+    checkpoint_id: str
+    step: int
+    source: str
+    next: list[str]
+    created_at: str
+    calls: list[dict[str, Any]]
+    """Model calls that finished between the previous checkpoint and this one."""
+
+
+class RunFailedError(RunError):
+    """A run stopped on an error; its state is saved and `resume` continues it."""
+
+    def __init__(self, run_id: str, cause: BaseException) -> None:
+        detail = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        super().__init__(f"run {run_id} failed: {type(cause).__name__}: {detail}")
+        self.run_id = run_id
+        self.cause = cause
+
+
+class Runner:
+    """Runs swarms against one database.
+
+    Example:
+        >>> async with Runner("memory") as runner:  # doctest: +SKIP
+        ...     result = await runner.start(spec, "Plan a product launch")
+        ...     print(result.final_answer)
+    """
+
+    def __init__(self, db: str | None = None, *, max_concurrency: int | None = None) -> None:
+        self._db = db
+        self._max_concurrency = max_concurrency
+        self._persistence: Persistence | None = None
+        self._opened: Any = None
+
+    async def __aenter__(self) -> Runner:
+        self._opened = open_database(self._db)
+        self._persistence = await self._opened.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self._opened.__aexit__(*exc)
+        self._persistence = None
+
+    @property
+    def db_label(self) -> str:
+        return self._p.database.label
+
+    @property
+    def _p(self) -> Persistence:
+        if self._persistence is None:
+            raise RuntimeError("use Runner as an async context manager: async with Runner(db) as runner")
+        return self._persistence
+
+    async def start(
+        self,
+        swarm: SwarmSpec | StateGraph,
+        objective: str,
+        *,
+        run_id: str | None = None,
+        budget: Budget | None = None,
+        architecture: str | None = None,
+        on_update: UpdateHandler | None = None,
+    ) -> RunResult:
+        """Start a new run of `swarm` (a spec, or a graph you built) on `objective`."""
+        if not isinstance(objective, str) or not objective.strip():
+            raise ConfigError("the objective is empty")
+        if run_id is not None and not _RUN_ID.match(run_id):
+            raise ConfigError(f"invalid run id {run_id!r}: use letters, digits, '.', '_' or '-' (max 64)")
+        run_id = run_id or uuid.uuid4().hex[:12]
+        if await self._load_record(run_id) is not None:
+            raise ConfigError(f"run {run_id!r} already exists: resume it with graphswarm resume {run_id}")
+        if isinstance(swarm, SwarmSpec):
+            graph, spec, arch = swarm.build(), swarm.to_record(), swarm.architecture
+        else:
+            graph, spec, arch = swarm, {}, architecture or "custom"
+        budget = budget or Budget()
+        record = RunRecord(
+            run_id=run_id,
+            architecture=arch,
+            objective=objective,
+            spec=spec,
+            budget=budget.model_dump(exclude_none=True),
+        )
+        return await self._execute(record, graph, {"objective": objective}, budget, on_update)
+
+    async def resume(
+        self,
+        run_id: str,
+        *,
+        graph: StateGraph | None = None,
+        budget: Budget | None = None,
+        base_url: str | None = None,
+        model: str | None = None,
+        on_update: UpdateHandler | None = None,
+    ) -> RunResult:
+        """Continue a run that failed, was interrupted or was killed.
+
+        Finished model calls are not made again. Pass a `budget` to raise the caps
+        of a run that stopped on one, and `graph` for runs started from a graph you
+        built yourself (those cannot be rebuilt from their record).
+        """
+        record = await self.get(run_id)
+        if record.status is RunStatus.DONE:
+            raise UsageError(f"run {run_id} is already done (see: graphswarm show {run_id})")
+        if record.effective_status is RunStatus.RUNNING:
+            raise UsageError(f"run {run_id} is still running in process {record.pid}")
+        if graph is None:
+            graph = self._rebuild(record, base_url=base_url, model=model)
+        budget = budget or Budget.model_validate(record.budget)
+        record.budget = budget.model_dump(exclude_none=True)
+        return await self._execute(record, graph, None, budget, on_update)
+
+    async def get(self, run_id: str) -> RunRecord:
+        record = await self._load_record(run_id)
+        if record is None:
+            raise UnknownRunError(run_id, self.db_label)
+        return record
+
+    async def list(self) -> list[RunRecord]:
+        items = await self._p.store.asearch(_NAMESPACE, limit=10_000)
+        records = [RunRecord.model_validate(item.value) for item in items]
+        return sorted(records, key=lambda r: r.created_at, reverse=True)
+
+    async def result(self, run_id: str, *, graph: StateGraph | None = None) -> RunResult:
+        """The run's record and its latest state."""
+        record = await self.get(run_id)
+        compiled = self._compile(graph or self._rebuild(record, lazy=True))
+        return await self._result(record, compiled)
+
+    async def history(self, run_id: str, *, graph: StateGraph | None = None) -> list[Step]:
+        """Every checkpoint of the run, oldest first, with the model calls made in each step."""
+        record = await self.get(run_id)
+        compiled = self._compile(graph or self._rebuild(record, lazy=True))
+        snapshots = [s async for s in compiled.aget_state_history(_config(run_id))]
+        steps: list[Step] = []
+        seen = 0
+        for snap in reversed(snapshots):
+            calls = snap.values.get("calls", []) if isinstance(snap.values, dict) else []
+            steps.append(
+                Step(
+                    checkpoint_id=snap.config["configurable"]["checkpoint_id"],
+                    step=int(snap.metadata.get("step", -1)) if snap.metadata else -1,
+                    source=str(snap.metadata.get("source", "")) if snap.metadata else "",
+                    next=list(snap.next),
+                    created_at=snap.created_at or "",
+                    calls=list(calls[seen:]),
+                )
+            )
+            seen = len(calls)
+        return steps
+
+    # -- internals -------------------------------------------------------------
+
+    def _compile(self, graph: StateGraph):
+        return graph.compile(checkpointer=self._p.checkpointer, store=self._p.store)
+
+    def _rebuild(
+        self, record: RunRecord, *, base_url: str | None = None, model: str | None = None, lazy: bool = False
+    ) -> StateGraph:
+        if not record.spec:
+            raise UsageError(f"run {record.run_id} was started from a custom graph: pass the same graph to resume it")
+        if not record.spec.get("recordable", True) and not lazy:
+            raise UsageError(
+                f"run {record.run_id} used model instances or tools that a record cannot hold: "
+                "resume it from Python with the same graph"
+            )
+        data = dict(record.spec)
+        if base_url:
+            data["base_url"] = base_url
+        if model:
+            data["model"] = model
+        if lazy:
+            # Reading state needs the graph's shape only, never a model: use a stand-in.
+            from graphswarm.testing import ScriptedChatModel
+
+            data["model"] = ScriptedChatModel([])
+            data["agents"] = [{**a, "model": None} for a in data.get("agents", [])]
+            if data.get("leader"):
+                data["leader"] = {**data["leader"], "model": None}
+        return SwarmSpec.from_record(data).build()
+
+    async def _execute(
+        self,
+        record: RunRecord,
+        graph: StateGraph,
+        graph_input: dict[str, Any] | None,
+        budget: Budget,
+        on_update: UpdateHandler | None,
+    ) -> RunResult:
+        compiled = self._compile(graph)
+        config = _config(record.run_id)
+        if self._max_concurrency:
+            config["max_concurrency"] = self._max_concurrency
+        before = await self._result(record, compiled)
+        governor = Governor(budget, spent=before.usage_records, elapsed_s=record.elapsed_s)
+        record.status, record.stop_reason, record.error = RunStatus.RUNNING, None, None
+        record.pid, record.host = os.getpid(), socket.gethostname()
+        await self._save_record(record)
+        started = time.monotonic()
+        try:
+            async for chunk in compiled.astream(
+                graph_input, config, context=SwarmContext(governor), stream_mode="updates", durability="sync"
+            ):
+                if on_update:
+                    for node, update in chunk.items():
+                        on_update(node, update if isinstance(update, dict) else {})
+        except Exception as exc:
+            record.status, record.stop_reason = RunStatus.FAILED, StopReason.ERROR.value
+            record.error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+            raise RunFailedError(record.run_id, exc) from exc
+        except BaseException:
+            record.status, record.stop_reason = RunStatus.INTERRUPTED, "cancelled"
+            raise
+        finally:
+            record.elapsed_s += time.monotonic() - started
+            await asyncio.shield(self._save_record(record))
+        result = await self._result(record, compiled)
+        if result.pauses:
+            record.status = RunStatus.INTERRUPTED
+            record.stop_reason = str(result.pauses[0].get("stop_reason", "human"))
+        else:
+            record.status = RunStatus.DONE
+            record.stop_reason = result.state.get("stop_reason") or "completed"
+        await self._save_record(record)
+        return result
+
+    async def _result(self, record: RunRecord, compiled: Any) -> _Snapshot:
+        snapshot = await compiled.aget_state(_config(record.run_id))
+        pending: dict[str, list[Any]] = {}
+        for task in snapshot.tasks:
+            if task.result is not None:
+                pending.setdefault(task.name, []).append(task.result)
+        pauses = [i.value if isinstance(i.value, dict) else {"value": i.value} for i in snapshot.interrupts]
+        return _Snapshot(record=record, state=dict(snapshot.values or {}), pending=pending, pauses=pauses)
+
+    async def _load_record(self, run_id: str) -> RunRecord | None:
+        item = await self._p.store.aget(_NAMESPACE, run_id)
+        return RunRecord.model_validate(item.value) if item else None
+
+    async def _save_record(self, record: RunRecord) -> None:
+        record.updated_at = time.time()
+        await self._p.store.aput(_NAMESPACE, record.run_id, record.model_dump(mode="json"), index=False)
+
+
+class _Snapshot(RunResult):
+    @property
+    def usage_records(self) -> list[dict[str, Any]]:
+        return self.state.get("calls", []) + [c for w in self.pending.values() for c in _calls_in(w)]
+
+
+def _calls_in(writes: list[Any]) -> list[dict[str, Any]]:
+    return [c for w in writes if isinstance(w, dict) for c in w.get("calls", [])]
+
+
+def _config(run_id: str) -> dict[str, Any]:
+    return {"configurable": {"thread_id": run_id}, "recursion_limit": 10_000}
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def run_swarm(swarm: SwarmSpec | StateGraph, objective: str, *, db: str | None = None, **kwargs: Any) -> RunResult:
+    """Synchronous `Runner.start` for scripts: opens the database, runs, closes."""
+
+    async def main() -> RunResult:
+        async with Runner(db) as runner:
+            return await runner.start(swarm, objective, **kwargs)
+
+    return asyncio.run(main())
+
+
+def resume_swarm(run_id: str, *, db: str | None = None, **kwargs: Any) -> RunResult:
+    """Synchronous `Runner.resume`."""
+
+    async def main() -> RunResult:
+        async with Runner(db) as runner:
+            return await runner.resume(run_id, **kwargs)
+
+    return asyncio.run(main())

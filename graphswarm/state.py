@@ -1,0 +1,79 @@
+"""State pieces every architecture shares: the call ledger and why a run stopped.
+
+State is the run's record: plain, JSON-like values only (no clients, no keys), so
+checkpoints load without pickle and `show`/`history` can print them.
+"""
+
+from __future__ import annotations
+
+import operator
+from enum import StrEnum
+from typing import Annotated, Any
+
+from typing_extensions import NotRequired, TypedDict
+
+__all__ = ["StopReason", "CallRecord", "SwarmState", "summarize_calls"]
+
+
+class StopReason(StrEnum):
+    """Why a run ended or paused."""
+
+    APPROVED = "approved"
+    """The leader (or judge) accepted the answer."""
+    MAX_ROUNDS = "max_rounds"
+    """The round limit was reached; the last answer stands."""
+    CALL_CAP = "call_cap"
+    TOKEN_CAP = "token_cap"
+    COST_CAP = "cost_cap"
+    TIME_CAP = "time_cap"
+    STALL = "stall"
+    """An agent kept making the same call: the swarm was going in circles."""
+    WORKER_FAILED = "worker_failed"
+    """A worker failed after its retries and the join policy is `wait`."""
+    ERROR = "error"
+
+
+class CallRecord(TypedDict):
+    """One finished model call, as the budget governor and accounting see it."""
+
+    agent: str
+    node: str
+    input_tokens: int
+    output_tokens: int
+    latency_s: float
+    cost: float
+
+
+class SwarmState(TypedDict):
+    """Fields every architecture's state has."""
+
+    objective: str
+    """What the swarm is asked to do."""
+    calls: NotRequired[Annotated[list[CallRecord], operator.add]]
+    """Every finished model call, in order of completion."""
+    final_answer: NotRequired[str]
+    stop_reason: NotRequired[str]
+    """A `StopReason` value once the run has ended."""
+
+
+def summarize_calls(calls: list[CallRecord]) -> dict[str, Any]:
+    """Per-agent, per-node and total calls, tokens, latency and estimated cost."""
+
+    def empty() -> dict[str, float]:
+        return {"calls": 0, "input_tokens": 0, "output_tokens": 0, "latency_s": 0.0, "cost": 0.0}
+
+    by_agent: dict[str, dict[str, float]] = {}
+    by_node: dict[str, dict[str, float]] = {}
+    total = empty()
+    for call in calls:
+        for row in (
+            by_agent.setdefault(call["agent"], empty()),
+            by_node.setdefault(call["node"], empty()),
+            total,
+        ):
+            row["calls"] += 1
+            row["input_tokens"] += call["input_tokens"]
+            row["output_tokens"] += call["output_tokens"]
+            row["latency_s"] += call["latency_s"]
+            row["cost"] += call["cost"]
+    return {"agents": by_agent, "nodes": by_node, "total": total}
