@@ -33,7 +33,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-out = Console(highlight=False, soft_wrap=True)
+# Piped output is read by scripts and people alike: keep table rows on one line.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 240)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 DbOption = Annotated[
@@ -155,7 +156,10 @@ def list_runs(db: DbOption = None) -> None:
             return await runner.list()
 
     records = asyncio.run(main())
-    table = Table("run id", "architecture", "status", "stop reason", "started", "agents", "objective")
+    table = Table()
+    for name in ("run id", "architecture", "status", "stop reason", "started", "agents"):
+        table.add_column(name, no_wrap=True)
+    table.add_column("objective", overflow="ellipsis", no_wrap=True)
     for r in records:
         table.add_row(
             r.run_id,
@@ -184,7 +188,7 @@ def show(
 
     result = asyncio.run(main())
     if as_json:
-        out.print_json(json.dumps({"record": result.record.model_dump(mode="json"), "state": result.state,
+        out.print_json(json.dumps({"record": {**result.record.model_dump(mode="json"), "status": result.status.value}, "state": result.state,
                                    "pending": result.pending, "pauses": result.pauses, "usage": result.usage}, default=str))
         return
     _print_result(result)
@@ -389,9 +393,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: maps every error to an exit code and one line, never a traceback."""
     command = typer.main.get_command(app)
     try:
-        command.main(args=argv, prog_name="graphswarm", standalone_mode=False)
-    except typer.Exit as exc:
-        return exc.exit_code
+        # Without standalone mode, click returns the code of a `typer.Exit` instead of exiting.
+        code = command.main(args=argv, prog_name="graphswarm", standalone_mode=False)
     except click_errors.NoArgsIsHelpError as exc:
         out.print(exc.format_message(), markup=False)
         return 0
@@ -407,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     except GraphswarmError as exc:
         err.print(f"error: {_one_line(exc)}", markup=False)
         return 1
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,5 @@
+import sys
+
+from graphswarm.cli import main
+
+sys.exit(main())

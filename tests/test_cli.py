@@ -1,0 +1,225 @@
+"""The `graphswarm` command: runs over the fake server, inspection, bad input, kill -9 and resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from graphswarm.cli import main
+
+AGENTS = {
+    "leader": {"name": "lead", "role": "leader", "model": "leader-model"},
+    "agents": [
+        {"name": "fast1", "role": "researcher", "strengths": ["research"], "model": "fast-1"},
+        {"name": "fast2", "role": "writer", "strengths": ["writing"], "model": "fast-2"},
+        {"name": "slow1", "role": "engineer", "strengths": ["code"], "model": "slow-1"},
+        {"name": "slow2", "role": "critic", "strengths": ["review"], "model": "slow-2"},
+    ],
+}
+WORKER_NAMES = [a["name"] for a in AGENTS["agents"]]
+
+
+@pytest.fixture
+def agents_file(tmp_path: Path) -> Path:
+    path = tmp_path / "agents.json"
+    path.write_text(json.dumps(AGENTS))
+    return path
+
+
+def script_leader(fake) -> None:
+    tasks = [{"title": f"part of {name}", "description": "", "worker": name} for name in WORKER_NAMES]
+    fake.script("leader-model", [{"json": {"tasks": tasks}}, {"json": {"answer": "the final site", "approved": True}}])
+
+
+def cli(*args: str, db: str, check: bool = False, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "graphswarm", *args, "--db", db],
+        capture_output=True, text=True, timeout=timeout, env=env,
+    )
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def start_cli(*args: str, db: str) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "graphswarm", *args, "--db", db],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+
+
+def one_line_error(proc: subprocess.CompletedProcess | tuple[int, str]) -> str:
+    code, stderr = (proc.returncode, proc.stderr) if hasattr(proc, "returncode") else proc
+    assert code == 2, stderr
+    lines = [line for line in stderr.splitlines() if line.strip() and not line.startswith("note:")]
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+def run_main(capsys, *args: str) -> tuple[int, str]:
+    code = main(list(args))
+    return code, capsys.readouterr().err
+
+
+def test_run_show_history_and_runs(fake, agents_file, sqlite_db):
+    script_leader(fake)
+    run = cli("run", "hierarchical", "Make a website", "--agents-file", str(agents_file),
+              "--base-url", fake.url, "--run-id", "site-1", db=sqlite_db, check=True)
+    assert run.stdout.strip() == "the final site"
+    assert "graphswarm show site-1" in run.stderr
+
+    show = cli("show", "site-1", "--json", db=sqlite_db, check=True)
+    data = json.loads(show.stdout)
+    assert data["record"]["status"] == "done"
+    assert {t["worker"] for t in data["state"]["tasks"]} == set(WORKER_NAMES)
+    assert data["usage"]["agents"]["lead"]["calls"] == 2
+
+    history = cli("history", "site-1", db=sqlite_db, check=True)
+    assert "lead@plan" in history.stdout and "fast1@work" in history.stdout
+
+    runs = cli("runs", db=sqlite_db, check=True)
+    assert "site-1" in runs.stdout and "done" in runs.stdout
+
+
+def test_objective_from_a_file_and_from_stdin(fake, sqlite_db, tmp_path):
+    objective = tmp_path / "objective.txt"
+    objective.write_text("Plan a launch\n")
+    ok = cli("run", "hierarchical", "--file", str(objective), "--agents", "1", "--base-url", fake.url,
+             "--run-id", "from-file", db=sqlite_db, check=True)
+    assert ok.returncode == 0
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+    piped = subprocess.run(
+        [sys.executable, "-m", "graphswarm", "run", "hierarchical", "-", "--agents", "1", "--base-url", fake.url,
+         "--run-id", "from-stdin", "--db", sqlite_db],
+        input="Plan a party", capture_output=True, text=True, timeout=60, env=env,
+    )
+    assert piped.returncode == 0, piped.stderr
+    shown = json.loads(cli("show", "from-stdin", "--json", db=sqlite_db, check=True).stdout)
+    assert shown["record"]["objective"] == "Plan a party"
+
+
+def test_draw_prints_mermaid_offline(capsys):
+    assert main(["draw", "hierarchical"]) == 0
+    mermaid = capsys.readouterr().out
+    assert "graph TD;" in mermaid and "plan -.-> work" in mermaid
+
+
+def test_draw_ascii(capsys):
+    assert main(["draw", "hierarchical", "--ascii"]) == 0
+    assert "consolidate" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "swarmy", "x"], "unknown architecture 'swarmy'"),
+        (["run", "hierarchical", "x", "--agents", "0"], "at least 1 agent"),
+        (["run", "hierarchical", "x", "--agents", "many"], "Invalid value for '--agents'"),
+        (["run", "hierarchical", "x", "--db", "mysql://db"], "unsupported database URL"),
+        (["run", "hierarchical", "x", "--model", "openai:gpt-4o-mini"], "needs OPENAI_API_KEY"),
+        (["run", "hierarchical", "x", "--model", "gpt-4o"], "unknown model 'gpt-4o'"),
+        (["run", "hierarchical", "x", "--model", "local:/nowhere/model.gguf"], "/nowhere/model.gguf"),
+        (["run", "hierarchical", "x", "--base-url", "ftp://host"], "base URL must be http"),
+        (["run", "hierarchical", "x", "--join", "sometimes"], "unknown join policy"),
+        (["run", "hierarchical", "x", "--max-calls", "0", "--base-url", "http://127.0.0.1:9/v1"], "max_calls"),
+        (["run", "hierarchical", "   "], "objective is empty"),
+        (["show", "no-such-run"], "no run with id 'no-such-run'"),
+        (["resume", "no-such-run"], "no run with id 'no-such-run'"),
+        (["history", "no-such-run"], "no run with id 'no-such-run'"),
+        (["draw", "swarmy"], "unknown architecture"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(capsys, sqlite_db, args, message):
+    extra = [] if args[0] == "draw" or "--db" in args else ["--db", sqlite_db]
+    line = one_line_error(run_main(capsys, *args, *extra))
+    assert message in line
+
+
+def test_no_model_at_all_says_what_to_install_or_set(capsys, monkeypatch, sqlite_db):
+    monkeypatch.setattr("graphswarm.local.local_model_available", lambda: False)
+    line = one_line_error(run_main(capsys, "run", "hierarchical", "x", "--db", sqlite_db))
+    assert "OPENAI_API_KEY" in line and "graphswarm[local]" in line
+
+
+def test_bad_input_leaves_an_existing_run_unchanged(fake, capsys, sqlite_db):
+    assert main(["run", "hierarchical", "x", "--agents", "1", "--base-url", fake.url, "--run-id", "keep",
+                 "--db", sqlite_db]) == 0
+    before = json.loads(cli("show", "keep", "--json", db=sqlite_db, check=True).stdout)
+    capsys.readouterr()
+    one_line_error(run_main(capsys, "run", "hierarchical", "y", "--agents", "1", "--base-url", fake.url,
+                            "--run-id", "keep", "--db", sqlite_db))
+    one_line_error(run_main(capsys, "resume", "keep", "--db", sqlite_db))  # already done
+    one_line_error(run_main(capsys, "resume", "keep", "--max-calls", "-1", "--db", sqlite_db))
+    after = json.loads(cli("show", "keep", "--json", db=sqlite_db, check=True).stdout)
+    assert after == before
+
+
+def test_a_failed_run_exits_1_with_the_resume_command_and_resumes(fake, agents_file, sqlite_db):
+    script_leader(fake)
+    fake.configure(fail_models=["slow-2"])
+    failed = cli("run", "hierarchical", "Make a website", "--agents-file", str(agents_file), "--join", "fail_fast",
+                 "--base-url", fake.url, "--run-id", "flaky", db=sqlite_db)
+    assert failed.returncode == 1
+    assert "Traceback" not in failed.stderr
+    assert f"graphswarm resume flaky --db {sqlite_db}" in failed.stderr
+
+    fake.configure(fail_models=[])
+    resumed = cli("resume", "flaky", db=sqlite_db, check=True)
+    assert resumed.stdout.strip() == "the final site"
+
+
+def test_kill_9_while_workers_are_in_flight_then_resume_repeats_no_finished_call(fake, agents_file, sqlite_db):
+    script_leader(fake)
+    fake.configure(model_latency_ms={"slow-1": 30_000, "slow-2": 30_000})
+    proc = start_cli("run", "hierarchical", "Make a website", "--agents-file", str(agents_file),
+                     "--base-url", fake.url, "--run-id", "k9", db=sqlite_db)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            by_model = fake.stats()["by_model"]
+            if all(by_model.get(m, {}).get("succeeded") == 1 for m in ("fast-1", "fast-2")):
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the fast workers never finished")
+        time.sleep(1.0)  # the finished workers' writes reach the checkpoint
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+    runs = cli("runs", db=sqlite_db, check=True)
+    assert "interrupted" in runs.stdout
+
+    fake.configure(model_latency_ms={})
+    resumed = cli("resume", "k9", db=sqlite_db, check=True)
+    assert resumed.stdout.strip() == "the final site"
+
+    stats = fake.stats()
+    completed = Counter(c["fingerprint"] for c in stats["completed"])
+    assert max(completed.values()) == 1, "a call that had finished before the kill was made again"
+    succeeded = {m: s["succeeded"] for m, s in stats["by_model"].items()}
+    assert succeeded == {"leader-model": 2, "fast-1": 1, "fast-2": 1, "slow-1": 1, "slow-2": 1}
+    resumed_state = json.loads(cli("show", "k9", "--json", db=sqlite_db, check=True).stdout)["state"]
+
+    # The same run without a kill gives the same result.
+    script_leader(fake)
+    cli("run", "hierarchical", "Make a website", "--agents-file", str(agents_file), "--base-url", fake.url,
+        "--run-id", "no-kill", db=sqlite_db, check=True)
+    reference = json.loads(cli("show", "no-kill", "--json", db=sqlite_db, check=True).stdout)["state"]
+    assert resumed_state["final_answer"] == reference["final_answer"]
+    outputs = lambda state: {r["task_id"]: r["output"] for r in state["results"]}  # noqa: E731
+    assert outputs(resumed_state) == outputs(reference)

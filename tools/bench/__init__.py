@@ -1,0 +1,1 @@
+"""Benchmarks for graphswarm (run them as scripts; see README.md here)."""
