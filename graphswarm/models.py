@@ -183,13 +183,13 @@ def model_label(spec: Any) -> str:
 
 
 def redact_url(url: str) -> str:
-    """Drop any user:password part of a URL, so it can be shown and stored."""
+    """Drop the password of a URL, so it can be shown and stored."""
     parts = urlsplit(url)
-    if parts.username or parts.password:
+    if parts.password:
         host = parts.hostname or ""
         if parts.port:
             host += f":{parts.port}"
-        parts = parts._replace(netloc=host)
+        parts = parts._replace(netloc=f"{parts.username}@{host}" if parts.username else host)
     return urlunsplit(parts)
 
 

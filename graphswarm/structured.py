@@ -211,7 +211,8 @@ def parse_json_reply(text: str, schema: type[T]) -> T:
 def _json_candidates(text: str) -> list[str]:
     candidates = [m.strip() for m in _FENCE.findall(text)]
     stripped = text.strip()
-    candidates.append(stripped)
+    if stripped.startswith(("{", "[")):
+        candidates.append(stripped)
     for opener, closer in (("{", "}"), ("[", "]")):
         start, end = stripped.find(opener), stripped.rfind(closer)
         if 0 <= start < end:
