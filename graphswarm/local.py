@@ -12,6 +12,7 @@ when a model is loaded.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import importlib.util
 import json
@@ -238,6 +239,7 @@ def _chat_class() -> type[BaseChatModel]:
         ) -> ChatResult:
             # LangChain calls _stream itself when streaming is wanted, so this is
             # always one non-streamed completion (also what tool calls need).
+            kwargs.pop("stream", None)
             params = {**self._get_parameters(stop), **kwargs}
             message_dicts = self._create_message_dicts(messages)
             with self._lock:
@@ -261,6 +263,7 @@ def _chat_class() -> type[BaseChatModel]:
             run_manager: CallbackManagerForLLMRun | None = None,
             **kwargs: Any,
         ) -> Iterator[ChatGenerationChunk]:
+            kwargs.pop("stream", None)  # ChatLlamaCpp passes stream=True itself
             if kwargs.get("tool_choice"):
                 # ChatLlamaCpp's streamed tool calls repeat the tool name in every
                 # chunk, so merged chunks name a tool "AnswerAnswerAnswer..." and
@@ -316,7 +319,9 @@ def _chat_class() -> type[BaseChatModel]:
                 finally:
                     loop.call_soon_threadsafe(queue.put_nowait, done)
 
-            worker = loop.run_in_executor(None, produce)
+            # Copy the context as LangChain's own run_in_executor does, so tracing
+            # and callbacks see the caller's run.
+            worker = loop.run_in_executor(None, contextvars.copy_context().run, produce)
             try:
                 while (item := await queue.get()) is not done:
                     if isinstance(item, BaseException):
