@@ -22,11 +22,14 @@ import warnings
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from langchain_core.language_models import BaseChatModel
+from pydantic import ValidationError
 
 from graphswarm.errors import MissingExtraError, ModelConfigError
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
 
 __all__ = ["bundled_model_path", "local_model_available", "load_local_model"]
 
@@ -69,9 +72,9 @@ def load_local_model(path: str | None = None, *, temperature: float | None = Non
         model_path = bundled_model_path()
     else:
         model_path = Path(path).expanduser()
-        if not model_path.is_file():
+        if not model_path.exists():
             raise ModelConfigError(f"local model file not found: {path}")
-        if model_path.suffix.lower() != ".gguf":
+        if not model_path.is_file() or model_path.suffix.lower() != ".gguf":
             raise ModelConfigError(f"local model must be a .gguf file: {path}")
         if importlib.util.find_spec("llama_cpp") is None:
             raise MissingExtraError("local GGUF models", "local")
@@ -80,8 +83,10 @@ def load_local_model(path: str | None = None, *, temperature: float | None = Non
         settings["temperature"] = temperature
     try:
         return _chat_class()(**settings)
-    except Exception as exc:  # llama.cpp reports a bad file as a bare ValueError
-        raise ModelConfigError(f"cannot load local model {path or model_path}: {_first_line(exc)}") from None
+    except ValidationError as exc:
+        # llama.cpp's "failed to load" arrives wrapped by the model's validator.
+        cause = exc.errors()[0].get("ctx", {}).get("error", exc)
+        raise ModelConfigError(f"cannot load local model {path or model_path}: {_first_line(cause)}") from None
 
 
 @dataclass(frozen=True)
@@ -152,7 +157,11 @@ def _chat_class() -> type[BaseChatModel]:
         n_ctx: int = DEFAULT_N_CTX
         # ChatLlamaCpp's default of 8 makes prompt processing many times slower.
         n_batch: int = 512
-        n_threads: int | None = Field(default_factory=lambda: os.cpu_count() or 1)
+        # Generating a token syncs all threads many times; one thread per core
+        # makes each token wait for whichever core another process or the event
+        # loop holds (3-4x slower on 2 cores with one busy process). Prompt
+        # processing still uses every core (llama.cpp's n_threads_batch default).
+        n_threads: int | None = Field(default_factory=lambda: max(1, (os.cpu_count() or 2) - 1))
         seed: int = DEFAULT_SEED
         max_tokens: int = DEFAULT_MAX_TOKENS
         temperature: float = DEFAULT_TEMPERATURE

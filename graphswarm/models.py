@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
+from functools import cache, lru_cache
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -90,41 +91,55 @@ def resolve_model(
 
 
 def _openai_compatible(name: str, base_url: str | None, temperature: float | None) -> BaseChatModel:
-    from langchain_openai import ChatOpenAI
-
     if base_url is not None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ConfigError(f"base URL must be http(s)://host[:port]/..., got {redact_url(base_url)!r}")
+    timeout = float(os.environ.get("GRAPHSWARM_MODEL_TIMEOUT", "120"))
+    return _cached_openai_client(name, base_url, temperature, timeout, os.environ.get("OPENAI_API_KEY"))
+
+
+@lru_cache(maxsize=256)
+def _cached_openai_client(
+    name: str, base_url: str | None, temperature: float | None, timeout: float, api_key: str | None
+) -> BaseChatModel:
+    # One client per (model, server, temperature): agents that share a model share its
+    # client, instead of each paying for client set-up on every run.
+    from langchain_openai import ChatOpenAI
+
     kwargs: dict[str, Any] = {
         "model": name,
-        "http_async_client": _loop_safe_async_client(),
+        "http_async_client": _shared_async_client(),
         # Retries belong to the graph's RetryPolicy, so that each attempt is
         # visible to the budget governor and backs off in one place.
         "max_retries": 0,
-        "timeout": float(os.environ.get("GRAPHSWARM_MODEL_TIMEOUT", "120")),
+        "timeout": timeout,
         "stream_usage": True,
     }
     if base_url:
         kwargs["base_url"] = base_url
         # Local servers usually need no key, but the client insists on one.
-        kwargs["api_key"] = os.environ.get("OPENAI_API_KEY") or "not-needed"
+        kwargs["api_key"] = api_key or "not-needed"
     if temperature is not None:
         kwargs["temperature"] = temperature
     return ChatOpenAI(**kwargs)
 
 
-def _loop_safe_async_client() -> Any:
-    """An httpx client usable from any event loop.
+@cache
+def _shared_async_client() -> Any:
+    """One httpx client for every OpenAI-compatible model, usable from any event loop.
 
-    langchain-openai shares one pooled client per process, whose connections belong
-    to the loop that opened them; a second `asyncio.run` (a resumed run, a notebook
-    cell, a test) then fails with "Event loop is closed". Pools are kept per loop here.
+    Connections belong to the loop that opened them, so a pool shared across loops
+    fails with "Event loop is closed" on the second `asyncio.run` (a resumed run, a
+    notebook cell, a test). Pools are kept per loop here, and dropped with their loop.
     """
     import asyncio
     import weakref
 
-    import httpx
+    try:  # the HTTP library the openai client itself is built on, when it has its own
+        import httpx2 as httpx
+    except ImportError:
+        import httpx
 
     class LoopLocalTransport(httpx.AsyncBaseTransport):
         def __init__(self) -> None:
@@ -136,7 +151,7 @@ def _loop_safe_async_client() -> Any:
             loop = asyncio.get_running_loop()
             pool = self._pools.get(loop)
             if pool is None:
-                limits = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
+                limits = httpx.Limits(max_connections=1000, max_keepalive_connections=200)
                 pool = self._pools[loop] = httpx.AsyncHTTPTransport(limits=limits)
             return await pool.handle_async_request(request)
 

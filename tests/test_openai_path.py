@@ -159,3 +159,14 @@ async def test_a_whole_run_works_when_the_server_refuses_json_schema(fake):
         result = await runner.start(spec(fake), "Make a website")
     assert result.status is RunStatus.DONE
     assert result.final_answer
+
+
+async def test_runs_complete_when_some_calls_time_out(fake, monkeypatch):
+    monkeypatch.setenv("GRAPHSWARM_MODEL_TIMEOUT", "0.5")
+    fake.configure(timeout_rate=0.25, hang_s=3, seed=3)
+    script_plan(fake)
+    async with Runner("memory") as runner:
+        result = await runner.start(spec(fake), "Make a website")
+    assert result.status is RunStatus.DONE
+    assert all(r["ok"] for r in result.state["results"])
+    assert fake.stats()["failed"] > 0

@@ -25,7 +25,6 @@ Usage::
     python tools/bench/overhead.py --sizes 8,40,100 --reps 5 --latency-ms 50
     python tools/bench/overhead.py --server thread      # fake server inside this process
     python tools/bench/overhead.py --profile            # + cProfile of graphswarm at 0 ms
-    python tools/bench/overhead.py --what-if-shared-client   # + again, agents sharing one client
 
 Timings are printed, never asserted; the script exits 0 unless a run goes wrong.
 """
@@ -50,6 +49,10 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
+
+from langgraph.types import Send
+from pydantic import BaseModel, Field
+from typing_extensions import TypedDict
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
@@ -223,11 +226,6 @@ async def run_graphswarm(runner: Any, server: Any, n: int) -> float:
 # --------------------------------------------------------------------------
 # The bare LangGraph side: the same shape, written by hand
 # --------------------------------------------------------------------------
-
-from langgraph.types import Send  # noqa: E402
-from pydantic import BaseModel, Field  # noqa: E402
-from typing_extensions import TypedDict  # noqa: E402
-
 
 class BareState(TypedDict, total=False):
     objective: str
@@ -432,29 +430,6 @@ def print_spread(rows: list[Row]) -> None:
             )
 
 
-def patch_shared_client() -> None:
-    """What-if (opt-in): give every graphswarm agent one shared HTTP client.
-
-    graphswarm builds one client per agent whose transport (and TLS context) is made on
-    the agent's first request; this swaps `graphswarm.models._loop_safe_async_client`
-    for one client per process, to show what the rest of the framework costs. Fine here
-    because the whole benchmark runs in a single event loop.
-    """
-    import httpx
-
-    import graphswarm.models as models
-
-    shared: dict[str, Any] = {}
-
-    def shared_client() -> Any:
-        if "client" not in shared:
-            limits = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
-            shared["client"] = httpx.AsyncClient(limits=limits, timeout=None)
-        return shared["client"]
-
-    models._loop_safe_async_client = shared_client
-
-
 async def measure_all(runner: Any, saver: Any, server: Any, args: argparse.Namespace, began: float) -> list[Row]:
     latencies = [args.latency_ms] + ([0.0] if args.latency_ms != 0 and not args.no_zero else [])
     rows = []
@@ -492,7 +467,6 @@ async def main_async(args: argparse.Namespace) -> None:
     gc.collect()
     gc.freeze()
     began = time.perf_counter()
-    what_if: list[Row] = []
     try:
         async with (
             Runner(str(workdir / "graphswarm.sqlite")) as runner,
@@ -502,10 +476,6 @@ async def main_async(args: argparse.Namespace) -> None:
             rows = await measure_all(runner, saver, server, args, began)
             builds = await build_costs(server, max(args.sizes))
             profile = await profile_graphswarm(runner, server, max(args.sizes)) if args.profile else ""
-            if args.what_if_shared_client:
-                patch_shared_client()
-                print("  what-if: graphswarm agents share one HTTP client", flush=True)
-                what_if = await measure_all(runner, saver, server, args, began)
     finally:
         server.close()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -526,11 +496,6 @@ async def main_async(args: argparse.Namespace) -> None:
     )
     print()
     print_ratios(rows)
-    if what_if:
-        print("\nWHAT-IF (not graphswarm as shipped): every graphswarm agent shares one HTTP client\n")
-        print_table(what_if)
-        print()
-        print_ratios(what_if, prefix="WHAT-IF RATIO")
     print(f"\ntotal benchmark time {time.perf_counter() - began:.1f}s")
     if profile:
         print(profile)
@@ -548,10 +513,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="run the fake server in a child process (default) or a thread of this process",
     )
     parser.add_argument("--profile", action="store_true", help="also cProfile graphswarm runs at 0 ms latency")
-    parser.add_argument(
-        "--what-if-shared-client", action="store_true",
-        help="then measure again with all graphswarm agents sharing one HTTP client (a monkeypatch)",
-    )
     args = parser.parse_args(argv)
     args.sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     if not args.sizes or min(args.sizes) < 1 or args.reps < 1 or args.warmup < 0:
