@@ -80,10 +80,9 @@ def run(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final answer.")] = False,
 ) -> None:
     """Run a swarm on an objective."""
+    from graphswarm.checkpoint import parse_db_url
     from graphswarm.models import default_model_spec
     from graphswarm.registry import SwarmSpec, get_architecture
-
-    from graphswarm.checkpoint import parse_db_url
 
     get_architecture(architecture)
     parse_db_url(db)
@@ -91,15 +90,18 @@ def run(
     options = {k: v for k, v in {"max_rounds": max_rounds, "max_tasks": max_tasks, "join": join}.items() if v is not None}
     if agents_file:
         leader, members = _read_agents(agents_file)
-        spec = SwarmSpec(architecture=architecture, agents=members, leader=leader, options=options)
     else:
-        spec = SwarmSpec.with_workers(architecture, agents, options=options)
-    spec.base_url = base_url
-    spec.model = model or (None if base_url else default_model_spec())
+        leader, members = None, SwarmSpec.with_workers(architecture, agents).agents
+    # The default leader, and every agent naming no model, use the default model.
+    needs_default = leader is None or any(a.model is None for a in [leader, *members])
+    if model is None and base_url is None and needs_default:
+        model = default_model_spec()
+    spec = SwarmSpec(
+        architecture=architecture, agents=members, leader=leader, model=model, base_url=base_url, options=options
+    )
     if concurrency is not None and concurrency < 1:
         raise ConfigError(f"--concurrency must be at least 1, got {concurrency}")
     budget = _budget(max_calls, max_tokens, max_cost, max_seconds)
-    graph = spec.build()  # resolves every model now, so a bad one fails before the run exists
 
     async def main():
         from graphswarm.runs import Runner
@@ -110,7 +112,6 @@ def run(
                 quiet, run_id, db,
             )
 
-    del graph
     _finish(asyncio.run(main()), db, quiet)
 
 
@@ -355,11 +356,12 @@ def _print_result(result) -> None:
         verdict = "approved" if review["approved"] else f"not approved: {_clip(review['feedback'], 120)}"
         out.print(f"round {review['round']} review: {verdict}", markup=False)
     usage = result.usage
-    table = Table("agent", "calls", "input tokens", "output tokens", "latency s", "cost $", title="accounting")
-    for name, row in sorted(usage["agents"].items()):
-        table.add_row(name, *_usage_cells(row))
-    table.add_row("total", *_usage_cells(usage["total"]), style="bold")
-    out.print(table)
+    for kind in ("agent", "node"):
+        table = Table(kind, "calls", "input tokens", "output tokens", "latency s", "cost $", title=f"accounting by {kind}")
+        for name, row in sorted(usage[f"{kind}s"].items()):
+            table.add_row(name, *_usage_cells(row))
+        table.add_row("total", *_usage_cells(usage["total"]), style="bold")
+        out.print(table)
     if state.get("final_answer"):
         out.print("[bold]final answer[/]")
         out.print(state["final_answer"], markup=False)

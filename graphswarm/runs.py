@@ -106,9 +106,15 @@ class RunResult:
         return self.state.get("final_answer")
 
     @property
+    def calls(self) -> list[dict[str, Any]]:
+        """Every finished model call, those of an unfinished step included."""
+        pending = [c for writes in self.pending.values() for w in writes if isinstance(w, dict) for c in w.get("calls", [])]
+        return self.state.get("calls", []) + pending
+
+    @property
     def usage(self) -> dict[str, Any]:
         """Calls, tokens, latency and cost per agent, per node and in total."""
-        return summarize_calls(self.state.get("calls", []) + [c for w in self.pending.values() for c in _calls_in(w)])
+        return summarize_calls(self.calls)
 
 
 @dataclass
@@ -309,7 +315,7 @@ class Runner:
         if self._max_concurrency:
             config["max_concurrency"] = self._max_concurrency
         before = await self._result(record, compiled)
-        governor = Governor(budget, spent=before.usage_records, elapsed_s=record.elapsed_s)
+        governor = Governor(budget, spent=before.calls, elapsed_s=record.elapsed_s)
         record.status, record.stop_reason, record.error = RunStatus.RUNNING, None, None
         record.pid, record.host = os.getpid(), socket.gethostname()
         await self._save_record(record)
@@ -341,14 +347,14 @@ class Runner:
         await self._save_record(record)
         return result
 
-    async def _result(self, record: RunRecord, compiled: Any) -> _Snapshot:
+    async def _result(self, record: RunRecord, compiled: Any) -> RunResult:
         snapshot = await compiled.aget_state(_config(record.run_id))
         pending: dict[str, list[Any]] = {}
         for task in snapshot.tasks:
             if task.result is not None:
                 pending.setdefault(task.name, []).append(task.result)
         pauses = [i.value if isinstance(i.value, dict) else {"value": i.value} for i in snapshot.interrupts]
-        return _Snapshot(record=record, state=dict(snapshot.values or {}), pending=pending, pauses=pauses)
+        return RunResult(record=record, state=dict(snapshot.values or {}), pending=pending, pauses=pauses)
 
     async def _load_record(self, run_id: str) -> RunRecord | None:
         item = await self._p.store.aget(_NAMESPACE, run_id)
@@ -357,16 +363,6 @@ class Runner:
     async def _save_record(self, record: RunRecord) -> None:
         record.updated_at = time.time()
         await self._p.store.aput(_NAMESPACE, record.run_id, record.model_dump(mode="json"), index=False)
-
-
-class _Snapshot(RunResult):
-    @property
-    def usage_records(self) -> list[dict[str, Any]]:
-        return self.state.get("calls", []) + [c for w in self.pending.values() for c in _calls_in(w)]
-
-
-def _calls_in(writes: list[Any]) -> list[dict[str, Any]]:
-    return [c for w in writes if isinstance(w, dict) for c in w.get("calls", [])]
 
 
 def _config(run_id: str) -> dict[str, Any]:

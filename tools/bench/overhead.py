@@ -51,7 +51,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from langgraph.types import Send
-from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -240,20 +239,9 @@ class BareWorkInput(TypedDict):
     task: dict[str, Any]
 
 
-class BareTask(BaseModel):
-    title: str = Field(description="a short name for the task")
-    description: str = Field("", description="what exactly to do")
-    worker: str = Field("", description="the exact name of the team member who should do it")
-
-
-class BarePlan(BaseModel):
-    tasks: list[BareTask] = Field(min_length=1)
-
-
-class BareReview(BaseModel):
-    answer: str = Field(description="the complete final answer to the objective")
-    approved: bool = Field(description="true if the answer fully meets the objective")
-    feedback: str = Field("", description="what must change, when not approved")
+# The same schemas as graphswarm's, so both sides ask the server for identical JSON.
+from graphswarm.architectures.hierarchical import LeaderReview as BareReview  # noqa: E402
+from graphswarm.architectures.hierarchical import Plan as BarePlan  # noqa: E402
 
 
 def build_bare(url: str, worker_names: list[str]) -> Any:
