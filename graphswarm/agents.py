@@ -53,6 +53,16 @@ class Agent(BaseModel):
     price: ModelPrice | None = None
     """Overrides the built-in price table for cost estimates."""
 
+    @field_validator("tools")
+    @classmethod
+    def _as_tools(cls, value: list[Any]) -> list[Any]:
+        if not value:
+            return value
+        from langchain_core.tools import BaseTool, tool
+
+        # Plain functions become tools, with their docstring as the description.
+        return [t if isinstance(t, BaseTool) else tool(t) for t in value]
+
     @field_validator("strengths")
     @classmethod
     def _clean_strengths(cls, value: list[str]) -> list[str]:

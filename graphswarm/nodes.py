@@ -17,7 +17,7 @@ from importlib import resources
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import merge_configs
 from langgraph.runtime import Runtime
@@ -42,6 +42,12 @@ __all__ = [
 ]
 
 MAX_ATTEMPTS = 4
+MAX_TOOL_STEPS = 6
+"""Model calls an agent may make while using tools, before it must answer."""
+
+TOOL_ERROR = "Error: {error}\nFix the arguments, or answer without this tool."
+UNKNOWN_TOOL = "Error: there is no tool named {name!r}. Available tools: {known}."
+TOOL_STEPS_USED = "You have used all your tool calls. Give your final answer now."
 
 
 class JoinPolicy(StrEnum):
@@ -148,24 +154,45 @@ async def ask(
     config: RunnableConfig | None = None,
     schema: type | None = None,
 ) -> tuple[Any, list[CallRecord]]:
-    """Call one agent's model: budget check, structured output, accounting.
+    """Call one agent's model: budget check, structured output or tools, accounting.
 
     Returns the answer (text, or an instance of `schema`) and the call records.
+    An agent with tools may call them for up to `MAX_TOOL_STEPS` model calls first.
     When a cap is reached the run pauses here (a LangGraph interrupt); resuming with
     a higher cap continues from this very call.
     """
     governor = governor_of(runtime)
+    call_config = merge_configs(config, {"metadata": {"graphswarm_agent": member.name}})
+    if schema is not None:
+
+        async def structured() -> tuple[Any, list[Any]]:
+            reply = await ainvoke_structured(member.model, messages, schema, agent=member.name, config=call_config)
+            return reply.value, reply.replies
+
+        return await _governed(governor, member, node, messages, schema, structured)
+    if member.agent.tools:
+        return await _with_tools(governor, member, node, messages, call_config)
+    reply, records = await _governed(governor, member, node, messages, None, _plain(member.model, messages, call_config))
+    return str(reply.text), records
+
+
+def _plain(model: Any, messages: list[BaseMessage], config: RunnableConfig):
+    async def call() -> tuple[Any, list[Any]]:
+        reply = await model.ainvoke(messages, config)
+        return reply, [reply]
+
+    return call
+
+
+async def _governed(
+    governor: Governor, member: Member, node: str, messages: list[BaseMessage], schema: type | None, call
+) -> tuple[Any, list[CallRecord]]:
+    """Run one model call under the governor and turn its replies into call records."""
     fingerprint = _fingerprint(member.name, messages, schema)
     _admit_or_pause(governor, fingerprint, member.name, node)
-    call_config = merge_configs(config, {"metadata": {"graphswarm_agent": member.name}})
     started = time.perf_counter()
     try:
-        if schema is None:
-            reply = await member.model.ainvoke(messages, call_config)
-            value, replies = str(reply.text), [reply]
-        else:
-            structured = await ainvoke_structured(member.model, messages, schema, agent=member.name, config=call_config)
-            value, replies = structured.value, structured.replies
+        value, replies = await call()
     except BaseException:
         governor.release()
         raise
@@ -174,6 +201,43 @@ async def ask(
     for record in records:
         governor.record(fingerprint, record)
     return value, records
+
+
+async def _with_tools(
+    governor: Governor, member: Member, node: str, messages: list[BaseMessage], config: RunnableConfig
+) -> tuple[str, list[CallRecord]]:
+    """A bounded tool-calling loop: call, run the requested tools, show the results, repeat."""
+    tools = {t.name: t for t in member.agent.tools}
+    with_tools = member.model.bind_tools(list(tools.values()))
+    conversation = list(messages)
+    records: list[CallRecord] = []
+    for _ in range(MAX_TOOL_STEPS - 1):
+        reply, step_records = await _governed(
+            governor, member, node, conversation, None, _plain(with_tools, conversation, config)
+        )
+        records += step_records
+        if not reply.tool_calls:
+            return str(reply.text), records
+        conversation.append(reply)
+        for tool_call in reply.tool_calls:
+            conversation.append(await _run_tool(tools, tool_call, config))
+    conversation.append(HumanMessage(TOOL_STEPS_USED))
+    reply, step_records = await _governed(
+        governor, member, node, conversation, None, _plain(member.model, conversation, config)
+    )
+    return str(reply.text), records + step_records
+
+
+async def _run_tool(tools: dict[str, Any], call: dict[str, Any], config: RunnableConfig) -> ToolMessage:
+    tool = tools.get(call["name"])
+    if tool is None:
+        content = UNKNOWN_TOOL.format(name=call["name"], known=", ".join(tools))
+        return ToolMessage(content, tool_call_id=call["id"], status="error")
+    try:
+        result = await tool.ainvoke(call, config)
+    except Exception as exc:  # a failing tool is reported to the model, which may try again
+        return ToolMessage(TOOL_ERROR.format(error=exc), tool_call_id=call["id"], status="error")
+    return result if isinstance(result, ToolMessage) else ToolMessage(str(result), tool_call_id=call["id"])
 
 
 def _admit_or_pause(governor: Governor, fingerprint: str, agent: str, node: str) -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import openai
 import pytest
 from httpx import Request, Response
+from langchain_core.messages import AIMessage
 
 from graphswarm import Agent, ConfigError, JoinPolicy, Runner, RunFailedError, RunStatus, SwarmSpec
+from graphswarm.nodes import MAX_TOOL_STEPS
 from graphswarm.testing import ScriptedChatModel
 
 WORKERS = [
@@ -207,3 +209,33 @@ def test_the_graph_draws_offline_as_mermaid():
     mermaid = spec_for(ScriptedChatModel([])).build().compile().get_graph().draw_mermaid()
     for edge in ("__start__ --> plan", "plan -.-> work", "work --> consolidate", "consolidate -.-> plan"):
         assert edge in mermaid
+
+
+def word_count(text: str) -> int:
+    """Count the words in a text."""
+    return len(text.split())
+
+
+async def test_workers_with_tools_call_them_and_answer_with_the_result():
+    tool_call = AIMessage(content="", tool_calls=[{"name": "word_count", "args": {"text": "a b c"}, "id": "c1"}])
+    model = ScriptedChatModel(
+        {"leader": [plan(("count words", "counter")), review("3 words")], "counter": [tool_call, "There are 3 words."]}
+    )
+    counter = Agent(name="counter", strengths=["counting"], tools=[word_count])
+    spec = SwarmSpec(architecture="hierarchical", agents=[counter], model=model)
+    result = await run(spec)
+    assert result.state["results"][0]["output"] == "There are 3 words."
+    second_call = model.calls_for("counter")[1]
+    assert second_call.tools == ["word_count"]
+    assert second_call.messages[-1].content == "3"  # the tool's result, shown to the model
+    assert result.usage["agents"]["counter"]["calls"] == 2
+
+
+async def test_a_tool_loop_is_bounded():
+    looping = AIMessage(content="", tool_calls=[{"name": "word_count", "args": {"text": "x"}, "id": "c"}])
+    steps = [looping] * (MAX_TOOL_STEPS - 1) + ["giving up: 1 word"]
+    model = ScriptedChatModel({"leader": [plan(("count", "counter")), review("ok")], "counter": steps})
+    counter = Agent(name="counter", tools=[word_count])
+    result = await run(SwarmSpec(architecture="hierarchical", agents=[counter], model=model))
+    assert result.state["results"][0]["output"] == "giving up: 1 word"
+    assert "used all your tool calls" in model.calls_for("counter")[-1].prompt
