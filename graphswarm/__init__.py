@@ -15,6 +15,16 @@ _EXPORTS: dict[str, str] = {
     "ModelPrice": "graphswarm.agents",
     "Budget": "graphswarm.budget",
     "create_hierarchical": "graphswarm.architectures.hierarchical",
+    "create_collaborative": "graphswarm.architectures.collaborative",
+    "create_competitive": "graphswarm.architectures.competitive",
+    "create_debate": "graphswarm.architectures.debate",
+    "Selection": "graphswarm.architectures.competitive",
+    "Topology": "graphswarm.architectures.debate",
+    "VoteMethod": "graphswarm.aggregation",
+    "TieBreak": "graphswarm.aggregation",
+    "count_votes": "graphswarm.aggregation",
+    "make_ballot": "graphswarm.aggregation",
+    "extract_answer": "graphswarm.aggregation",
     "JoinPolicy": "graphswarm.nodes",
     "StopReason": "graphswarm.state",
     "resolve_model": "graphswarm.models",
@@ -43,6 +53,10 @@ __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
     from graphswarm.agents import Agent, ModelPrice
+    from graphswarm.aggregation import TieBreak, VoteMethod, count_votes, extract_answer, make_ballot
+    from graphswarm.architectures.collaborative import create_collaborative
+    from graphswarm.architectures.competitive import Selection, create_competitive
+    from graphswarm.architectures.debate import Topology, create_debate
     from graphswarm.architectures.hierarchical import create_hierarchical
     from graphswarm.budget import Budget
     from graphswarm.checkpoint import open_database

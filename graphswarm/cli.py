@@ -58,20 +58,27 @@ def _budget(max_calls, max_tokens, max_cost, max_seconds):
 
 @app.command()
 def run(
-    architecture: Annotated[str, typer.Argument(help="hierarchical")],
+    architecture: Annotated[str, typer.Argument(help="hierarchical, collaborative, competitive or debate")],
     objective: Annotated[Optional[str], typer.Argument(help="The objective; '-' reads it from stdin.")] = None,
     file: Annotated[Optional[Path], typer.Option("--file", "-f", help="Read the objective from a file.")] = None,
     agents: Annotated[int, typer.Option("--agents", "-n", help="Number of worker agents.")] = 3,
     agents_file: Annotated[
-        Optional[Path], typer.Option("--agents-file", help='JSON: a list of agents, or {"leader": {...}, "agents": [...]}.')
+        Optional[Path],
+        typer.Option("--agents-file", help='JSON: a list of agents, or {"agents": [...], "leader"/"judge"/"moderator": {...}}.'),
     ] = None,
     model: ModelOption = None,
     base_url: BaseUrlOption = None,
     db: DbOption = None,
     run_id: Annotated[Optional[str], typer.Option("--run-id", help="Choose the run id (default: random).")] = None,
-    max_rounds: Annotated[Optional[int], typer.Option(help="Rounds of plan/work/review.")] = None,
-    max_tasks: Annotated[Optional[int], typer.Option(help="Tasks per round.")] = None,
-    join: Annotated[Optional[str], typer.Option(help="When a worker fails: fail_fast, continue or wait.")] = None,
+    max_rounds: Annotated[Optional[int], typer.Option(help="hierarchical: rounds of plan/work/review.")] = None,
+    max_tasks: Annotated[Optional[int], typer.Option(help="hierarchical: tasks per round.")] = None,
+    join: Annotated[Optional[str], typer.Option(help="hierarchical: when a worker fails: fail_fast, continue or wait.")] = None,
+    rounds: Annotated[Optional[int], typer.Option(help="collaborative: sharing rounds; debate: most rounds.")] = None,
+    method: Annotated[Optional[str], typer.Option(help="collaborative, debate: plurality, semantic or weighted.")] = None,
+    threshold: Annotated[Optional[float], typer.Option(help="debate: agreement to stop early; semantic: similarity.")] = None,
+    tie_break: Annotated[Optional[str], typer.Option(help="collaborative: first, judge or new_round.")] = None,
+    topology: Annotated[Optional[str], typer.Option(help="debate: full or ring.")] = None,
+    selection: Annotated[Optional[str], typer.Option(help="competitive: judge, pairwise or confidence.")] = None,
     max_calls: Annotated[Optional[int], typer.Option(help="Cap on model calls.")] = None,
     max_tokens: Annotated[Optional[int], typer.Option(help="Cap on tokens.")] = None,
     max_cost: Annotated[Optional[float], typer.Option(help="Cap on estimated cost in US dollars.")] = None,
@@ -87,18 +94,20 @@ def run(
     get_architecture(architecture)
     parse_db_url(db)
     text = _read_objective(objective, file)
-    options = {k: v for k, v in {"max_rounds": max_rounds, "max_tasks": max_tasks, "join": join}.items() if v is not None}
+    given = {
+        "max_rounds": max_rounds, "max_tasks": max_tasks, "join": join, "rounds": rounds, "method": method,
+        "threshold": threshold, "tie_break": tie_break, "topology": topology, "selection": selection,
+    }
+    options = {k: v for k, v in given.items() if v is not None}
     if agents_file:
-        leader, members = _read_agents(agents_file)
+        roles, members = _read_agents(agents_file)
     else:
-        leader, members = None, SwarmSpec.with_workers(architecture, agents).agents
-    # The default leader, and every agent naming no model, use the default model.
-    needs_default = leader is None or any(a.model is None for a in [leader, *members])
-    if model is None and base_url is None and needs_default:
+        roles, members = {}, SwarmSpec.with_workers(architecture, agents).agents
+    spec = SwarmSpec(architecture=architecture, agents=members, base_url=base_url, options=options, **roles)
+    # Default roles, and every agent naming no model, use the default model.
+    if model is None and base_url is None and (not roles or any(a.model is None for a in spec.members)):
         model = default_model_spec()
-    spec = SwarmSpec(
-        architecture=architecture, agents=members, leader=leader, model=model, base_url=base_url, options=options
-    )
+    spec.model = model
     if concurrency is not None and concurrency < 1:
         raise ConfigError(f"--concurrency must be at least 1, got {concurrency}")
     budget = _budget(max_calls, max_tokens, max_cost, max_seconds)
@@ -254,11 +263,12 @@ def _read_agents(path: Path):
         raise ConfigError(f"cannot read agents file {str(path)!r}: {exc.strerror}") from None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"agents file {str(path)!r} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
-    leader_data, members = (data.get("leader"), data.get("agents")) if isinstance(data, dict) else (None, data)
+    data = data if isinstance(data, dict) else {"agents": data}
+    members = data.get("agents")
     if not isinstance(members, list):
         raise ConfigError(f'agents file {str(path)!r} must hold a list of agents or {{"agents": [...]}}')
-    leader = Agent.model_validate(leader_data) if leader_data else None
-    return leader, [Agent.model_validate(m) for m in members]
+    roles = {role: Agent.model_validate(data[role]) for role in ("leader", "judge", "moderator") if data.get(role)}
+    return roles, [Agent.model_validate(m) for m in members]
 
 
 async def _run_with_progress(runner, start, quiet: bool, run_id: str | None, db: str | None):
@@ -301,6 +311,14 @@ def _summary(node: str, update: dict[str, Any]) -> str:
     if node == "work" and update.get("results"):
         r = update["results"][0]
         return f"{r['task_id']} {'done' if r['ok'] else 'failed: ' + r['error']}"
+    for key in ("votes", "rounds"):
+        if isinstance(update.get(key), list) and update[key] and isinstance(update[key][-1], dict):
+            table = update[key][-1].get("votes", update[key][-1])
+            if "agreement" in table:
+                summary = f"agreement {table['agreement']:.0%}, leading: {_clip(table.get('winning_answer') or '-', 60)}"
+                return summary + (f"; stop: {update['stop_reason']}" if update.get("stop_reason") else "")
+    if update.get("winner"):
+        return f"winner: {update['winner']}"
     if update.get("stop_reason"):
         return f"stop: {update['stop_reason']}"
     if update.get("reviews"):

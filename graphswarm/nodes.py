@@ -17,11 +17,11 @@ from importlib import resources
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import merge_configs
 from langgraph.runtime import Runtime
-from langgraph.types import RetryPolicy, interrupt
+from langgraph.types import RetryPolicy, Send, interrupt
 from typing_extensions import TypedDict
 
 from graphswarm.agents import Agent
@@ -39,6 +39,8 @@ __all__ = [
     "model_retry_policy",
     "is_transient",
     "prompt",
+    "answer_messages",
+    "send_each",
 ]
 
 MAX_ATTEMPTS = 4
@@ -292,6 +294,18 @@ def _fingerprint(agent: str, messages: list[BaseMessage], schema: type | None) -
         digest.update(str(message.content).encode())
     digest.update(getattr(schema, "__name__", "").encode())
     return digest.hexdigest()
+
+
+def answer_messages(agent: Agent, question: str, *, context: str = "") -> list[BaseMessage]:
+    """The messages asking one agent for an answer that ends with a final-answer line."""
+    system = prompt("answer").format(name=agent.name, role=agent.role, instructions=agent.instructions)
+    human = f"Question: {question}" + (f"\n\n{context}" if context else "")
+    return [SystemMessage(system), HumanMessage(human)]
+
+
+def send_each(node: str, agents: Sequence[str], payload: dict[str, Any]) -> list[Send]:
+    """One `Send` to `node` per agent, each with the same payload plus the agent's name."""
+    return [Send(node, {**payload, "agent": name}) for name in agents]
 
 
 @cache

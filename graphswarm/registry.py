@@ -28,6 +28,10 @@ class Architecture:
     builder: str
     """"module:function" of the builder, imported only when needed."""
     summary: str
+    options: tuple[str, ...] = ()
+    """The builder's options that the CLI may set."""
+    roles: tuple[str, ...] = ()
+    """Special agents the builder takes besides its members (leader, judge, moderator)."""
     min_agents: int = 1
     default_agents: int = 3
 
@@ -43,6 +47,33 @@ ARCHITECTURES: dict[str, Architecture] = {
             "hierarchical",
             "graphswarm.architectures.hierarchical:create_hierarchical",
             "a leader plans, delegates by strengths, consolidates and reviews in rounds",
+            options=("max_rounds", "max_tasks", "join"),
+            roles=("leader",),
+        ),
+        Architecture(
+            "collaborative",
+            "graphswarm.architectures.collaborative:create_collaborative",
+            "agents answer in parallel, may revise after seeing the tally, and a counted vote decides",
+            options=("rounds", "method", "threshold", "tie_break"),
+            roles=("judge",),
+            min_agents=2,
+            default_agents=5,
+        ),
+        Architecture(
+            "competitive",
+            "graphswarm.architectures.competitive:create_competitive",
+            "agents answer independently and a judge, a scorer or their confidence picks the best",
+            options=("selection",),
+            roles=("judge",),
+            min_agents=2,
+        ),
+        Architecture(
+            "debate",
+            "graphswarm.architectures.debate:create_debate",
+            "agents argue over rounds, seeing each other's answers, until they agree; then a verdict",
+            options=("rounds", "threshold", "topology", "method"),
+            roles=("moderator", "judge"),
+            min_agents=2,
         ),
     )
 }
@@ -63,6 +94,8 @@ class SwarmSpec(BaseModel):
     architecture: str
     agents: list[Agent] = Field(default_factory=list)
     leader: Agent | None = None
+    judge: Agent | None = None
+    moderator: Agent | None = None
     model: Any = None
     """A model string, a chat model instance (not recordable), or None for the default."""
     base_url: str | None = None
@@ -79,17 +112,36 @@ class SwarmSpec(BaseModel):
         arch = get_architecture(self.architecture)
         if len(self.agents) < arch.min_agents:
             raise ConfigError(f"{arch.name} needs at least {arch.min_agents} agent(s), got {len(self.agents)}")
+        unknown = sorted(set(self.options) - set(arch.options) - {"embeddings", "weights", "scorer"})
+        if unknown:
+            raise ConfigError(
+                f"{arch.name} has no option {unknown[0]!r} (its options: {', '.join(arch.options) or 'none'})"
+            )
         kwargs = dict(self.options)
-        if self.leader is not None:
-            kwargs["leader"] = self.leader
+        for role in ("leader", "judge", "moderator"):
+            agent = getattr(self, role)
+            if agent is not None:
+                if role not in arch.roles:
+                    raise ConfigError(f"{arch.name} has no {role} (its roles: {', '.join(arch.roles) or 'none'})")
+                kwargs[role] = agent
+        if kwargs.get("method") == "semantic" and "embeddings" not in kwargs:
+            from graphswarm.models import resolve_embeddings
+
+            kwargs["embeddings"] = resolve_embeddings(base_url=self.base_url)
         return arch.load_builder()(self.agents, model=self.model, base_url=self.base_url, **kwargs)
+
+    @property
+    def members(self) -> list[Agent]:
+        """Every agent of the swarm: the special roles first, then the members."""
+        return [a for a in (self.leader, self.judge, self.moderator) if a is not None] + list(self.agents)
 
     @property
     def recordable(self) -> bool:
         """Whether `to_record` keeps enough to rebuild (no model instances or tools)."""
-        members = [*self.agents, *([self.leader] if self.leader else [])]
-        return not isinstance(self.model, BaseChatModel) and all(
-            not isinstance(a.model, BaseChatModel) and not a.tools for a in members
+        return (
+            not isinstance(self.model, BaseChatModel)
+            and all(not isinstance(a.model, BaseChatModel) and not a.tools for a in self.members)
+            and not {"embeddings", "scorer"} & set(self.options)
         )
 
     def to_record(self) -> dict[str, Any]:
@@ -104,9 +156,15 @@ class SwarmSpec(BaseModel):
             "architecture": self.architecture,
             "agents": [agent(a) for a in self.agents],
             "leader": agent(self.leader) if self.leader else None,
+            "judge": agent(self.judge) if self.judge else None,
+            "moderator": agent(self.moderator) if self.moderator else None,
             "model": self.model if isinstance(self.model, str) or self.model is None else model_label(self.model),
             "base_url": redact_url(self.base_url) if self.base_url else None,
-            "options": {k: (v.value if hasattr(v, "value") else v) for k, v in self.options.items()},
+            "options": {
+                k: (v.value if hasattr(v, "value") else v)
+                for k, v in self.options.items()
+                if k not in ("embeddings", "scorer")
+            },
             "recordable": self.recordable,
         }
 

@@ -72,10 +72,8 @@ class RunRecord(BaseModel):
 
     @property
     def agent_names(self) -> list[str]:
-        agents = list(self.spec.get("agents", []))
-        if self.spec.get("leader"):
-            agents.insert(0, self.spec["leader"])
-        return [a["name"] for a in agents]
+        roles = [self.spec[r] for r in ("leader", "judge", "moderator") if self.spec.get(r)]
+        return [a["name"] for a in [*roles, *self.spec.get("agents", [])]]
 
 
 @dataclass
@@ -298,8 +296,13 @@ class Runner:
 
             data["model"] = ScriptedChatModel([])
             data["agents"] = [{**a, "model": None} for a in data.get("agents", [])]
-            if data.get("leader"):
-                data["leader"] = {**data["leader"], "model": None}
+            for role in ("leader", "judge", "moderator"):
+                if data.get(role):
+                    data[role] = {**data[role], "model": None}
+            if data.get("options", {}).get("method") == "semantic":
+                from graphswarm.testing import KeywordEmbeddings
+
+                data["options"] = {**data["options"], "embeddings": KeywordEmbeddings()}
         return SwarmSpec.from_record(data).build()
 
     async def _execute(

@@ -160,3 +160,63 @@ def _word_usage(messages: list[BaseMessage], reply: AIMessage) -> dict[str, int]
     inputs = sum(len(str(m.content).split()) for m in messages)
     outputs = len(str(reply.content).split()) + sum(len(json.dumps(c["args"]).split()) for c in reply.tool_calls)
     return {"input_tokens": inputs, "output_tokens": outputs, "total_tokens": inputs + outputs}
+
+
+# Deterministic embeddings for semantic voting tests (graphswarm.aggregation).
+import math  # noqa: E402
+import re  # noqa: E402
+import zlib  # noqa: E402
+
+from langchain_core.embeddings import Embeddings  # noqa: E402
+
+__all__ += ["KeywordEmbeddings"]
+
+
+class KeywordEmbeddings(Embeddings):
+    """Bag-of-words embeddings: texts sharing content words are close, others far.
+
+    Each content word (lowercased, punctuation dropped, stop words removed) adds one to
+    a hashed bucket and the vector is scaled to unit length, so the cosine similarity of
+    two texts is the overlap of their content words. Hashing is crc32, not `hash()`, so
+    vectors are the same in every process. Every `embed_documents` batch is recorded.
+
+    Example:
+        >>> emb = KeywordEmbeddings()
+        >>> a, b = emb.embed_documents(["Paris is the capital of France", "The capital of France is Paris"])
+        >>> round(sum(x * y for x, y in zip(a, b)), 6)
+        1.0
+    """
+
+    __test__ = False  # not a pytest test class
+
+    STOP_WORDS = frozenset({
+        "a", "an", "the", "is", "are", "was", "were", "be", "been", "being", "am", "of", "in",
+        "on", "at", "to", "for", "from", "by", "with", "and", "or", "but", "it", "its", "this",
+        "that", "these", "those", "as", "i", "you", "he", "she", "we", "they", "my", "your",
+        "our", "their", "s",
+    })
+    """Words that say nothing about the content."""
+
+    def __init__(self, dims: int = 256) -> None:
+        if dims < 1:
+            raise ValueError(f"dims must be at least 1, got {dims}")
+        self.dims = dims
+        self.calls: list[list[str]] = []
+        """The texts of every `embed_documents` call, in order."""
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """One unit vector per text (zero vector for a text without content words)."""
+        self.calls.append(list(texts))
+        return [self._embed(text) for text in texts]
+
+    def embed_query(self, text: str) -> list[float]:
+        """The same vector `embed_documents` gives this text."""
+        return self._embed(text)
+
+    def _embed(self, text: str) -> list[float]:
+        vector = [0.0] * self.dims
+        for word in re.findall(r"[^\W_]+", text.lower()):
+            if word not in self.STOP_WORDS:
+                vector[zlib.crc32(word.encode()) % self.dims] += 1.0
+        norm = math.sqrt(sum(x * x for x in vector))
+        return [x / norm for x in vector] if norm else vector

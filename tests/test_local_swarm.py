@@ -31,3 +31,21 @@ async def test_hierarchical_swarm_on_the_local_model_ends_with_a_final_answer(sq
     assert {r["worker"] for r in result.state["results"]} <= {"researcher", "writer"}
     assert len(result.state["results"]) == len(result.state["tasks"])
     assert result.usage["total"]["calls"] >= 2 + len(result.state["tasks"])
+
+
+@pytest.mark.parametrize(
+    "architecture, options",
+    [
+        ("collaborative", {}),
+        ("competitive", {"selection": "judge"}),
+        ("debate", {"rounds": 2}),
+    ],
+)
+async def test_voting_swarms_on_the_local_model_end_with_an_answer(sqlite_db, architecture, options):
+    agents = [Agent(name=f"agent{i}", role=role) for i, role in enumerate(["mathematician", "teacher", "student"])]
+    spec = SwarmSpec(architecture=architecture, agents=agents, model="local", options=options)
+    async with Runner(sqlite_db) as runner:
+        result = await runner.start(spec, "What is 17 + 25?")
+    assert result.status is RunStatus.DONE
+    assert result.final_answer is not None
+    assert result.usage["total"]["calls"] >= len(agents)

@@ -1,0 +1,543 @@
+"""Counted votes over real LLM answers.
+
+Asking a model to "reach consensus" is not a vote. Here every agent's output becomes a
+`Ballot`: its answer is extracted from what the model actually said (a structured
+value, JSON in the text, a "Final answer:" line, or the whole text), refusals become
+abstentions, and the answer is normalised into a label so "1,000" and "1000.0" are the
+same vote. `count_votes` groups the ballots into clusters (exact labels, embedding
+similarity, or weighted) and returns a `VoteTable` of plain JSON-like values that can
+go straight into graph state.
+
+Example:
+    >>> from graphswarm.aggregation import count_votes, make_ballot
+    >>> ballots = [make_ballot("a", "**Final Answer:** 1,000"), make_ballot("b", "1000.0"),
+    ...            make_ballot("c", "#### 999")]
+    >>> table = count_votes(ballots)
+    >>> table["winner"], table["agreement"]
+    ('1000', 0.6666666666666666)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import unicodedata
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from langchain_core.embeddings import Embeddings
+from langchain_core.messages import BaseMessage
+from pydantic import BaseModel
+from typing_extensions import TypedDict
+
+from graphswarm.errors import ConfigError
+
+# The lenient JSON finder of structured output: fences and chatter around the JSON.
+from graphswarm.structured import _json_candidates
+
+__all__ = [
+    "VoteMethod",
+    "TieBreak",
+    "Ballot",
+    "Cluster",
+    "VoteTable",
+    "REFUSAL_PREFIXES",
+    "ANSWER_FIELDS",
+    "YES_FORMS",
+    "NO_FORMS",
+    "NUMBER_PREFIXES",
+    "extract_answer",
+    "normalize",
+    "make_ballot",
+    "count_votes",
+    "agreement",
+]
+
+
+class VoteMethod(StrEnum):
+    """How ballots are grouped into clusters and counted."""
+
+    PLURALITY = "plurality"
+    """One vote per ballot; ballots agree when their normalised labels are equal."""
+    SEMANTIC = "semantic"
+    """One vote per ballot; labels whose embeddings are within the threshold agree."""
+    WEIGHTED = "weighted"
+    """Like plurality, but a ballot counts `weight × confidence` (confidence defaults to 1)."""
+
+
+class TieBreak(StrEnum):
+    """What to do when several clusters share the most votes."""
+
+    FIRST = "first"
+    """The tied cluster whose first ballot came first in ballot order wins."""
+    JUDGE = "judge"
+    """No winner: the calling graph asks its judge to choose among `tied`."""
+    NEW_ROUND = "new_round"
+    """No winner: the calling graph runs another round."""
+
+
+class Ballot(TypedDict):
+    """One agent's vote."""
+
+    agent: str
+    answer: str | None
+    """The extracted answer as the agent gave it; None when the agent abstained."""
+    label: str | None
+    """The normalised answer that is compared; None when the agent abstained."""
+    weight: float
+    """How much this agent's vote counts under weighted voting."""
+    confidence: float | None
+    """The agent's own confidence in [0, 1], if it gave one (weighted voting)."""
+
+
+class Cluster(TypedDict):
+    """Ballots that agree, and the votes they carry."""
+
+    label: str
+    """The label of the cluster's first ballot."""
+    agents: list[str]
+    answers: list[str]
+    """The raw answers, in ballot order."""
+    votes: float
+
+
+class VoteTable(TypedDict):
+    """The counted vote: every ballot, every cluster and the outcome."""
+
+    method: str
+    """The `VoteMethod` value used."""
+    ballots: list[Ballot]
+    clusters: list[Cluster]
+    """Most votes first; equal votes keep the order of their first ballot."""
+    counts: dict[str, float]
+    """Votes per cluster label, in the order of `clusters`."""
+    winner: str | None
+    """The winning label; None when all abstained or a tie is left to the caller."""
+    winning_answer: str | None
+    """The first raw answer of the winning cluster."""
+    margin: float
+    """Winner's votes minus the runner-up's; 0.0 with a single cluster or no winner."""
+    agreement: float
+    """Share of the non-abstaining votes held by the largest cluster (0.0 if none)."""
+    abstentions: list[str]
+    """Agents whose output held no answer (empty, or a refusal)."""
+    tie: bool
+    """Several clusters share the most votes (also when `TieBreak.FIRST` broke the tie)."""
+    tied: list[str]
+    """The labels of the tied clusters, in cluster order."""
+
+
+REFUSAL_PREFIXES: tuple[str, ...] = (
+    "i cannot help",
+    "i can't help",
+    "i can not help",
+    "i cannot answer",
+    "i can't answer",
+    "i'm sorry, but",
+    "i am sorry, but",
+    "sorry, but i",
+    "as an ai",
+    "i don't know",
+    "i do not know",
+    "unable to answer",
+    "i'm unable to answer",
+    "i am unable to answer",
+)
+"""An output starting with one of these (lowercased, markdown stripped) is an abstention."""
+
+ANSWER_FIELDS: tuple[str, ...] = ("answer", "final_answer")
+"""Fields of a structured value (or of JSON in text) that hold the answer, in order."""
+
+YES_FORMS = frozenset({"yes", "y", "true", "correct", "affirmative"})
+NO_FORMS = frozenset({"no", "n", "false", "incorrect", "negative"})
+
+NUMBER_PREFIXES: tuple[str, ...] = ("the final answer is", "the answer is", "answer is", "it is", "it's", "=")
+"""Filler dropped before a number ("The answer is 42." -> "42"); only when a number follows."""
+
+_QUOTES = str.maketrans({"‘": "'", "’": "'", "“": '"', "”": '"'})
+_QUOTE_PAIRS = (('"', '"'), ("'", "'"), ("`", "`"))
+_LEADING_MARKERS = re.compile(r"^(?:(?:[-*+>]|#{1,6})\s+)+")
+_FENCE_OPENER = re.compile(r"```[\w-]*")
+_ANSWER_LINE = re.compile(r"^(?:the\s+)?(?:final\s+)?answer(?:\s+is\b\s*:?|\s*:)\s*(?P<value>.*)$", re.IGNORECASE)
+# Small models often end on a worked sum ("17 + 25 = 42."): its result is the answer.
+_RESULT_LINE = re.compile(r"^[^=]*=\s*(?P<value>[-+]?[$€£]?\d[\d,]*(?:\.\d+)?%?)\s*\.?\s*$")
+# Models often end a sentence with it ("Ann is right. Final answer: 42"); the greedy
+# prefix takes the last marker on the line. A bare "answer:" mid-sentence is too vague.
+_FINAL_ANSWER_IN_LINE = re.compile(r"^.*\bfinal\s+answer(?:\s+is\b\s*:?|\s*:)\s*(?P<value>.*)$", re.IGNORECASE)
+# GSM8K puts the answer after "####"; only a number, since "#### Step 1" is a heading.
+_GSM8K_LINE = re.compile(r"^\s*####\s*(?P<value>[-+]?[$€£]?[-+]?\d[\d,]*(?:\.\d+)?%?)\s*\.?\s*$")
+_NUMBER = re.compile(
+    r"(?P<sign>[-+]?)[$€£]?\s?(?P<sign2>[-+]?)"
+    r"(?P<digits>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)"
+    r"\s?(?P<percent>%?)"
+)
+# Decimals (".5") and signs ("-5") start with punctuation, so the two ends differ.
+_LEADING_PUNCT = "\"'`*,;:!? "
+_TRAILING_PUNCT = "\"'`*.,;:!? "
+
+E = TypeVar("E", bound=StrEnum)
+
+# --- extraction -----------------------------------------------------------------
+
+
+def extract_answer(output: str | Mapping[str, Any] | BaseModel | BaseMessage | None) -> str | None:
+    """The answer in one agent's output, or None when the agent abstained.
+
+    - a dict or pydantic object: its `answer` (else `final_answer`) field; no such field
+      or a null value is an abstention;
+    - a chat message: its text (or its first tool call's arguments when it has no text);
+    - text: the `answer` field of JSON in it (fenced or not), else the LAST final-answer
+      line (`Final answer: X`, `**Final Answer:** X`, `Answer: X`, `The answer is X`,
+      `#### 42`; markdown tolerated, the answer may be on the next line; `final answer:` and
+      `final answer is X` also count after other words on the line, `Answer:` only at
+      its start, `####` only before a number), else the result of a last line like
+      `17 + 25 = 42`, else the whole text with markdown
+      stripped (`**`, backticks, code fences, leading `-`/`*`/`>`/`#` markers,
+      surrounding quotes);
+    - empty output, or output starting with a `REFUSAL_PREFIXES` phrase, is an abstention.
+    """
+    if output is None:
+        return None
+    if isinstance(output, BaseMessage):
+        return _from_message(output)
+    if isinstance(output, BaseModel):
+        return _from_fields(output.model_dump())
+    if isinstance(output, Mapping):
+        return _from_fields(output)
+    return _from_text(str(output))
+
+
+def _from_message(message: BaseMessage) -> str | None:
+    calls = getattr(message, "tool_calls", None)
+    if not message.content and calls:
+        # Structured output by tool call: the arguments are the structured value.
+        return _from_fields(calls[0].get("args", {}))
+    return _from_text(str(message.text))
+
+
+def _from_fields(data: Mapping[str, Any]) -> str | None:
+    for field in ANSWER_FIELDS:
+        if field in data:
+            value = data[field]
+            if value is None:
+                return None
+            return _clean(value if isinstance(value, str) else json.dumps(value, default=str))
+    return None
+
+
+def _from_text(text: str) -> str | None:
+    if _is_refusal(text):
+        return None
+    for candidate in _json_candidates(text):
+        try:
+            data = json.loads(candidate)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(data, dict) and any(field in data for field in ANSWER_FIELDS):
+            return _from_fields(data)
+    line = _last_answer_line(text)
+    if line is None:
+        last = next((ln.strip() for ln in reversed(text.splitlines()) if ln.strip()), "")
+        if match := _RESULT_LINE.match(_strip_markdown_line(last)):
+            line = match["value"]
+    return _clean(line if line is not None else text)
+
+
+def _last_answer_line(text: str) -> str | None:
+    lines = text.splitlines()
+    found: str | None = None
+    for index, line in enumerate(lines):
+        value = _answer_on_line(line)
+        if value == "":
+            # "**Final Answer:**" alone on its line: the answer is the next non-empty line.
+            value = next((rest for rest in lines[index + 1 :] if rest.strip()), "")
+        if value and value.strip():
+            found = value
+    return found
+
+
+def _answer_on_line(line: str) -> str | None:
+    plain = _strip_markdown_line(line)
+    if match := _FINAL_ANSWER_IN_LINE.match(plain) or _ANSWER_LINE.match(plain):
+        return match["value"].strip()
+    if match := _GSM8K_LINE.match(line):
+        return match["value"]
+    return None
+
+
+def _strip_markdown_line(line: str) -> str:
+    line = line.replace("**", "").replace("`", "").strip()
+    return _LEADING_MARKERS.sub("", line).strip()
+
+
+def _strip_markdown(text: str) -> str:
+    text = _FENCE_OPENER.sub("", text)
+    lines = (_strip_markdown_line(line) for line in text.splitlines())
+    text = "\n".join(line for line in lines if line).strip().strip("*").strip()
+    return _unquote(text.translate(_QUOTES))
+
+
+def _unquote(text: str) -> str:
+    for opener, closer in _QUOTE_PAIRS:
+        if len(text) >= 2 and text.startswith(opener) and text.endswith(closer):
+            return text[1:-1].strip()
+    return text
+
+
+def _clean(text: str) -> str | None:
+    if _is_refusal(text):
+        return None
+    return _strip_markdown(text) or None
+
+
+def _is_refusal(text: str) -> bool:
+    head = _strip_markdown(text).lower().lstrip("\"' ")
+    return not head or head.startswith(REFUSAL_PREFIXES)
+
+
+# --- normalisation --------------------------------------------------------------
+
+
+def normalize(answer: str) -> str:
+    """The label two answers must share to count as the same vote.
+
+    Rules, in order:
+
+    1. Unicode NFKC, curly quotes made straight, lowercase, whitespace collapsed.
+    2. Surrounding quotes, backticks, `*` and `,;:!?` stripped from both ends, a trailing
+       period too (a leading `.`, `-` or `+` is kept: `.5`, `-5`); one pair of brackets
+       around the whole answer is dropped (`(B)` -> `b`).
+    3. Yes/no forms: `yes y true correct affirmative` -> `yes`,
+       `no n false incorrect negative` -> `no` (the whole answer only).
+    4. Numbers, when the whole answer is a number, possibly after one `NUMBER_PREFIXES`
+       filler (`the answer is`, `it is`, `=` ...): thousands commas, a leading `$`/`€`/`£`
+       and a `+` sign dropped, trailing zeros removed (`$1,000.00` -> `1000`,
+       `42.50` -> `42.5`, `-0.0` -> `0`). A percentage keeps its `%` (`50.0 %` -> `50%`),
+       because `50%`, `0.5` and `50` are not safely the same answer. Numbers with units
+       or words (`42 apples`) stay text.
+    """
+    text = " ".join(unicodedata.normalize("NFKC", answer).translate(_QUOTES).lower().split())
+    text = _strip_edges(text)
+    if text in YES_FORMS:
+        return "yes"
+    if text in NO_FORMS:
+        return "no"
+    number = _as_number(text)
+    return number if number is not None else text
+
+
+def _strip_edges(text: str) -> str:
+    while True:
+        stripped = text.lstrip(_LEADING_PUNCT).rstrip(_TRAILING_PUNCT)
+        if len(stripped) >= 2 and (stripped[0], stripped[-1]) in (("(", ")"), ("[", "]")):
+            inner = stripped[1:-1]
+            if not any(c in inner for c in "()[]"):
+                stripped = inner.strip()
+        if stripped == text:
+            return text
+        text = stripped
+
+
+def _as_number(text: str) -> str | None:
+    candidates = [text] + [
+        _strip_edges(text[len(prefix) :]) for prefix in NUMBER_PREFIXES if text.startswith(prefix)
+    ]
+    for candidate in candidates:
+        if match := _NUMBER.fullmatch(candidate):
+            return _canonical_number(match)
+    return None
+
+
+def _canonical_number(match: re.Match[str]) -> str:
+    value = Decimal(match["digits"].replace(",", ""))
+    if "-" in match["sign"] + match["sign2"]:
+        value = -value
+    text = "0" if value == 0 else format(value.normalize(), "f")
+    return text + match["percent"]
+
+
+# --- ballots and counting -------------------------------------------------------
+
+
+def make_ballot(
+    agent: str,
+    output: str | Mapping[str, Any] | BaseModel | BaseMessage | None,
+    *,
+    weight: float = 1.0,
+    confidence: float | None = None,
+) -> Ballot:
+    """One agent's ballot: its answer extracted from `output` and normalised.
+
+    An answer that normalises to nothing (only punctuation) is an abstention too.
+    Raises ConfigError for a negative weight or a confidence outside [0, 1].
+    """
+    _check_weight(agent, weight, confidence)
+    answer = extract_answer(output)
+    label = normalize(answer) if answer is not None else None
+    if not label:
+        answer = label = None
+    return Ballot(
+        agent=agent,
+        answer=answer,
+        label=label,
+        weight=float(weight),
+        confidence=None if confidence is None else float(confidence),
+    )
+
+
+def count_votes(
+    ballots: Sequence[Ballot],
+    *,
+    method: VoteMethod | str = VoteMethod.PLURALITY,
+    embeddings: Embeddings | None = None,
+    threshold: float = 0.85,
+    tie_break: TieBreak | str = TieBreak.FIRST,
+) -> VoteTable:
+    """Count the ballots into a `VoteTable`.
+
+    Args:
+        ballots: from `make_ballot`; abstentions are listed but carry no vote.
+        method: `plurality` (equal labels), `semantic` (labels clustered greedily in
+            ballot order: a label joins the first cluster whose first label has cosine
+            similarity >= `threshold`, else starts a new one; all distinct labels are
+            embedded in one `embed_documents` call) or `weighted` (equal labels, each
+            ballot counting `weight × confidence`).
+        embeddings: any LangChain `Embeddings`; required for `semantic`.
+        threshold: cosine similarity in (0, 1] for `semantic`.
+        tie_break: when clusters share the most votes, `first` picks the one whose
+            first ballot came first; `judge` and `new_round` pick no winner
+            (`winner=None`, `tie=True`, `tied=[labels]`) so the calling graph asks its
+            judge or runs another round. `tie` and `tied` are set under `first` too.
+
+    A winner needs more than zero votes: when everyone abstains (or every ballot weighs
+    0) there is no winner, no tie and agreement is 0.0.
+
+    Raises:
+        ConfigError: unknown method or tie-break, threshold outside (0, 1], semantic
+            voting without embeddings, or a ballot with a bad weight or confidence.
+    """
+    method = _choice(VoteMethod, method, "aggregation method")
+    tie_break = _choice(TieBreak, tie_break, "tie-break")
+    _check_threshold(threshold)
+    if method is VoteMethod.SEMANTIC and embeddings is None:
+        raise ConfigError("semantic voting needs embeddings: pass embeddings=<any LangChain Embeddings>")
+    voting = [ballot for ballot in ballots if ballot["label"] is not None]
+    if method is VoteMethod.SEMANTIC:
+        key = _semantic_keys(voting, embeddings, threshold)
+    else:
+        key = _label_key
+    groups = _group(voting, key)
+    # sorted() is stable: clusters with equal votes keep the order of their first ballot.
+    clusters = sorted((_cluster(label, members, method) for label, members in groups.items()), key=_minus_votes)
+    return _table(method, list(ballots), clusters, tie_break)
+
+
+def agreement(
+    ballots: Sequence[Ballot],
+    *,
+    method: VoteMethod | str = VoteMethod.PLURALITY,
+    embeddings: Embeddings | None = None,
+    threshold: float = 0.85,
+) -> float:
+    """The largest cluster's share of the non-abstaining votes (a debate's early stop)."""
+    return count_votes(ballots, method=method, embeddings=embeddings, threshold=threshold)["agreement"]
+
+
+def _label_key(ballot: Ballot) -> str:
+    return ballot["label"] or ""
+
+
+def _semantic_keys(voting: list[Ballot], embeddings: Embeddings | None, threshold: float) -> Callable[[Ballot], str]:
+    labels = list(dict.fromkeys(_label_key(ballot) for ballot in voting))
+    vectors = dict(zip(labels, embeddings.embed_documents(labels))) if labels and embeddings else {}
+    representatives: list[str] = []
+    cluster_of: dict[str, str] = {}
+    for label in labels:
+        near = (rep for rep in representatives if _cosine(vectors[rep], vectors[label]) >= threshold)
+        cluster_of[label] = next(near, label)
+        if cluster_of[label] == label:
+            representatives.append(label)
+    return lambda ballot: cluster_of[_label_key(ballot)]
+
+
+def _group(voting: list[Ballot], key: Callable[[Ballot], str]) -> dict[str, list[Ballot]]:
+    groups: dict[str, list[Ballot]] = {}
+    for ballot in voting:
+        groups.setdefault(key(ballot), []).append(ballot)
+    return groups
+
+
+def _cluster(label: str, members: list[Ballot], method: VoteMethod) -> Cluster:
+    # Rounded so that 0.1 + 0.2 ties with 0.3.
+    votes = round(sum(_votes(ballot, method) for ballot in members), 9)
+    return Cluster(
+        label=label,
+        agents=[ballot["agent"] for ballot in members],
+        answers=[ballot["answer"] or "" for ballot in members],
+        votes=votes,
+    )
+
+
+def _minus_votes(cluster: Cluster) -> float:
+    return -cluster["votes"]
+
+
+def _votes(ballot: Ballot, method: VoteMethod) -> float:
+    if method is not VoteMethod.WEIGHTED:
+        return 1.0
+    _check_weight(ballot["agent"], ballot["weight"], ballot["confidence"])
+    confidence = 1.0 if ballot["confidence"] is None else ballot["confidence"]
+    return ballot["weight"] * confidence
+
+
+def _table(method: VoteMethod, ballots: list[Ballot], clusters: list[Cluster], tie_break: TieBreak) -> VoteTable:
+    top = clusters[0]["votes"] if clusters else 0.0
+    total = sum(cluster["votes"] for cluster in clusters)
+    tied = [cluster["label"] for cluster in clusters if cluster["votes"] == top] if top > 0 else []
+    tie = len(tied) > 1
+    winner = clusters[0] if top > 0 and (not tie or tie_break is TieBreak.FIRST) else None
+    margin = top - clusters[1]["votes"] if winner is not None and len(clusters) > 1 else 0.0
+    return VoteTable(
+        method=method.value,
+        ballots=ballots,
+        clusters=clusters,
+        counts={cluster["label"]: cluster["votes"] for cluster in clusters},
+        winner=winner["label"] if winner else None,
+        winning_answer=winner["answers"][0] if winner else None,
+        margin=round(margin, 9),
+        agreement=top / total if total > 0 else 0.0,
+        abstentions=[ballot["agent"] for ballot in ballots if ballot["label"] is None],
+        tie=tie,
+        tied=tied if tie else [],
+    )
+
+
+def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    norm = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
+    return sum(x * y for x, y in zip(a, b)) / norm if norm else 0.0
+
+
+# --- validation -----------------------------------------------------------------
+
+
+def _choice(enum_type: type[E], value: str, what: str) -> E:
+    try:
+        return enum_type(str(value).lower())
+    except ValueError:
+        options = ", ".join(member.value for member in enum_type)
+        raise ConfigError(f"unknown {what} {value!r} (use one of: {options})") from None
+
+
+def _check_threshold(threshold: float) -> None:
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
+        raise ConfigError(f"threshold {threshold!r} is outside (0, 1]")
+
+
+def _check_weight(agent: str, weight: float, confidence: float | None) -> None:
+    if not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
+        raise ConfigError(f"weight {weight!r} of agent {agent!r} must be a finite number >= 0")
+    if confidence is not None and (not isinstance(confidence, (int, float)) or not 0 <= confidence <= 1):
+        raise ConfigError(f"confidence {confidence!r} of agent {agent!r} must be in [0, 1]")

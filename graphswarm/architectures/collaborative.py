@@ -1,0 +1,201 @@
+"""Collaborative swarm: agents answer in parallel, optionally revise, and a counted vote decides.
+
+    START --Send per agent--> answer (parallel) -> tally --+--> END
+                                ^                          |--> judge -> END   (tie, judge decides)
+                                +--- sharing round --------+
+
+With no sharing rounds this is sampling-and-voting ("More agents is all you need").
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Sequence
+from functools import partial
+from typing import Annotated, Any
+
+from langchain_core.embeddings import Embeddings
+from langchain_core.messages import HumanMessage, SystemMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+from langgraph.types import Send
+from pydantic import BaseModel, Field
+from typing_extensions import TypedDict
+
+from graphswarm.agents import Agent, check_agents
+from graphswarm.aggregation import TieBreak, VoteMethod, VoteTable, count_votes, make_ballot
+from graphswarm.budget import SwarmContext
+from graphswarm.errors import ConfigError
+from graphswarm.nodes import Crew, answer_messages, ask, model_retry_policy, prompt, send_each
+from graphswarm.state import StopReason, SwarmState
+
+__all__ = ["create_collaborative", "CollaborativeState", "AnswerRecord"]
+
+DEFAULT_JUDGE = Agent(name="judge", role="impartial judge")
+
+
+class AnswerRecord(TypedDict):
+    agent: str
+    round: int
+    text: str
+
+
+class CollaborativeState(SwarmState):
+    round: int
+    answers: Annotated[list[AnswerRecord], operator.add]
+    """Every answer of every round."""
+    votes: Annotated[list[VoteTable], operator.add]
+    """The vote table of each round."""
+
+
+class CollaborativeInput(TypedDict):
+    objective: str
+
+
+class AnswerInput(TypedDict):
+    objective: str
+    agent: str
+    round: int
+    tally: str
+    """The previous round's answers with their counts ("" in round 1)."""
+    previous: str
+    """This agent's answer in the previous round ("" in round 1)."""
+
+
+class JudgeChoice(BaseModel):
+    answer: str = Field(description="the best answer, in full")
+    reason: str = Field("", description="why it is the best")
+
+
+class _Vote:
+    """The static shape of one collaborative swarm, bound into its nodes."""
+
+    def __init__(self, agents, judge, rounds, method, threshold, tie_break, embeddings, weights):
+        self.agents = agents
+        self.judge = judge
+        self.rounds = rounds
+        self.method = method
+        self.threshold = threshold
+        self.tie_break = tie_break
+        self.embeddings = embeddings
+        self.weights = weights
+
+
+def create_collaborative(
+    agents: Sequence[Agent],
+    *,
+    model: Any = None,
+    base_url: str | None = None,
+    rounds: int = 0,
+    method: VoteMethod | str = VoteMethod.PLURALITY,
+    threshold: float = 0.85,
+    tie_break: TieBreak | str = TieBreak.FIRST,
+    embeddings: Embeddings | None = None,
+    weights: dict[str, float] | None = None,
+    judge: Agent | None = None,
+) -> StateGraph:
+    """Build a collaborative swarm that decides by a counted vote.
+
+    Args:
+        agents: the voters (at least two; personas and models may differ).
+        rounds: sharing rounds after the first answers, in which every agent sees the
+            tally of its peers' answers and may revise (0 = independent answers only).
+        method: plurality on normalised answers, semantic clusters, or weighted votes.
+        threshold: cosine similarity that puts two answers in one cluster (semantic).
+        tie_break: first answer wins, a judge decides, or a new round (while rounds last).
+        embeddings: a LangChain `Embeddings`, required for semantic voting.
+        weights: vote weight per agent name (weighted voting; default 1).
+        judge: the agent that breaks ties under `tie_break="judge"`.
+    """
+    agents = check_agents(agents, minimum=2)
+    try:
+        method, tie_break = VoteMethod(method), TieBreak(tie_break)
+    except ValueError as exc:
+        raise ConfigError(f"{exc} (methods: {', '.join(VoteMethod)}; tie breaks: {', '.join(TieBreak)})") from None
+    if not 0 <= rounds <= 20:
+        raise ConfigError(f"rounds must be between 0 and 20, got {rounds}")
+    if not 0 < threshold <= 1:
+        raise ConfigError(f"threshold must be in (0, 1], got {threshold}")
+    if method is VoteMethod.SEMANTIC and embeddings is None:
+        raise ConfigError("semantic voting needs embeddings: pass embeddings=... (any LangChain Embeddings)")
+    judge = judge or DEFAULT_JUDGE
+    crew = Crew([*agents, *([judge] if tie_break is TieBreak.JUDGE else [])], model=model, base_url=base_url)
+    vote = _Vote([a.name for a in agents], judge.name, rounds, method, threshold, tie_break, embeddings, weights or {})
+    retry = model_retry_policy()
+
+    graph = StateGraph(CollaborativeState, context_schema=SwarmContext, input_schema=CollaborativeInput)
+    graph.add_node("answer", partial(answer, crew=crew), input_schema=AnswerInput, retry_policy=retry)
+    graph.add_node("tally", partial(tally, vote=vote), defer=True)
+    graph.add_node("judge", partial(judge_tie, crew=crew, vote=vote), retry_policy=retry)
+    graph.add_conditional_edges(START, partial(first_round, vote=vote), ["answer"])
+    graph.add_edge("answer", "tally")
+    graph.add_conditional_edges("tally", partial(after_tally, vote=vote), ["answer", "judge", END])
+    graph.add_edge("judge", END)
+    return graph
+
+
+def first_round(state: CollaborativeState, *, vote: _Vote) -> list[Send]:
+    return send_each("answer", vote.agents, {"objective": state["objective"], "round": 1, "tally": "", "previous": ""})
+
+
+async def answer(
+    state: AnswerInput, config: RunnableConfig, runtime: Runtime[SwarmContext], *, crew: Crew
+) -> dict[str, Any]:
+    member = crew[state["agent"]]
+    context = ""
+    if state["tally"]:
+        context = prompt("collaborative_share").format(tally=state["tally"], own=state["previous"] or "(none)")
+    messages = answer_messages(member.agent, state["objective"], context=context)
+    text, calls = await ask(member, messages, node="answer", runtime=runtime, config=config)
+    record: AnswerRecord = {"agent": member.name, "round": state["round"], "text": text}
+    return {"answers": [record], "calls": calls}
+
+
+def tally(state: CollaborativeState, *, vote: _Vote) -> dict[str, Any]:
+    round_ = max(a["round"] for a in state["answers"])
+    latest = {a["agent"]: a for a in state["answers"] if a["round"] == round_}
+    ballots = [make_ballot(name, latest[name]["text"], weight=vote.weights.get(name, 1.0)) for name in vote.agents if name in latest]
+    table = count_votes(
+        ballots, method=vote.method, embeddings=vote.embeddings, threshold=vote.threshold, tie_break=vote.tie_break
+    )
+    update: dict[str, Any] = {"round": round_, "votes": [table]}
+    more_rounds = round_ <= vote.rounds
+    if table["winner"] is None and not table["tie"]:
+        update["stop_reason"] = StopReason.MAX_ROUNDS.value  # everyone abstained
+    elif table["winner"] is None:
+        # A tie left open for the judge or a new round; with no round left, the first answer stands.
+        if vote.tie_break is TieBreak.NEW_ROUND and not more_rounds:
+            update["final_answer"] = table["clusters"][0]["answers"][0]
+            update["stop_reason"] = StopReason.MAX_ROUNDS.value
+    elif table["agreement"] >= 1.0 or not more_rounds:
+        update["final_answer"] = table["winning_answer"]
+        update["stop_reason"] = (StopReason.CONSENSUS if table["agreement"] >= 1.0 else StopReason.MAJORITY).value
+    return update
+
+
+def after_tally(state: CollaborativeState, *, vote: _Vote) -> list[Send] | str:
+    if state.get("stop_reason"):
+        return END
+    table = state["votes"][-1]
+    if table["winner"] is None and vote.tie_break is TieBreak.JUDGE:
+        return "judge"
+    summary = "\n".join(f"- {c['answers'][0]} ({len(c['agents'])} agents)" for c in table["clusters"])
+    previous = {b["agent"]: b["answer"] or "" for b in table["ballots"]}
+    payload = {"objective": state["objective"], "round": state["round"] + 1, "tally": summary}
+    return [Send("answer", {**payload, "agent": name, "previous": previous.get(name, "")}) for name in vote.agents]
+
+
+async def judge_tie(
+    state: CollaborativeState, config: RunnableConfig, runtime: Runtime[SwarmContext], *, crew: Crew, vote: _Vote
+) -> dict[str, Any]:
+    member = crew[vote.judge]
+    table = state["votes"][-1]
+    tied = [c for c in table["clusters"] if c["label"] in table["tied"]]
+    options = "\n\n".join(f"Answer {i}: {c['answers'][0]}" for i, c in enumerate(tied, start=1))
+    messages = [
+        SystemMessage(prompt("judge").format(name=member.name)),
+        HumanMessage(f"Question: {state['objective']}\n\nThe vote is tied between:\n\n{options}"),
+    ]
+    choice, calls = await ask(member, messages, node="judge", runtime=runtime, config=config, schema=JudgeChoice)
+    return {"final_answer": choice.answer, "stop_reason": StopReason.JUDGED.value, "calls": calls}

@@ -1,0 +1,243 @@
+"""Competitive swarm: N agents answer independently; the best answer is selected.
+
+    START --Send per agent--> compete (parallel) -> select -> END
+
+Selection: a judge model scores every candidate (or compares them in pairs, knockout
+style), a user scoring function, or the agents' self-reported confidence. State holds
+the ranked table with scores and rationale; the winner's answer is the final answer.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Callable, Sequence
+from enum import StrEnum
+from functools import partial
+from typing import Annotated, Any
+
+from langchain_core.messages import HumanMessage, SystemMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+from langgraph.types import Send
+from pydantic import BaseModel, Field
+from typing_extensions import TypedDict
+
+from graphswarm.agents import Agent, check_agents
+from graphswarm.aggregation import extract_answer
+from graphswarm.budget import SwarmContext
+from graphswarm.errors import ConfigError
+from graphswarm.nodes import Crew, answer_messages, ask, model_retry_policy, prompt, send_each
+from graphswarm.state import CallRecord, StopReason, SwarmState
+
+__all__ = ["create_competitive", "CompetitiveState", "Selection", "Entry", "Ranked"]
+
+DEFAULT_JUDGE = Agent(name="judge", role="impartial judge")
+CONFIDENCE_NOTE = "After the final answer line, add one line: Confidence: <a number from 0 to 1>"
+_CONFIDENCE = re.compile(r"confidence\s*[:=]\s*([0-9]*\.?[0-9]+)\s*(%?)", re.IGNORECASE)
+
+
+class Selection(StrEnum):
+    JUDGE = "judge"
+    """A judge scores every candidate in one call."""
+    PAIRWISE = "pairwise"
+    """A judge compares candidates two at a time; winners go on (N - 1 judge calls)."""
+    SCORER = "scorer"
+    """A Python function `scorer(objective, answer) -> float` scores each answer."""
+    CONFIDENCE = "confidence"
+    """Each agent's own confidence, asked for in its answer."""
+
+
+class Entry(TypedDict):
+    agent: str
+    text: str
+    answer: str
+    confidence: float | None
+
+
+class Ranked(TypedDict):
+    rank: int
+    agent: str
+    score: float
+    rationale: str
+    answer: str
+
+
+class CompetitiveState(SwarmState):
+    entries: Annotated[list[Entry], operator.add]
+    ranking: list[Ranked]
+    winner: str
+
+
+class CompetitiveInput(TypedDict):
+    objective: str
+
+
+class EntryInput(TypedDict):
+    objective: str
+    agent: str
+
+
+class CandidateScore(BaseModel):
+    candidate: int = Field(description="the candidate id")
+    score: float = Field(description="0 (worst) to 10 (best)")
+    rationale: str = Field("", description="one sentence")
+
+
+class Scores(BaseModel):
+    scores: list[CandidateScore]
+
+
+class PairVerdict(BaseModel):
+    winner: str = Field(description='"A" or "B"')
+    rationale: str = Field("", description="one sentence")
+
+
+class _Contest:
+    def __init__(self, agents, selection, judge, scorer):
+        self.agents = agents
+        self.selection = selection
+        self.judge = judge
+        self.scorer = scorer
+
+
+def create_competitive(
+    agents: Sequence[Agent],
+    *,
+    model: Any = None,
+    base_url: str | None = None,
+    selection: Selection | str = Selection.JUDGE,
+    judge: Agent | None = None,
+    scorer: Callable[[str, str], float] | None = None,
+) -> StateGraph:
+    """Build a competitive swarm.
+
+    Args:
+        agents: the competitors (at least two).
+        selection: judge, pairwise, scorer or confidence.
+        judge: the judging agent (selection judge or pairwise); a default one when omitted.
+        scorer: `scorer(objective, answer) -> float`, higher is better (selection scorer).
+    """
+    agents = check_agents(agents, minimum=2)
+    try:
+        selection = Selection(selection)
+    except ValueError:
+        raise ConfigError(f"unknown selection {selection!r} (use one of: {', '.join(Selection)})") from None
+    if selection is Selection.SCORER and not callable(scorer):
+        raise ConfigError("selection 'scorer' needs scorer=callable(objective, answer) -> float")
+    judges = [judge or DEFAULT_JUDGE] if selection in (Selection.JUDGE, Selection.PAIRWISE) else []
+    crew = Crew([*agents, *judges], model=model, base_url=base_url)
+    check_agents([*agents, *judges])
+    contest = _Contest([a.name for a in agents], selection, judges[0].name if judges else None, scorer)
+    retry = model_retry_policy()
+
+    graph = StateGraph(CompetitiveState, context_schema=SwarmContext, input_schema=CompetitiveInput)
+    graph.add_node("compete", partial(compete, crew=crew, contest=contest), input_schema=EntryInput, retry_policy=retry)
+    graph.add_node("select", partial(select, crew=crew, contest=contest), retry_policy=retry, defer=True)
+    graph.add_conditional_edges(START, partial(start_contest, contest=contest), ["compete"])
+    graph.add_edge("compete", "select")
+    graph.add_edge("select", END)
+    return graph
+
+
+def start_contest(state: CompetitiveState, *, contest: _Contest) -> list[Send]:
+    return send_each("compete", contest.agents, {"objective": state["objective"]})
+
+
+async def compete(
+    state: EntryInput, config: RunnableConfig, runtime: Runtime[SwarmContext], *, crew: Crew, contest: _Contest
+) -> dict[str, Any]:
+    member = crew[state["agent"]]
+    context = CONFIDENCE_NOTE if contest.selection is Selection.CONFIDENCE else ""
+    messages = answer_messages(member.agent, state["objective"], context=context)
+    text, calls = await ask(member, messages, node="compete", runtime=runtime, config=config)
+    entry: Entry = {
+        "agent": member.name,
+        "text": text,
+        "answer": extract_answer(_without_confidence(text)) or text.strip(),
+        "confidence": parse_confidence(text),
+    }
+    return {"entries": [entry], "calls": calls}
+
+
+async def select(
+    state: CompetitiveState, config: RunnableConfig, runtime: Runtime[SwarmContext], *, crew: Crew, contest: _Contest
+) -> dict[str, Any]:
+    order = {name: i for i, name in enumerate(contest.agents)}
+    entries = sorted(state["entries"], key=lambda e: order[e["agent"]])
+    calls: list[CallRecord] = []
+    if contest.selection is Selection.JUDGE:
+        scored, calls = await _judge_scores(entries, state["objective"], crew[contest.judge], runtime, config)
+    elif contest.selection is Selection.PAIRWISE:
+        scored, calls = await _knockout(entries, state["objective"], crew[contest.judge], runtime, config)
+    elif contest.selection is Selection.SCORER:
+        scored = {e["agent"]: (float(contest.scorer(state["objective"], e["answer"])), "scoring function") for e in entries}
+    else:
+        scored = {e["agent"]: (e["confidence"] or 0.0, "self-reported confidence") for e in entries}
+    ranked = sorted(entries, key=lambda e: (-scored[e["agent"]][0], order[e["agent"]]))
+    ranking: list[Ranked] = [
+        {"rank": i, "agent": e["agent"], "score": scored[e["agent"]][0], "rationale": scored[e["agent"]][1], "answer": e["answer"]}
+        for i, e in enumerate(ranked, start=1)
+    ]
+    return {
+        "ranking": ranking,
+        "winner": ranking[0]["agent"],
+        "final_answer": ranking[0]["answer"],
+        "stop_reason": StopReason.JUDGED.value,
+        "calls": calls,
+    }
+
+
+async def _judge_scores(entries, objective, judge, runtime, config):
+    candidates = "\n\n".join(f"Candidate {i}:\n{e['text']}" for i, e in enumerate(entries, start=1))
+    messages = [
+        SystemMessage(prompt("judge_rank").format(name=judge.name)),
+        HumanMessage(f"Question: {objective}\n\n{candidates}"),
+    ]
+    scores, calls = await ask(judge, messages, node="select", runtime=runtime, config=config, schema=Scores)
+    by_id = {s.candidate: s for s in scores.scores}
+    scored = {}
+    for i, entry in enumerate(entries, start=1):
+        s = by_id.get(i)
+        scored[entry["agent"]] = (s.score, s.rationale) if s else (0.0, "not scored by the judge")
+    return scored, calls
+
+
+async def _knockout(entries, objective, judge, runtime, config):
+    """Pairwise comparisons, winners advance; a candidate's score is the rounds it survived."""
+    wins = {e["agent"]: 0.0 for e in entries}
+    notes = {e["agent"]: "lost in the first comparison" for e in entries}
+    calls: list[CallRecord] = []
+    field = list(entries)
+    while len(field) > 1:
+        next_field = []
+        for a, b in zip(field[0::2], field[1::2]):
+            messages = [
+                SystemMessage(prompt("judge_pair").format(name=judge.name)),
+                HumanMessage(f"Question: {objective}\n\nAnswer A:\n{a['text']}\n\nAnswer B:\n{b['text']}"),
+            ]
+            verdict, made = await ask(judge, messages, node="select", runtime=runtime, config=config, schema=PairVerdict)
+            calls += made
+            winner = b if verdict.winner.strip().upper().startswith("B") else a
+            wins[winner["agent"]] += 1
+            notes[winner["agent"]] = verdict.rationale or "won its comparison"
+            next_field.append(winner)
+        if len(field) % 2:
+            next_field.append(field[-1])  # a bye
+        field = next_field
+    return {name: (wins[name], notes[name]) for name in wins}, calls
+
+
+def parse_confidence(text: str) -> float | None:
+    """The last "Confidence: x" in a reply, as a number in [0, 1] (percentages allowed)."""
+    found = _CONFIDENCE.findall(text)
+    if not found:
+        return None
+    number, percent = found[-1]
+    value = float(number) / (100 if percent or float(number) > 1 else 1)
+    return min(max(value, 0.0), 1.0)
+
+
+def _without_confidence(text: str) -> str:
+    return "\n".join(line for line in text.splitlines() if not _CONFIDENCE.search(line))
