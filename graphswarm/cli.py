@@ -370,6 +370,19 @@ def _print_result(result) -> None:
             outcome = "pending" if x is None else ("ok" if x["ok"] else "failed")
             table.add_row(str(t["round"]), _clip(t["title"], 50), t["worker"], t["assigned_by"], outcome)
         out.print(table)
+    if state.get("votes"):
+        out.print(_vote_table(state["votes"][-1], title=f"vote (round {state.get('round', 1)})"))
+    for outcome in state.get("rounds", []):
+        out.print(
+            f"round {outcome['round']}: agreement {outcome['agreement']:.0%}, "
+            f"leading: {_clip(outcome['winning_answer'] or '-', 80)}",
+            markup=False,
+        )
+    if state.get("ranking"):
+        table = Table("rank", "agent", "score", "rationale", "answer", title="ranking")
+        for r in state["ranking"]:
+            table.add_row(str(r["rank"]), r["agent"], f"{r['score']:g}", _clip(r["rationale"], 60), _clip(r["answer"], 40))
+        out.print(table)
     for review in state.get("reviews", []):
         verdict = "approved" if review["approved"] else f"not approved: {_clip(review['feedback'], 120)}"
         out.print(f"round {review['round']} review: {verdict}", markup=False)
@@ -383,6 +396,16 @@ def _print_result(result) -> None:
     if state.get("final_answer"):
         out.print("[bold]final answer[/]")
         out.print(state["final_answer"], markup=False)
+
+
+def _vote_table(votes: dict[str, Any], *, title: str) -> Table:
+    table = Table("answer", "votes", "agents", title=title)
+    for cluster in votes["clusters"]:
+        table.add_row(_clip(cluster["answers"][0], 60), f"{cluster['votes']:g}", _clip(", ".join(cluster["agents"]), 60))
+    if votes["abstentions"]:
+        table.add_row("(abstained)", "0", _clip(", ".join(votes["abstentions"]), 60))
+    table.caption = f"winner: {votes['winner']!s} · margin {votes['margin']:g} · agreement {votes['agreement']:.0%}"
+    return table
 
 
 def _usage_cells(row: dict[str, float]) -> list[str]:

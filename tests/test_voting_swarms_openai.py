@@ -152,3 +152,16 @@ def test_bad_voting_options_exit_2_with_one_line(fake, capsys, sqlite_db, args, 
     assert code == 2, err
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in err
+
+
+def test_show_prints_the_vote_table(fake, capsys, sqlite_db):
+    from graphswarm.cli import main
+
+    for i in range(3):
+        fake.script("default", [{"content": f"Final answer: {42 if i else 41}"}])
+    assert main(["run", "collaborative", "What is 17 + 25?", "--agents", "3", "--base-url", fake.url,
+                 "--run-id", "shown", "--db", sqlite_db, "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["show", "shown", "--db", sqlite_db]) == 0
+    shown = capsys.readouterr().out
+    assert "vote (round 1)" in shown and "agreement 67%" in shown
