@@ -18,6 +18,7 @@ _EXPORTS: dict[str, str] = {
     "create_collaborative": "graphswarm.architectures.collaborative",
     "create_competitive": "graphswarm.architectures.competitive",
     "create_debate": "graphswarm.architectures.debate",
+    "create_particle": "graphswarm.architectures.particle",
     "Selection": "graphswarm.architectures.competitive",
     "Topology": "graphswarm.architectures.debate",
     "VoteMethod": "graphswarm.aggregation",
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
     from graphswarm.architectures.competitive import Selection, create_competitive
     from graphswarm.architectures.debate import Topology, create_debate
     from graphswarm.architectures.hierarchical import create_hierarchical
+    from graphswarm.architectures.particle import create_particle
     from graphswarm.budget import Budget
     from graphswarm.checkpoint import open_database
     from graphswarm.errors import (

@@ -54,6 +54,7 @@ __all__ = [
     "make_ballot",
     "count_votes",
     "agreement",
+    "cosine",
 ]
 
 
@@ -456,7 +457,7 @@ def _semantic_keys(voting: list[Ballot], embeddings: Embeddings | None, threshol
     representatives: list[str] = []
     cluster_of: dict[str, str] = {}
     for label in labels:
-        near = (rep for rep in representatives if _cosine(vectors[rep], vectors[label]) >= threshold)
+        near = (rep for rep in representatives if cosine(vectors[rep], vectors[label]) >= threshold)
         cluster_of[label] = next(near, label)
         if cluster_of[label] == label:
             representatives.append(label)
@@ -515,7 +516,8 @@ def _table(method: VoteMethod, ballots: list[Ballot], clusters: list[Cluster], t
     )
 
 
-def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
+def cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    """Cosine similarity of two vectors (0 when either is all zeros)."""
     norm = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
     return sum(x * y for x, y in zip(a, b)) / norm if norm else 0.0
 

@@ -13,6 +13,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -104,3 +105,5 @@ class SwarmContext:
     """Run-scoped objects handed to every node by LangGraph (never checkpointed)."""
 
     governor: Governor = field(default_factory=Governor)
+    memory: Any = None
+    """The run's `SharedMemory`, when the run has one."""

@@ -22,6 +22,7 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import merge_configs
 from langgraph.runtime import Runtime
 from langgraph.types import RetryPolicy, Send, interrupt
+from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
 from graphswarm.agents import Agent
@@ -40,6 +41,7 @@ __all__ = [
     "is_transient",
     "prompt",
     "answer_messages",
+    "judge_scores",
     "send_each",
 ]
 
@@ -301,6 +303,43 @@ def answer_messages(agent: Agent, question: str, *, context: str = "") -> list[B
     system = prompt("answer").format(name=agent.name, role=agent.role, instructions=agent.instructions)
     human = f"Question: {question}" + (f"\n\n{context}" if context else "")
     return [SystemMessage(system), HumanMessage(human)]
+
+
+class CandidateScore(BaseModel):
+    candidate: int = Field(description="the candidate id")
+    score: float = Field(description="0 (worst) to 10 (best)")
+    rationale: str = Field("", description="one sentence")
+
+
+class Scores(BaseModel):
+    scores: list[CandidateScore]
+
+
+async def judge_scores(
+    judge: Member,
+    question: str,
+    candidates: Sequence[str],
+    *,
+    node: str,
+    runtime: Runtime[SwarmContext] | None,
+    config: RunnableConfig | None = None,
+) -> tuple[list[tuple[float, str]], list[CallRecord]]:
+    """A judge scores every candidate, unnamed, in one call: (score, rationale) per candidate.
+
+    Candidates the judge skipped score 0.
+    """
+    listing = "\n\n".join(f"Candidate {i}:\n{text}" for i, text in enumerate(candidates, start=1))
+    messages = [
+        SystemMessage(prompt("judge_rank").format(name=judge.name)),
+        HumanMessage(f"Question: {question}\n\n{listing}"),
+    ]
+    scores, calls = await ask(judge, messages, node=node, runtime=runtime, config=config, schema=Scores)
+    by_id = {s.candidate: s for s in scores.scores}
+    result = []
+    for i in range(1, len(candidates) + 1):
+        s = by_id.get(i)
+        result.append((float(s.score), s.rationale) if s else (0.0, "not scored by the judge"))
+    return result, calls
 
 
 def send_each(node: str, agents: Sequence[str], payload: dict[str, Any]) -> list[Send]:

@@ -68,6 +68,15 @@ ARCHITECTURES: dict[str, Architecture] = {
             min_agents=2,
         ),
         Architecture(
+            "particle",
+            "graphswarm.architectures.particle:create_particle",
+            "particles revise their answers toward the best found so far, moving through embedding space",
+            options=("iterations", "inertia", "exploration", "diversity_threshold", "patience", "neighbours"),
+            roles=("judge",),
+            min_agents=2,
+            default_agents=4,
+        ),
+        Architecture(
             "debate",
             "graphswarm.architectures.debate:create_debate",
             "agents argue over rounds, seeing each other's answers, until they agree; then a verdict",
@@ -124,7 +133,7 @@ class SwarmSpec(BaseModel):
                 if role not in arch.roles:
                     raise ConfigError(f"{arch.name} has no {role} (its roles: {', '.join(arch.roles) or 'none'})")
                 kwargs[role] = agent
-        if kwargs.get("method") == "semantic" and "embeddings" not in kwargs:
+        if (arch.name == "particle" or kwargs.get("method") == "semantic") and "embeddings" not in kwargs:
             from graphswarm.models import resolve_embeddings
 
             kwargs["embeddings"] = resolve_embeddings(base_url=self.base_url)

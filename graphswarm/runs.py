@@ -299,7 +299,7 @@ class Runner:
             for role in ("leader", "judge", "moderator"):
                 if data.get(role):
                     data[role] = {**data[role], "model": None}
-            if data.get("options", {}).get("method") == "semantic":
+            if data.get("options", {}).get("method") == "semantic" or data["architecture"] == "particle":
                 from graphswarm.testing import KeywordEmbeddings
 
                 data["options"] = {**data["options"], "embeddings": KeywordEmbeddings()}

@@ -165,3 +165,42 @@ def test_show_prints_the_vote_table(fake, capsys, sqlite_db):
     assert main(["show", "shown", "--db", sqlite_db]) == 0
     shown = capsys.readouterr().out
     assert "vote (round 1)" in shown and "agreement 67%" in shown
+
+
+def particle_spec(fake, agents, iterations, **options) -> SwarmSpec:
+    judge = Agent(name="judge", model="judge-model")
+    return SwarmSpec(
+        architecture="particle", agents=agents, judge=judge, base_url=fake.url,
+        options={"iterations": iterations, **options},
+    )
+
+
+def judge_scores(*rounds) -> list[dict]:
+    return [{"json": {"scores": [{"candidate": i + 1, "score": s} for i, s in enumerate(r)]}} for r in rounds]
+
+
+async def test_particle_swarm_converges_over_the_fake_server(fake):
+    agents = team("p", 3)
+    for i, agent in enumerate(agents):
+        fake.script(agent.model, [{"content": f"Final answer: idea {i}"}, {"content": "Final answer: shared idea"}])
+    fake.script("judge-model", judge_scores((3, 5, 4), (7, 7, 7)))
+    result = await start(particle_spec(fake, agents, 5))
+    trace = result.state["trace"]
+    assert result.stop_reason == "converged"
+    assert trace[0]["diversity"] > 0.5 and trace[-1]["diversity"] < 0.05
+    assert [t["best_fitness"] for t in trace] == [5, 7]
+    assert by_model(fake) == {**{a.model: 2 for a in agents}, "judge-model": 2}
+    assert fake.stats()["embeddings"] == 2
+
+
+async def test_particle_swarm_stops_at_max_iterations_with_a_non_decreasing_best(fake):
+    agents = team("q", 3)
+    for i, agent in enumerate(agents):
+        fake.script(agent.model, [{"content": f"Final answer: idea {i} v{v}"} for v in range(3)])
+    fake.script("judge-model", judge_scores((3, 5, 4), (4, 2, 1), (9, 1, 1)))
+    result = await start(particle_spec(fake, agents, 3, patience=5))
+    trace = result.state["trace"]
+    assert result.stop_reason == "max_rounds"
+    assert [t["best_fitness"] for t in trace] == [5, 5, 9]
+    assert all(t["diversity"] > 0.2 for t in trace)
+    assert result.final_answer == "idea 0 v2"

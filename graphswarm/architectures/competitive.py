@@ -28,7 +28,7 @@ from graphswarm.agents import Agent, check_agents
 from graphswarm.aggregation import extract_answer
 from graphswarm.budget import SwarmContext
 from graphswarm.errors import ConfigError
-from graphswarm.nodes import Crew, answer_messages, ask, model_retry_policy, prompt, send_each
+from graphswarm.nodes import Crew, answer_messages, ask, judge_scores, model_retry_policy, prompt, send_each
 from graphswarm.state import CallRecord, StopReason, SwarmState
 
 __all__ = ["create_competitive", "CompetitiveState", "Selection", "Entry", "Ranked"]
@@ -77,16 +77,6 @@ class CompetitiveInput(TypedDict):
 class EntryInput(TypedDict):
     objective: str
     agent: str
-
-
-class CandidateScore(BaseModel):
-    candidate: int = Field(description="the candidate id")
-    score: float = Field(description="0 (worst) to 10 (best)")
-    rationale: str = Field("", description="one sentence")
-
-
-class Scores(BaseModel):
-    scores: list[CandidateScore]
 
 
 class PairVerdict(BaseModel):
@@ -168,7 +158,11 @@ async def select(
     entries = sorted(state["entries"], key=lambda e: order[e["agent"]])
     calls: list[CallRecord] = []
     if contest.selection is Selection.JUDGE:
-        scored, calls = await _judge_scores(entries, state["objective"], crew[contest.judge], runtime, config)
+        texts = [e["text"] for e in entries]
+        scores, calls = await judge_scores(
+            crew[contest.judge], state["objective"], texts, node="select", runtime=runtime, config=config
+        )
+        scored = {e["agent"]: score for e, score in zip(entries, scores)}
     elif contest.selection is Selection.PAIRWISE:
         scored, calls = await _knockout(entries, state["objective"], crew[contest.judge], runtime, config)
     elif contest.selection is Selection.SCORER:
@@ -187,21 +181,6 @@ async def select(
         "stop_reason": StopReason.JUDGED.value,
         "calls": calls,
     }
-
-
-async def _judge_scores(entries, objective, judge, runtime, config):
-    candidates = "\n\n".join(f"Candidate {i}:\n{e['text']}" for i, e in enumerate(entries, start=1))
-    messages = [
-        SystemMessage(prompt("judge_rank").format(name=judge.name)),
-        HumanMessage(f"Question: {objective}\n\n{candidates}"),
-    ]
-    scores, calls = await ask(judge, messages, node="select", runtime=runtime, config=config, schema=Scores)
-    by_id = {s.candidate: s for s in scores.scores}
-    scored = {}
-    for i, entry in enumerate(entries, start=1):
-        s = by_id.get(i)
-        scored[entry["agent"]] = (s.score, s.rationale) if s else (0.0, "not scored by the judge")
-    return scored, calls
 
 
 async def _knockout(entries, objective, judge, runtime, config):

@@ -1,0 +1,292 @@
+"""Particle swarm: agents move through embedding space toward the best answers found so far.
+
+    START --Send per particle--> move (parallel) -> evaluate --+--> END
+                                   ^                           |
+                                   +------ next iteration -----+
+
+Each particle holds a candidate answer; its position is the answer's embedding (kept
+in the run's Chroma memory when the run has one). Every iteration a judge (or a scoring
+function) gives each answer a fitness; each particle knows its personal best, the
+swarm's global best and, optionally, its nearest neighbours' answers, and writes a
+revised answer that keeps some of its own direction (inertia) and tries something new
+(exploration). The swarm stops when it has converged — mean pairwise cosine distance
+below a threshold — when the best fitness has not improved for `patience` iterations,
+or after `iterations`.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Sequence
+from functools import partial
+from itertools import combinations
+from typing import Annotated, Any
+
+from langchain_core.embeddings import Embeddings
+from langchain_core.runnables import RunnableConfig
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+from langgraph.types import Send
+from typing_extensions import TypedDict
+
+from graphswarm.agents import Agent, check_agents
+from graphswarm.aggregation import cosine, extract_answer
+from graphswarm.budget import SwarmContext
+from graphswarm.errors import ConfigError
+from graphswarm.nodes import Crew, answer_messages, ask, judge_scores, model_retry_policy, prompt, send_each
+from graphswarm.state import CallRecord, StopReason, SwarmState
+
+__all__ = ["create_particle", "ParticleState", "Position", "IterationStats", "diversity"]
+
+DEFAULT_JUDGE = Agent(name="judge", role="impartial judge")
+
+
+class Position(TypedDict):
+    agent: str
+    iteration: int
+    text: str
+    fitness: float
+
+
+class Best(TypedDict):
+    agent: str
+    iteration: int
+    text: str
+    fitness: float
+
+
+class IterationStats(TypedDict):
+    iteration: int
+    best_fitness: float
+    """The global best so far: never decreases."""
+    mean_fitness: float
+    diversity: float
+    """Mean pairwise cosine distance of this iteration's answers."""
+
+
+class ParticleState(SwarmState):
+    iteration: int
+    moves: Annotated[list[Position], operator.add]
+    """Every answer of every particle (fitness 0 until evaluated)."""
+    scored: Annotated[list[Position], operator.add]
+    """Every answer with its fitness, in evaluation order."""
+    personal_best: dict[str, Best]
+    global_best: Best
+    trace: Annotated[list[IterationStats], operator.add]
+    """Fitness and diversity per iteration, for plots."""
+    guidance: dict[str, str]
+    """Each particle's revision prompt for the next iteration."""
+
+
+class ParticleInput(TypedDict):
+    objective: str
+
+
+class MoveInput(TypedDict):
+    objective: str
+    agent: str
+    iteration: int
+    guidance: str
+    """The revision prompt ("" in the first iteration)."""
+
+
+class _Swarm:
+    def __init__(self, agents, judge, scorer, embeddings, iterations, inertia, exploration, threshold, patience, neighbours):
+        self.agents = agents
+        self.judge = judge
+        self.scorer = scorer
+        self.embeddings = embeddings
+        self.iterations = iterations
+        self.inertia = inertia
+        self.exploration = exploration
+        self.threshold = threshold
+        self.patience = patience
+        self.neighbours = neighbours
+
+
+def create_particle(
+    agents: Sequence[Agent],
+    *,
+    embeddings: Embeddings,
+    model: Any = None,
+    base_url: str | None = None,
+    iterations: int = 5,
+    judge: Agent | None = None,
+    scorer: Callable[[str, str], float] | None = None,
+    inertia: float = 0.5,
+    exploration: float = 0.2,
+    diversity_threshold: float = 0.05,
+    patience: int = 2,
+    neighbours: int = 0,
+) -> StateGraph:
+    """Build a particle swarm.
+
+    Args:
+        agents: the particles (at least two).
+        embeddings: positions are answer embeddings (any LangChain `Embeddings`).
+        iterations: the most iterations, the first answers included.
+        judge: the agent that scores answers (default: a judge on the default model),
+            unless `scorer(objective, answer) -> float` is given.
+        inertia: how much of its own answer a particle keeps (0..1).
+        exploration: how much it tries what nobody tried (0..1).
+        diversity_threshold: converged when mean pairwise cosine distance falls below it.
+        patience: iterations without a better global best before stopping.
+        neighbours: how many nearest other particles each one sees (0 = none).
+    """
+    agents = check_agents(agents, minimum=2)
+    if embeddings is None:
+        raise ConfigError("the particle swarm needs embeddings: pass embeddings=... (any LangChain Embeddings)")
+    if not 1 <= iterations <= 50:
+        raise ConfigError(f"iterations must be between 1 and 50, got {iterations}")
+    for name, value in (("inertia", inertia), ("exploration", exploration)):
+        if not 0 <= value <= 1:
+            raise ConfigError(f"{name} must be between 0 and 1, got {value}")
+    if not 0 <= diversity_threshold < 2:
+        raise ConfigError(f"diversity_threshold must be in [0, 2), got {diversity_threshold}")
+    if patience < 1 or not 0 <= neighbours < len(agents):
+        raise ConfigError(f"patience must be >= 1 and neighbours in [0, {len(agents) - 1}]")
+    judges = [] if scorer is not None else [judge or DEFAULT_JUDGE]
+    check_agents([*agents, *judges])
+    crew = Crew([*agents, *judges], model=model, base_url=base_url)
+    swarm = _Swarm(
+        [a.name for a in agents], judges[0].name if judges else None, scorer, embeddings,
+        iterations, inertia, exploration, diversity_threshold, patience, neighbours,
+    )
+    retry = model_retry_policy()
+
+    graph = StateGraph(ParticleState, context_schema=SwarmContext, input_schema=ParticleInput)
+    graph.add_node("move", partial(move, crew=crew), input_schema=MoveInput, retry_policy=retry)
+    graph.add_node("evaluate", partial(evaluate, crew=crew, swarm=swarm), retry_policy=retry, defer=True)
+    graph.add_conditional_edges(START, partial(first_moves, swarm=swarm), ["move"])
+    graph.add_edge("move", "evaluate")
+    graph.add_conditional_edges("evaluate", next_moves, ["move", END])
+    return graph
+
+
+def first_moves(state: ParticleState, *, swarm: _Swarm) -> list[Send]:
+    return send_each("move", swarm.agents, {"objective": state["objective"], "iteration": 1, "guidance": ""})
+
+
+async def move(state: MoveInput, config: RunnableConfig, runtime: Runtime[SwarmContext], *, crew: Crew) -> dict[str, Any]:
+    member = crew[state["agent"]]
+    messages = answer_messages(member.agent, state["objective"], context=state["guidance"])
+    text, calls = await ask(member, messages, node="move", runtime=runtime, config=config)
+    position: Position = {"agent": member.name, "iteration": state["iteration"], "text": text, "fitness": 0.0}
+    return {"moves": [position], "calls": calls}
+
+
+async def evaluate(
+    state: ParticleState, config: RunnableConfig, runtime: Runtime[SwarmContext], *, crew: Crew, swarm: _Swarm
+) -> dict[str, Any]:
+    iteration = max(m["iteration"] for m in state["moves"])
+    order = {name: i for i, name in enumerate(swarm.agents)}
+    current = sorted((m for m in state["moves"] if m["iteration"] == iteration), key=lambda m: order[m["agent"]])
+    fitness, calls = await _fitness(state["objective"], current, crew, swarm, runtime, config)
+    scored = [{**m, "fitness": f} for m, f in zip(current, fitness)]
+    # A position is where the answer itself lies, not the reasoning around it.
+    vectors = await swarm.embeddings.aembed_documents([extract_answer(m["text"]) or m["text"] for m in scored])
+    await _remember_positions(runtime, scored)
+
+    personal = dict(state.get("personal_best") or {})
+    for m in scored:
+        if m["agent"] not in personal or m["fitness"] > personal[m["agent"]]["fitness"]:
+            personal[m["agent"]] = _best(m)
+    previous_best = state.get("global_best")
+    leader = max(scored, key=lambda m: m["fitness"])
+    best = _best(leader) if previous_best is None or leader["fitness"] > previous_best["fitness"] else previous_best
+    stats: IterationStats = {
+        "iteration": iteration,
+        "best_fitness": best["fitness"],
+        "mean_fitness": sum(fitness) / len(fitness),
+        "diversity": diversity(vectors),
+    }
+    update: dict[str, Any] = {
+        "iteration": iteration,
+        "scored": scored,
+        "personal_best": personal,
+        "global_best": best,
+        "trace": [stats],
+        "final_answer": extract_answer(best["text"]) or best["text"],
+        "calls": calls,
+    }
+    trace = [*state.get("trace", []), stats]
+    if stats["diversity"] < swarm.threshold:
+        update["stop_reason"] = StopReason.CONVERGED.value
+    elif _stalled(trace, swarm.patience):
+        update["stop_reason"] = StopReason.NO_IMPROVEMENT.value
+    elif iteration >= swarm.iterations:
+        update["stop_reason"] = StopReason.MAX_ROUNDS.value
+    else:
+        update["guidance"] = await _guidance(scored, vectors, personal, best, swarm, iteration + 1)
+    return update
+
+
+def next_moves(state: ParticleState) -> list[Send] | str:
+    if state.get("stop_reason"):
+        return END
+    guidance = state.get("guidance", {})
+    iteration = state["iteration"] + 1
+    return [
+        Send("move", {"objective": state["objective"], "agent": agent, "iteration": iteration, "guidance": text})
+        for agent, text in guidance.items()
+    ]
+
+
+async def _fitness(
+    objective: str, current: list[Position], crew: Crew, swarm: _Swarm, runtime, config
+) -> tuple[list[float], list[CallRecord]]:
+    if swarm.scorer is not None:
+        return [float(swarm.scorer(objective, extract_answer(m["text"]) or m["text"])) for m in current], []
+    scores, calls = await judge_scores(
+        crew[swarm.judge], objective, [m["text"] for m in current], node="evaluate", runtime=runtime, config=config
+    )
+    return [score for score, _ in scores], calls
+
+
+async def _remember_positions(runtime: Runtime[SwarmContext] | None, scored: list[dict[str, Any]]) -> None:
+    memory = getattr(getattr(runtime, "context", None), "memory", None)
+    if memory is None:
+        return
+    for m in scored:
+        await memory.apost(m["text"], agent=m["agent"], kind="position", round=m["iteration"])
+
+
+async def _guidance(scored, vectors, personal, best, swarm: _Swarm, iteration: int) -> dict[str, str]:
+    """The revision prompt of each particle for the next iteration."""
+    guidance = {}
+    for i, m in enumerate(scored):
+        near = ""
+        if swarm.neighbours:
+            ranked = sorted(
+                (j for j in range(len(scored)) if j != i), key=lambda j: -cosine(vectors[i], vectors[j])
+            )[: swarm.neighbours]
+            near = "\nYour nearest neighbours' answers:\n" + "\n".join(
+                f"- (score {scored[j]['fitness']:g}) {scored[j]['text']}" for j in ranked
+            ) + "\n"
+        own_best = personal[m["agent"]]
+        guidance[m["agent"]] = prompt("particle_move").format(
+            iteration=iteration,
+            own=m["text"], own_score=f"{m['fitness']:g}",
+            personal=own_best["text"], personal_score=f"{own_best['fitness']:g}",
+            best=best["text"], global_score=f"{best['fitness']:g}",
+            neighbours=near, inertia=swarm.inertia, exploration=swarm.exploration,
+        )
+    return guidance
+
+
+def _best(position: Position) -> Best:
+    return {k: position[k] for k in ("agent", "iteration", "text", "fitness")}  # type: ignore[return-value]
+
+
+def _stalled(trace: list[IterationStats], patience: int) -> bool:
+    if len(trace) <= patience:
+        return False
+    return trace[-1]["best_fitness"] <= trace[-1 - patience]["best_fitness"]
+
+
+def diversity(vectors: Sequence[Sequence[float]]) -> float:
+    """Mean pairwise cosine distance (0 = all the same answer)."""
+    pairs = list(combinations(range(len(vectors)), 2))
+    if not pairs:
+        return 0.0
+    return sum(1.0 - cosine(vectors[a], vectors[b]) for a, b in pairs) / len(pairs)
