@@ -79,6 +79,10 @@ def run(
     tie_break: Annotated[Optional[str], typer.Option(help="collaborative: first, judge or new_round.")] = None,
     topology: Annotated[Optional[str], typer.Option(help="debate: full or ring.")] = None,
     selection: Annotated[Optional[str], typer.Option(help="competitive: judge, pairwise or confidence.")] = None,
+    iterations: Annotated[Optional[int], typer.Option(help="particle: most iterations.")] = None,
+    option: Annotated[
+        Optional[list[str]], typer.Option("--option", "-o", help="Any builder option as KEY=VALUE (repeatable).")
+    ] = None,
     max_calls: Annotated[Optional[int], typer.Option(help="Cap on model calls.")] = None,
     max_tokens: Annotated[Optional[int], typer.Option(help="Cap on tokens.")] = None,
     max_cost: Annotated[Optional[float], typer.Option(help="Cap on estimated cost in US dollars.")] = None,
@@ -97,6 +101,7 @@ def run(
     given = {
         "max_rounds": max_rounds, "max_tasks": max_tasks, "join": join, "rounds": rounds, "method": method,
         "threshold": threshold, "tie_break": tie_break, "topology": topology, "selection": selection,
+        "iterations": iterations, **_parse_options(option or []),
     }
     options = {k: v for k, v in given.items() if v is not None}
     if agents_file:
@@ -254,6 +259,19 @@ def _read_objective(objective: str | None, file: Path | None) -> str:
     return text.strip()
 
 
+def _parse_options(pairs: list[str]) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--option takes KEY=VALUE, got {pair!r}")
+        try:
+            options[key.strip().replace("-", "_")] = json.loads(raw)
+        except json.JSONDecodeError:
+            options[key.strip().replace("-", "_")] = raw
+    return options
+
+
 def _read_agents(path: Path):
     from graphswarm.agents import Agent
 
@@ -378,6 +396,11 @@ def _print_result(result) -> None:
             f"leading: {_clip(outcome['winning_answer'] or '-', 80)}",
             markup=False,
         )
+    if state.get("trace"):
+        table = Table("iteration", "best fitness", "mean fitness", "diversity", title="particle swarm")
+        for t in state["trace"]:
+            table.add_row(str(t["iteration"]), f"{t['best_fitness']:g}", f"{t['mean_fitness']:.2f}", f"{t['diversity']:.3f}")
+        out.print(table)
     if state.get("ranking"):
         table = Table("rank", "agent", "score", "rationale", "answer", title="ranking")
         for r in state["ranking"]:
