@@ -47,6 +47,10 @@ __all__ = [
 
 MAX_ATTEMPTS = 4
 MAX_TOOL_STEPS = 6
+MEMORY_CHUNKS = 4
+"""Parts of a long objective retrieved into each request."""
+MEMORY_NOTES = 3
+"""Other agents' notes retrieved into each request."""
 """Model calls an agent may make while using tools, before it must answer."""
 
 TOOL_ERROR = "Error: {error}\nFix the arguments, or answer without this tool."
@@ -166,6 +170,9 @@ async def ask(
     a higher cap continues from this very call.
     """
     governor = governor_of(runtime)
+    memory = memory_of(runtime)
+    if memory is not None:
+        messages = await _recall(memory, member.name, messages)
     call_config = merge_configs(config, {"metadata": {"graphswarm_agent": member.name}})
     if schema is not None:
 
@@ -173,11 +180,46 @@ async def ask(
             reply = await ainvoke_structured(member.model, messages, schema, agent=member.name, config=call_config)
             return reply.value, reply.replies
 
-        return await _governed(governor, member, node, messages, schema, structured)
-    if member.agent.tools:
-        return await _with_tools(governor, member, node, messages, call_config)
-    reply, records = await _governed(governor, member, node, messages, None, _plain(member.model, messages, call_config))
-    return str(reply.text), records
+        value, records = await _governed(governor, member, node, messages, schema, structured)
+    elif member.agent.tools:
+        value, records = await _with_tools(governor, member, node, messages, call_config)
+    else:
+        reply, records = await _governed(
+            governor, member, node, messages, None, _plain(member.model, messages, call_config)
+        )
+        value = str(reply.text)
+    if memory is not None:
+        text = value if isinstance(value, str) else value.model_dump_json()
+        await memory.apost(text, agent=member.name, kind=node)
+    return value, records
+
+
+def memory_of(runtime: Runtime[SwarmContext] | None) -> Any:
+    """The run's shared memory, or None when the run has none."""
+    return getattr(getattr(runtime, "context", None), "memory", None)
+
+
+async def _recall(memory: Any, agent: str, messages: list[BaseMessage]) -> list[BaseMessage]:
+    """Add what the team's memory holds about this request to its last message.
+
+    Two reads: the parts of a long objective relevant to the request, and what the
+    other agents have posted that is closest to it.
+    """
+    if not messages or not isinstance(messages[-1], HumanMessage):
+        return messages
+    request = str(messages[-1].content)
+    chunks = await memory.aquery(request, k=MEMORY_CHUNKS, kind="objective")
+    notes = await memory.aquery(
+        request, k=MEMORY_NOTES, exclude_agent=agent, where={"kind": {"$nin": ["objective", "position"]}}
+    )
+    parts = []
+    if chunks:
+        parts.append("Relevant parts of the objective:\n" + "\n".join(f"[{c['task_id']}] {c['text']}" for c in chunks))
+    if notes:
+        parts.append("Notes from your team:\n" + "\n".join(f"- ({n['agent']}, {n['kind']}) {n['text']}" for n in notes))
+    if not parts:
+        return messages
+    return [*messages[:-1], HumanMessage(request + "\n\n" + "\n\n".join(parts))]
 
 
 def _plain(model: Any, messages: list[BaseMessage], config: RunnableConfig):

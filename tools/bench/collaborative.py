@@ -84,7 +84,7 @@ class ProcessServer:
     def __init__(self, latency_ms: float) -> None:
         import httpx
 
-        self._stderr = tempfile.TemporaryFile()
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
         cmd = [
             sys.executable, str(ROOT / "tools" / "fake_openai.py"),
             "--host", "127.0.0.1", "--port", "0", "--latency-ms", str(latency_ms),
@@ -229,7 +229,10 @@ def build_bare(url: str, names: list[str]) -> Any:
     from langchain_openai import ChatOpenAI
     from langgraph.graph import END, START, StateGraph
 
-    model = ChatOpenAI(base_url=url, api_key="x", model=BARE_MODEL, max_retries=0)
+    # A few client retries, as graphswarm retries transient errors through its RetryPolicy:
+    # a pooled keep-alive connection that the server closes just as it is reused (both
+    # sides idle for seconds while the other side runs) must not end the benchmark.
+    model = ChatOpenAI(base_url=url, api_key="x", model=BARE_MODEL, max_retries=2)
 
     def fan_out(state: BareState) -> list[Send]:
         return [Send("answer", {"objective": state["objective"], "agent": name}) for name in names]
@@ -307,7 +310,7 @@ def swarms_comparison(server: Any, sizes: list[int]) -> list[str]:
             wall = time.perf_counter() - started
             calls = server.stats()["by_model"].get(SWARMS_MODEL, {}).get("succeeded", 0)
             lines.append(f"swarms MajorityVoting N={n}: {wall:.3f}s (1 run), {calls} server calls")
-        except Exception as exc:  # an optional third-party API we do not pin
+        except Exception as exc:  # noqa: BLE001 - an optional third-party API we do not pin
             lines.append(f"swarms MajorityVoting N={n}: failed: {type(exc).__name__}: {str(exc)[:200]}")
     return lines
 
@@ -353,6 +356,10 @@ async def measure(runner: Any, saver: Any, server: Any, n: int, reps: int, warmu
     return row
 
 
+def _distinct(values: list[int]) -> str:
+    return "/".join(str(v) for v in sorted(set(values)))
+
+
 def print_table(rows: list[Row], latency_ms: float) -> None:
     head = (
         f"{'size':>5} {'reps':>4} {'bare med s':>11} {'gs med s':>10} {'gs/bare':>8} "
@@ -361,10 +368,9 @@ def print_table(rows: list[Row], latency_ms: float) -> None:
     print(head)
     print("-" * len(head))
     for r in rows:
-        calls = lambda xs: "/".join(str(c) for c in sorted(set(xs)))  # noqa: E731
         print(
             f"{r.n:>5} {len(r.gs):>4} {r.median('bare'):>11.3f} {r.median('gs'):>10.3f} {r.ratio:>7.3f}x "
-            f"{calls(r.bare_calls):>15} {calls(r.gs_calls):>13} {latency_ms / 1000:>8.3f}"
+            f"{_distinct(r.bare_calls):>15} {_distinct(r.gs_calls):>13} {latency_ms / 1000:>8.3f}"
         )
 
 
