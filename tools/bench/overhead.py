@@ -41,7 +41,6 @@ import os
 import pstats
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -57,6 +56,8 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from tools.bench.servers import ProcessServer, ThreadServer  # noqa: E402
+
 TARGET_RATIO = 1.15
 GS_LEADER_MODEL = "gs-leader"
 GS_WORKER_MODEL = "gs-worker"
@@ -68,92 +69,6 @@ OBJECTIVE = "Write a one-page launch plan for a small open-source library."
 # --------------------------------------------------------------------------
 # The fake server, in a child process (default) or in a thread of this process
 # --------------------------------------------------------------------------
-
-
-class ProcessServer:
-    """``tools/fake_openai.py`` in a child process, driven through its control endpoints.
-
-    A child process keeps the server's own CPU work (FastAPI, JSON) off this process's
-    GIL, so what is measured here is the client side: the framework under test.
-    """
-
-    def __init__(self, latency_ms: float) -> None:
-        import httpx
-
-        self._stderr = tempfile.TemporaryFile()
-        cmd = [
-            sys.executable,
-            str(ROOT / "tools" / "fake_openai.py"),
-            "--host", "127.0.0.1",
-            "--port", "0",
-            "--latency-ms", str(latency_ms),
-        ]
-        self._proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=self._stderr, text=True)
-        line = self._proc.stdout.readline() if self._proc.stdout else ""
-        if "listening on" not in line:
-            self._proc.kill()
-            self._proc.wait()
-            self._stderr.seek(0)
-            raise RuntimeError(f"fake server did not start: {line!r} {self._stderr.read().decode()[-2000:]}")
-        self.url = line.strip().rsplit(" ", 1)[-1]
-        root = self.url.removesuffix("/v1")
-        self._http = httpx.Client(base_url=root, timeout=30, trust_env=False)
-
-    def _post(self, path: str, body: Any = None) -> Any:
-        response = self._http.post(path, json=body if body is not None else {})
-        response.raise_for_status()
-        return response.json()
-
-    def configure(self, **changes: Any) -> None:
-        self._post("/_config", changes)
-
-    def reset(self) -> None:
-        self._post("/_reset")
-
-    def script(self, model: str, responses: list[dict[str, Any]]) -> None:
-        self._post("/_script", {"model": model, "responses": responses})
-
-    def stats(self) -> dict[str, Any]:
-        response = self._http.get("/_stats")
-        response.raise_for_status()
-        return response.json()
-
-    def close(self) -> None:
-        self._http.close()
-        self._proc.terminate()
-        try:
-            self._proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
-        if self._proc.stdout:
-            self._proc.stdout.close()
-        self._stderr.close()
-
-
-class ThreadServer:
-    """The in-process ``FakeOpenAIServer`` (shares this process's GIL with the client)."""
-
-    def __init__(self, latency_ms: float) -> None:
-        from tools.fake_openai import FakeOpenAIServer, FakeServerConfig
-
-        self._server = FakeOpenAIServer(FakeServerConfig(latency_ms=latency_ms)).start()
-        self.url = self._server.url
-
-    def configure(self, **changes: Any) -> None:
-        self._server.configure(**changes)
-
-    def reset(self) -> None:
-        self._server.reset()
-
-    def script(self, model: str, responses: list[dict[str, Any]]) -> None:
-        self._server.script(model, responses)
-
-    def stats(self) -> dict[str, Any]:
-        return self._server.stats()
-
-    def close(self) -> None:
-        self._server.stop()
 
 
 def leader_script(worker_names: list[str]) -> list[dict[str, Any]]:
