@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Annotated, Any
 
@@ -68,18 +69,18 @@ class JudgeChoice(BaseModel):
     reason: str = Field("", description="why it is the best")
 
 
+@dataclass(frozen=True)
 class _Vote:
     """The static shape of one collaborative swarm, bound into its nodes."""
 
-    def __init__(self, agents, judge, rounds, method, threshold, tie_break, embeddings, weights):
-        self.agents = agents
-        self.judge = judge
-        self.rounds = rounds
-        self.method = method
-        self.threshold = threshold
-        self.tie_break = tie_break
-        self.embeddings = embeddings
-        self.weights = weights
+    agents: list[str]
+    judge: str
+    rounds: int
+    method: VoteMethod
+    threshold: float
+    tie_break: TieBreak
+    embeddings: Embeddings | None
+    weights: dict[str, float]
 
 
 def create_collaborative(

@@ -13,6 +13,7 @@ import operator
 import re
 from collections.abc import Callable, Sequence
 from enum import StrEnum
+from dataclasses import dataclass
 from functools import partial
 from typing import Annotated, Any
 
@@ -84,12 +85,14 @@ class PairVerdict(BaseModel):
     rationale: str = Field("", description="one sentence")
 
 
+@dataclass(frozen=True)
 class _Contest:
-    def __init__(self, agents, selection, judge, scorer):
-        self.agents = agents
-        self.selection = selection
-        self.judge = judge
-        self.scorer = scorer
+    """The static shape of one competitive swarm, bound into its nodes."""
+
+    agents: list[str]
+    selection: Selection
+    judge: str | None
+    scorer: Callable[[str, str], float] | None
 
 
 def create_competitive(

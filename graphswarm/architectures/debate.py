@@ -15,6 +15,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Sequence
 from enum import StrEnum
+from dataclasses import dataclass
 from functools import partial
 from typing import Annotated, Any
 
@@ -86,16 +87,18 @@ class Settled(BaseModel):
     reason: str = Field("", description="one sentence")
 
 
+@dataclass(frozen=True)
 class _Debate:
-    def __init__(self, agents, rounds, threshold, topology, moderator, judge, method, embeddings):
-        self.agents = agents
-        self.rounds = rounds
-        self.threshold = threshold
-        self.topology = topology
-        self.moderator = moderator
-        self.judge = judge
-        self.method = method
-        self.embeddings = embeddings
+    """The static shape of one debate, bound into its nodes."""
+
+    agents: list[str]
+    rounds: int
+    threshold: float
+    topology: Topology
+    moderator: str | None
+    judge: str | None
+    method: VoteMethod
+    embeddings: Embeddings | None
 
 
 def create_debate(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import operator
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Annotated, Any
 
@@ -150,15 +151,15 @@ def create_hierarchical(
     return graph
 
 
+@dataclass(frozen=True)
 class _Team:
     """The static shape of one hierarchical swarm, bound into its nodes."""
 
-    def __init__(self, leader: str, workers: list[str], max_rounds: int, max_tasks: int, join: JoinPolicy):
-        self.leader = leader
-        self.workers = workers
-        self.max_rounds = max_rounds
-        self.max_tasks = max_tasks
-        self.join = join
+    leader: str
+    workers: list[str]
+    max_rounds: int
+    max_tasks: int
+    join: JoinPolicy
 
 
 async def plan(

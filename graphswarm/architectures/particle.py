@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from itertools import combinations
 from typing import Annotated, Any
@@ -90,18 +91,20 @@ class MoveInput(TypedDict):
     """The revision prompt ("" in the first iteration)."""
 
 
+@dataclass(frozen=True)
 class _Swarm:
-    def __init__(self, agents, judge, scorer, embeddings, iterations, inertia, exploration, threshold, patience, neighbours):
-        self.agents = agents
-        self.judge = judge
-        self.scorer = scorer
-        self.embeddings = embeddings
-        self.iterations = iterations
-        self.inertia = inertia
-        self.exploration = exploration
-        self.threshold = threshold
-        self.patience = patience
-        self.neighbours = neighbours
+    """The static shape of one particle swarm, bound into its nodes."""
+
+    agents: list[str]
+    judge: str | None
+    scorer: Callable[[str, str], float] | None
+    embeddings: Embeddings
+    iterations: int
+    inertia: float
+    exploration: float
+    threshold: float
+    patience: int
+    neighbours: int
 
 
 def create_particle(
