@@ -88,6 +88,9 @@ def run(
     max_cost: Annotated[Optional[float], typer.Option(help="Cap on estimated cost in US dollars.")] = None,
     max_seconds: Annotated[Optional[float], typer.Option(help="Cap on wall time.")] = None,
     concurrency: Annotated[Optional[int], typer.Option(help="Most model calls in flight at once.")] = None,
+    pause_before: Annotated[Optional[list[str]], typer.Option(help="Pause before this node (repeatable).")] = None,
+    pause_after: Annotated[Optional[list[str]], typer.Option(help="Pause after this node (repeatable).")] = None,
+    stream: Annotated[bool, typer.Option("--stream", help="Print the agents' answers as they are written.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final answer.")] = False,
 ) -> None:
     """Run a swarm on an objective."""
@@ -122,8 +125,11 @@ def run(
 
         async with Runner(db, max_concurrency=concurrency) as runner:
             return await _run_with_progress(
-                runner, lambda on_update: runner.start(spec, text, run_id=run_id, budget=budget, on_update=on_update),
-                quiet, run_id, db,
+                lambda on_update, on_token: runner.start(
+                    spec, text, run_id=run_id, budget=budget, pause_before=pause_before or (),
+                    pause_after=pause_after or (), on_update=on_update, on_token=on_token,
+                ),
+                quiet, stream, db,
             )
 
     _finish(asyncio.run(main()), db, quiet)
@@ -139,11 +145,29 @@ def resume(
     max_tokens: Annotated[Optional[int], typer.Option(help="New cap on tokens.")] = None,
     max_cost: Annotated[Optional[float], typer.Option(help="New cap on estimated cost.")] = None,
     max_seconds: Annotated[Optional[float], typer.Option(help="New cap on wall time.")] = None,
+    set_: Annotated[
+        Optional[list[str]], typer.Option("--set", help="Edit the state first: KEY=JSON (repeatable).")
+    ] = None,
+    as_node: Annotated[Optional[str], typer.Option(help="Apply --set edits as if this node wrote them.")] = None,
+    approve: Annotated[bool, typer.Option("--approve", help="Approve the plan the run is waiting on.")] = False,
+    reject: Annotated[Optional[str], typer.Option(help="Reject the plan, with this feedback; ends the run.")] = None,
+    edit_plan: Annotated[
+        Optional[Path], typer.Option(help='Replace the plan: a JSON list of {"title", "worker"} tasks.')
+    ] = None,
+    pause_before: Annotated[Optional[list[str]], typer.Option(help="New breakpoints (replace the run's).")] = None,
+    pause_after: Annotated[Optional[list[str]], typer.Option(help="New breakpoints after nodes.")] = None,
+    no_pause: Annotated[bool, typer.Option("--no-pause", help="Clear the run's breakpoints.")] = False,
+    stream: Annotated[bool, typer.Option("--stream", help="Print the agents' answers as they are written.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
-    """Continue an interrupted, failed or killed run; finished calls are not made again."""
+    """Continue a paused, failed or killed run; finished calls are not made again."""
     from graphswarm.budget import Budget
     from graphswarm.runs import Runner
+
+    updates = _parse_options(set_ or [], flag="--set")
+    decision = _decision(approve, reject, edit_plan)
+    before = [] if no_pause else pause_before
+    after = [] if no_pause else pause_after
 
     async def main():
         async with Runner(db) as runner:
@@ -151,14 +175,37 @@ def resume(
             caps = {"max_calls": max_calls, "max_tokens": max_tokens, "max_cost": max_cost, "max_seconds": max_seconds}
             budget = Budget.model_validate({**record.budget, **{k: v for k, v in caps.items() if v is not None}})
             return await _run_with_progress(
-                runner,
-                lambda on_update: runner.resume(
-                    run_id, budget=budget, base_url=base_url, model=model, on_update=on_update
+                lambda on_update, on_token: runner.resume(
+                    run_id, budget=budget, base_url=base_url, model=model, updates=updates, as_node=as_node,
+                    decision=decision, pause_before=before, pause_after=after, on_update=on_update, on_token=on_token,
                 ),
-                quiet, run_id, db,
+                quiet, stream, db,
             )
 
     _finish(asyncio.run(main()), db, quiet)
+
+
+@app.command()
+def fork(
+    run_id: Annotated[str, typer.Argument(help="The run to fork.")],
+    checkpoint: Annotated[str, typer.Option(help="The checkpoint to start from (see: graphswarm history).")],
+    new_run_id: Annotated[Optional[str], typer.Option("--run-id", help="The new run's id.")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Edit the fork's state: KEY=JSON.")] = None,
+    as_node: Annotated[Optional[str], typer.Option(help="Apply --set edits as if this node wrote them.")] = None,
+    db: DbOption = None,
+) -> None:
+    """Start a new run from one of a run's checkpoints; the original run is unchanged."""
+    from graphswarm.runs import Runner
+
+    updates = _parse_options(set_ or [], flag="--set")
+
+    async def main():
+        async with Runner(db) as runner:
+            return await runner.fork(run_id, checkpoint, new_run_id=new_run_id, updates=updates, as_node=as_node)
+
+    record = asyncio.run(main())
+    out.print(record.run_id, markup=False)
+    err.print(f"forked {run_id} at {checkpoint}; continue it with: {_resume_command(record.run_id, db)}", markup=False)
 
 
 @app.command("runs")
@@ -193,18 +240,21 @@ def show(
     run_id: Annotated[str, typer.Argument()],
     db: DbOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the record and state as JSON.")] = False,
+    checkpoint: Annotated[Optional[str], typer.Option(help="Show the state at this checkpoint instead.")] = None,
 ) -> None:
     """Show a run: its result, plan, rounds and per-agent accounting."""
     from graphswarm.runs import Runner
 
     async def main():
         async with Runner(db) as runner:
+            if checkpoint:
+                return await runner.state_at(run_id, checkpoint)
             return await runner.result(run_id)
 
     result = asyncio.run(main())
     if as_json:
         out.print_json(json.dumps({"record": {**result.record.model_dump(mode="json"), "status": result.status.value}, "state": result.state,
-                                   "pending": result.pending, "pauses": result.pauses, "usage": result.usage}, default=str))
+                                   "pending": result.pending, "pauses": result.pauses, "next": result.next, "usage": result.usage}, default=str))
         return
     _print_result(result)
 
@@ -259,17 +309,39 @@ def _read_objective(objective: str | None, file: Path | None) -> str:
     return text.strip()
 
 
-def _parse_options(pairs: list[str]) -> dict[str, Any]:
+def _parse_options(pairs: list[str], *, flag: str = "--option") -> dict[str, Any]:
     options: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"--option takes KEY=VALUE, got {pair!r}")
+            raise ConfigError(f"{flag} takes KEY=VALUE, got {pair!r}")
         try:
             options[key.strip().replace("-", "_")] = json.loads(raw)
         except json.JSONDecodeError:
             options[key.strip().replace("-", "_")] = raw
     return options
+
+
+def _decision(approve: bool, reject: str | None, edit_plan: Path | None) -> dict[str, Any] | None:
+    """The answer to a plan approval, checked before the run is touched."""
+    chosen = [name for name, on in (("--approve", approve), ("--reject", reject is not None), ("--edit-plan", edit_plan)) if on]
+    if len(chosen) > 1:
+        raise ConfigError(f"choose one of {', '.join(chosen)}")
+    if approve:
+        return {"action": "approve"}
+    if reject is not None:
+        return {"action": "reject", "feedback": reject}
+    if edit_plan is None:
+        return None
+    try:
+        tasks = json.loads(edit_plan.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read plan file {str(edit_plan)!r}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"plan file {str(edit_plan)!r} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    if not isinstance(tasks, list) or not tasks or not all(isinstance(t, dict) and t.get("title") for t in tasks):
+        raise ConfigError(f'plan file {str(edit_plan)!r} must be a list of {{"title": ..., "worker": ...}} tasks')
+    return {"action": "edit", "tasks": tasks}
 
 
 def _read_agents(path: Path):
@@ -289,11 +361,18 @@ def _read_agents(path: Path):
     return roles, [Agent.model_validate(m) for m in members]
 
 
-async def _run_with_progress(runner, start, quiet: bool, run_id: str | None, db: str | None):
+async def _run_with_progress(start, quiet: bool, stream: bool, db: str | None):
     from graphswarm.runs import RunFailedError
 
-    status = None if quiet else err.status("running the swarm...")
+    status = None if quiet or stream else err.status("running the swarm...")
     calls = 0
+    speaking: list[str] = []
+
+    def on_token(agent: str, node: str, text: str) -> None:
+        if not speaking or speaking[-1] != agent:
+            speaking.append(agent)
+            err.print(f"\n[bold]{agent or node}[/] [dim]({node})[/]: ", end="")
+        err.print(text, end="", markup=False, highlight=False)
 
     def on_update(node: str, update: dict[str, Any]) -> None:
         nonlocal calls
@@ -301,6 +380,9 @@ async def _run_with_progress(runner, start, quiet: bool, run_id: str | None, db:
         if quiet:
             return
         who = ", ".join(sorted({c["agent"] for c in update.get("calls", [])})) or "-"
+        if speaking:
+            err.print()
+            speaking.clear()
         err.print(f"[green]✓[/] {node} [dim]({who})[/] {_summary(node, update)}")
         if status is not None:
             status.update(f"running the swarm... {calls} model calls so far")
@@ -308,7 +390,7 @@ async def _run_with_progress(runner, start, quiet: bool, run_id: str | None, db:
     if status is not None:
         status.start()
     try:
-        return await start(on_update)
+        return await start(on_update, on_token if stream and not quiet else None)
     except RunFailedError as exc:
         _stop_status(status)
         err.print(f"error: {exc}", markup=False)
@@ -324,8 +406,9 @@ def _stop_status(status) -> None:
 
 
 def _summary(node: str, update: dict[str, Any]) -> str:
-    if node == "plan" and update.get("tasks"):
-        return f"{len(update['tasks'])} tasks: " + "; ".join(f"{t['title']} -> {t['worker']}" for t in update["tasks"])
+    if node in ("plan", "approve") and update.get("tasks"):
+        latest = [t for t in update["tasks"] if t["round"] == update["tasks"][-1]["round"]]
+        return f"{len(latest)} tasks: " + "; ".join(f"{t['title']} -> {t['worker']}" for t in latest)
     if node == "work" and update.get("results"):
         r = update["results"][0]
         return f"{r['task_id']} {'done' if r['ok'] else 'failed: ' + r['error']}"
@@ -353,12 +436,14 @@ def _finish(result, db: str | None, quiet: bool) -> None:
             err.print(f"run {result.run_id} done ({result.stop_reason}); details: graphswarm show {result.run_id}")
         return
     pause = result.pauses[0] if result.pauses else {}
-    err.print(
-        f"run {result.run_id} paused: {result.stop_reason} - {pause.get('detail', '')}".rstrip(" -"), markup=False
-    )
+    detail = pause.get("detail") or (f"next: {', '.join(result.next)}" if result.next else "")
+    err.print(f"run {result.run_id} paused: {result.stop_reason} - {detail}".rstrip(" -"), markup=False)
+    for task in pause.get("plan", []):
+        err.print(f"  {task['id']}: {task['title']} -> {task['worker']}", markup=False)
     if result.final_answer:
         out.print(result.final_answer, markup=False)
-    err.print(f"continue it with: {_resume_command(result.run_id, db)}", markup=False)
+    hint = " --approve | --reject FEEDBACK | --edit-plan FILE" if pause.get("plan") else ""
+    err.print(f"continue it with: {_resume_command(result.run_id, db)}{hint}", markup=False)
     raise typer.Exit(3)
 
 

@@ -47,7 +47,7 @@ ARCHITECTURES: dict[str, Architecture] = {
             "hierarchical",
             "graphswarm.architectures.hierarchical:create_hierarchical",
             "a leader plans, delegates by strengths, consolidates and reviews in rounds",
-            options=("max_rounds", "max_tasks", "join"),
+            options=("max_rounds", "max_tasks", "join", "approve_plan"),
             roles=("leader",),
         ),
         Architecture(

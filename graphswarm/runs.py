@@ -15,12 +15,13 @@ import re
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from langgraph.graph import StateGraph
+from langgraph.types import Command
 from pydantic import BaseModel, Field
 
 from graphswarm.budget import Budget, Governor, SwarmContext
@@ -36,6 +37,8 @@ _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 UpdateHandler = Callable[[str, dict[str, Any]], None]
 """Called with (node name, the node's state update) as each node finishes."""
+TokenHandler = Callable[[str, str, str], None]
+"""Called with (agent, node, text) for each piece of a model's answer as it streams."""
 
 
 class RunStatus(StrEnum):
@@ -62,6 +65,11 @@ class RunRecord(BaseModel):
     elapsed_s: float = 0.0
     pid: int | None = None
     host: str = ""
+    pause_before: list[str] = Field(default_factory=list)
+    pause_after: list[str] = Field(default_factory=list)
+    """Breakpoints: the run pauses before/after these nodes, every time they run."""
+    forked_from: str | None = None
+    """"RUN_ID@CHECKPOINT_ID" for a run forked from another run's checkpoint."""
 
     @property
     def effective_status(self) -> RunStatus:
@@ -86,6 +94,8 @@ class RunResult:
     """Results of tasks that finished in a step that did not complete (node -> writes)."""
     pauses: list[dict[str, Any]] = field(default_factory=list)
     """Why the run is paused, when it is (graphswarm's `Pause` values or a human interrupt)."""
+    next: list[str] = field(default_factory=list)
+    """The nodes that run next; empty once the run is done."""
 
     @property
     def run_id(self) -> str:
@@ -180,16 +190,19 @@ class Runner:
         run_id: str | None = None,
         budget: Budget | None = None,
         architecture: str | None = None,
+        pause_before: Sequence[str] = (),
+        pause_after: Sequence[str] = (),
         on_update: UpdateHandler | None = None,
+        on_token: TokenHandler | None = None,
     ) -> RunResult:
-        """Start a new run of `swarm` (a spec, or a graph you built) on `objective`."""
+        """Start a new run of `swarm` (a spec, or a graph you built) on `objective`.
+
+        `pause_before` / `pause_after` name nodes to stop at (breakpoints); inspect the
+        state, then `resume` (optionally with state `updates`).
+        """
         if not isinstance(objective, str) or not objective.strip():
             raise ConfigError("the objective is empty")
-        if run_id is not None and not _RUN_ID.match(run_id):
-            raise ConfigError(f"invalid run id {run_id!r}: use letters, digits, '.', '_' or '-' (max 64)")
-        run_id = run_id or uuid.uuid4().hex[:12]
-        if await self._load_record(run_id) is not None:
-            raise ConfigError(f"run {run_id!r} already exists: resume it with graphswarm resume {run_id}")
+        run_id = await self._new_run_id(run_id)
         if isinstance(swarm, SwarmSpec):
             graph, spec, arch = swarm.build(), swarm.to_record(), swarm.architecture
         else:
@@ -201,8 +214,10 @@ class Runner:
             objective=objective,
             spec=spec,
             budget=budget.model_dump(exclude_none=True),
+            pause_before=_known_nodes(graph, pause_before),
+            pause_after=_known_nodes(graph, pause_after),
         )
-        return await self._execute(record, graph, {"objective": objective}, budget, on_update)
+        return await self._execute(record, graph, {"objective": objective}, budget, on_update, on_token)
 
     async def resume(
         self,
@@ -212,13 +227,21 @@ class Runner:
         budget: Budget | None = None,
         base_url: str | None = None,
         model: str | None = None,
+        updates: dict[str, Any] | None = None,
+        as_node: str | None = None,
+        decision: Any = None,
+        pause_before: Sequence[str] | None = None,
+        pause_after: Sequence[str] | None = None,
         on_update: UpdateHandler | None = None,
+        on_token: TokenHandler | None = None,
     ) -> RunResult:
-        """Continue a run that failed, was interrupted or was killed.
+        """Continue a run that failed, paused or was killed.
 
         Finished model calls are not made again. Pass a `budget` to raise the caps
-        of a run that stopped on one, and `graph` for runs started from a graph you
-        built yourself (those cannot be rebuilt from their record).
+        of a run that stopped on one; `updates` to edit its state first (applied as if
+        `as_node` had written them); `decision` to answer a pause that asks a person
+        (an approval); new breakpoints (an empty list clears them); and `graph` for
+        runs started from a graph you built yourself.
         """
         record = await self.get(run_id)
         if record.status is RunStatus.DONE:
@@ -227,9 +250,74 @@ class Runner:
             raise UsageError(f"run {run_id} is still running in process {record.pid}")
         if graph is None:
             graph = self._rebuild(record, base_url=base_url, model=model)
+        if pause_before is not None:
+            record.pause_before = _known_nodes(graph, pause_before)
+        if pause_after is not None:
+            record.pause_after = _known_nodes(graph, pause_after)
+        if as_node is not None:
+            _known_nodes(graph, [as_node])
         budget = budget or Budget.model_validate(record.budget)
         record.budget = budget.model_dump(exclude_none=True)
-        return await self._execute(record, graph, None, budget, on_update)
+        if updates:
+            await self._compile(graph, record).aupdate_state(_config(run_id), updates, as_node=as_node)
+        graph_input = Command(resume=decision) if decision is not None else None
+        return await self._execute(record, graph, graph_input, budget, on_update, on_token)
+
+    async def state_at(self, run_id: str, checkpoint_id: str, *, graph: StateGraph | None = None) -> RunResult:
+        """The run's state as it was at one of its checkpoints (see `history`)."""
+        record = await self.get(run_id)
+        compiled = self._compile(graph or self._rebuild(record, lazy=True))
+        snapshot = await compiled.aget_state(_config(run_id, checkpoint_id))
+        if snapshot.created_at is None:
+            raise UsageError(f"run {run_id} has no checkpoint {checkpoint_id!r} (list them: graphswarm history {run_id})")
+        return _as_result(record, snapshot)
+
+    async def fork(
+        self,
+        run_id: str,
+        checkpoint_id: str,
+        *,
+        new_run_id: str | None = None,
+        updates: dict[str, Any] | None = None,
+        as_node: str | None = None,
+        graph: StateGraph | None = None,
+    ) -> RunRecord:
+        """A new run that starts where `run_id` was at `checkpoint_id`; the original is unchanged.
+
+        The fork is paused: `resume` it to continue, with other agents or options if you
+        pass another `graph`. `updates` edit its state first.
+        """
+        source = await self.get(run_id)
+        await self.state_at(run_id, checkpoint_id, graph=graph)  # says clearly when the checkpoint is unknown
+        new_run_id = await self._new_run_id(new_run_id)
+        saver = self._p.checkpointer
+        origin = await saver.aget_tuple(_config(run_id, checkpoint_id))
+        target = {"configurable": {"thread_id": new_run_id, "checkpoint_ns": ""}}
+        copied = await saver.aput(target, origin.checkpoint, origin.metadata, origin.checkpoint["channel_versions"])
+        # Writes pending on a checkpoint are the results of the step after it, which the
+        # fork runs again; only the input checkpoint's writes are the input itself.
+        if (origin.metadata or {}).get("source") == "input":
+            by_task: dict[str, list[tuple[str, Any]]] = {}
+            for task_id, channel, value in origin.pending_writes or []:
+                by_task.setdefault(task_id, []).append((channel, value))
+            for task_id, writes in by_task.items():
+                await saver.aput_writes(copied, writes, task_id)
+        record = source.model_copy(
+            update={
+                "run_id": new_run_id,
+                "status": RunStatus.INTERRUPTED,
+                "stop_reason": "forked",
+                "error": None,
+                "created_at": time.time(),
+                "pid": None,
+                "forked_from": f"{run_id}@{checkpoint_id}",
+            }
+        )
+        if updates:
+            compiled = self._compile(graph or self._rebuild(record, lazy=True))
+            await compiled.aupdate_state(_config(new_run_id), updates, as_node=as_node)
+        await self._save_record(record)
+        return record
 
     async def get(self, run_id: str) -> RunRecord:
         record = await self._load_record(run_id)
@@ -272,8 +360,21 @@ class Runner:
 
     # -- internals -------------------------------------------------------------
 
-    def _compile(self, graph: StateGraph):
-        return graph.compile(checkpointer=self._p.checkpointer, store=self._p.store)
+    async def _new_run_id(self, run_id: str | None) -> str:
+        if run_id is not None and not _RUN_ID.match(run_id):
+            raise ConfigError(f"invalid run id {run_id!r}: use letters, digits, '.', '_' or '-' (max 64)")
+        run_id = run_id or uuid.uuid4().hex[:12]
+        if await self._load_record(run_id) is not None:
+            raise ConfigError(f"run {run_id!r} already exists: resume it with graphswarm resume {run_id}")
+        return run_id
+
+    def _compile(self, graph: StateGraph, record: RunRecord | None = None):
+        return graph.compile(
+            checkpointer=self._p.checkpointer,
+            store=self._p.store,
+            interrupt_before=record.pause_before if record else None,
+            interrupt_after=record.pause_after if record else None,
+        )
 
     def _rebuild(
         self, record: RunRecord, *, base_url: str | None = None, model: str | None = None, lazy: bool = False
@@ -312,8 +413,9 @@ class Runner:
         graph_input: dict[str, Any] | None,
         budget: Budget,
         on_update: UpdateHandler | None,
+        on_token: TokenHandler | None = None,
     ) -> RunResult:
-        compiled = self._compile(graph)
+        compiled = self._compile(graph, record)
         config = _config(record.run_id)
         if self._max_concurrency:
             config["max_concurrency"] = self._max_concurrency
@@ -324,10 +426,13 @@ class Runner:
         await self._save_record(record)
         started = time.monotonic()
         try:
-            async for chunk in compiled.astream(
-                graph_input, config, context=SwarmContext(governor), stream_mode="updates", durability="sync"
+            modes = ["updates", "messages"] if on_token else ["updates"]
+            async for mode, chunk in compiled.astream(
+                graph_input, config, context=SwarmContext(governor), stream_mode=modes, durability="sync"
             ):
-                if on_update:
+                if mode == "messages":
+                    _emit_token(chunk, on_token)
+                elif on_update:
                     for node, update in chunk.items():
                         on_update(node, update if isinstance(update, dict) else {})
         except Exception as exc:
@@ -344,6 +449,8 @@ class Runner:
         if result.pauses:
             record.status = RunStatus.INTERRUPTED
             record.stop_reason = str(result.pauses[0].get("stop_reason", "human"))
+        elif result.next:
+            record.status, record.stop_reason = RunStatus.INTERRUPTED, "breakpoint"
         else:
             record.status = RunStatus.DONE
             record.stop_reason = result.state.get("stop_reason") or "completed"
@@ -351,13 +458,7 @@ class Runner:
         return result
 
     async def _result(self, record: RunRecord, compiled: Any) -> RunResult:
-        snapshot = await compiled.aget_state(_config(record.run_id))
-        pending: dict[str, list[Any]] = {}
-        for task in snapshot.tasks:
-            if task.result is not None:
-                pending.setdefault(task.name, []).append(task.result)
-        pauses = [i.value if isinstance(i.value, dict) else {"value": i.value} for i in snapshot.interrupts]
-        return RunResult(record=record, state=dict(snapshot.values or {}), pending=pending, pauses=pauses)
+        return _as_result(record, await compiled.aget_state(_config(record.run_id)))
 
     async def _load_record(self, run_id: str) -> RunRecord | None:
         item = await self._p.store.aget(_NAMESPACE, run_id)
@@ -368,8 +469,36 @@ class Runner:
         await self._p.store.aput(_NAMESPACE, record.run_id, record.model_dump(mode="json"), index=False)
 
 
-def _config(run_id: str) -> dict[str, Any]:
-    return {"configurable": {"thread_id": run_id}, "recursion_limit": 10_000}
+def _as_result(record: RunRecord, snapshot: Any) -> RunResult:
+    pending: dict[str, list[Any]] = {}
+    for task in snapshot.tasks:
+        if task.result is not None:
+            pending.setdefault(task.name, []).append(task.result)
+    pauses = [i.value if isinstance(i.value, dict) else {"value": i.value} for i in snapshot.interrupts]
+    return RunResult(
+        record=record, state=dict(snapshot.values or {}), pending=pending, pauses=pauses, next=list(snapshot.next)
+    )
+
+
+def _config(run_id: str, checkpoint_id: str | None = None) -> dict[str, Any]:
+    configurable: dict[str, Any] = {"thread_id": run_id}
+    if checkpoint_id:
+        configurable["checkpoint_id"] = checkpoint_id
+    return {"configurable": configurable, "recursion_limit": 10_000}
+
+
+def _known_nodes(graph: StateGraph, names: Sequence[str]) -> list[str]:
+    for name in names:
+        if name not in graph.nodes:
+            raise ConfigError(f"unknown node {name!r} (this graph's nodes: {', '.join(graph.nodes)})")
+    return list(names)
+
+
+def _emit_token(chunk: Any, on_token: TokenHandler | None) -> None:
+    message, metadata = chunk
+    text = getattr(message, "text", "")
+    if on_token and isinstance(text, str) and text:
+        on_token(str(metadata.get("graphswarm_agent", "")), str(metadata.get("langgraph_node", "")), text)
 
 
 def _alive(pid: int | None) -> bool:

@@ -19,7 +19,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.errors import GraphBubbleUp
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
-from langgraph.types import Send
+from langgraph.types import Send, interrupt
 from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
@@ -62,6 +62,13 @@ class WorkerResult(TypedDict):
     error: str
 
 
+class Approval(TypedDict):
+    round: int
+    action: str
+    """"approve", "edit" or "reject"."""
+    feedback: str
+
+
 class Review(TypedDict):
     round: int
     answer: str
@@ -71,8 +78,10 @@ class Review(TypedDict):
 
 class HierarchicalState(SwarmState):
     round: int
-    tasks: Annotated[list[Task], operator.add]
-    """Every task of every round."""
+    tasks: list[Task]
+    """Every task of every round (written whole: an approval may replace a round's plan)."""
+    approvals: Annotated[list[Approval], operator.add]
+    """What a person decided about each plan, when plans need approval."""
     results: Annotated[list[WorkerResult], operator.add]
     reviews: Annotated[list[Review], operator.add]
 
@@ -111,6 +120,7 @@ def create_hierarchical(
     max_rounds: int = 2,
     max_tasks: int | None = None,
     join: JoinPolicy | str = JoinPolicy.CONTINUE,
+    approve_plan: bool = False,
 ) -> StateGraph:
     """Build a hierarchical swarm.
 
@@ -122,6 +132,10 @@ def create_hierarchical(
         max_rounds: plan/work/review rounds before the last answer stands.
         max_tasks: tasks per round (default: one per worker).
         join: what a worker failing after its retries does to the round.
+        approve_plan: pause after each plan until a person approves, edits or rejects it
+            (`Runner.resume(run_id, decision={"action": "approve"})`, or
+            `{"action": "edit", "tasks": [{"title": ..., "worker": ...}]}`, or
+            `{"action": "reject", "feedback": ...}`, which ends the run).
     """
     workers = check_agents(workers, what="workers")
     leader = leader or DEFAULT_LEADER
@@ -145,7 +159,12 @@ def create_hierarchical(
     graph.add_node("work", partial(work, crew=crew, team=team), input_schema=WorkerInput, retry_policy=retry)
     graph.add_node("consolidate", partial(consolidate, crew=crew, team=team), retry_policy=retry, defer=True)
     graph.add_edge(START, "plan")
-    graph.add_conditional_edges("plan", dispatch, ["work", "consolidate"])
+    if approve_plan:
+        graph.add_node("approve", partial(approve, team=team, crew=crew))
+        graph.add_edge("plan", "approve")
+        graph.add_conditional_edges("approve", dispatch, ["work", "consolidate", END])
+    else:
+        graph.add_conditional_edges("plan", dispatch, ["work", "consolidate"])
     graph.add_edge("work", "consolidate")
     graph.add_conditional_edges("consolidate", next_round, ["plan", END])
     return graph
@@ -178,10 +197,46 @@ async def plan(
     messages = [SystemMessage(system), HumanMessage(f"Objective: {state['objective']}")]
     planned, calls = await ask(crew[team.leader], messages, node="plan", runtime=runtime, config=config, schema=Plan)
     tasks = assign_tasks(planned.tasks[: team.max_tasks], members, round_)
-    return {"round": round_, "tasks": tasks, "calls": calls}
+    return {"round": round_, "tasks": [*state.get("tasks", []), *tasks], "calls": calls}
+
+
+def approve(state: HierarchicalState, *, team: _Team, crew: Crew) -> dict[str, Any]:
+    """Pause for a person to approve, edit or reject this round's plan (a separate node,
+    so that resuming does not make the leader plan again)."""
+    round_ = state["round"]
+    current = [t for t in state["tasks"] if t["round"] == round_]
+    decision = interrupt(
+        {
+            "stop_reason": StopReason.APPROVAL.value,
+            "detail": f"the plan of round {round_} needs approval",
+            "agent": team.leader,
+            "node": "approve",
+            "plan": current,
+        }
+    )
+    action = str(decision.get("action", "approve") if isinstance(decision, dict) else decision).lower()
+    feedback = str(decision.get("feedback", "")) if isinstance(decision, dict) else ""
+    record: Approval = {"round": round_, "action": action, "feedback": feedback}
+    if action == "reject":
+        return {"approvals": [record], "stop_reason": StopReason.REJECTED.value}
+    if action == "edit":
+        try:
+            edited = [PlannedTask.model_validate(t) for t in decision.get("tasks", [])]
+        except (AttributeError, ValueError) as exc:
+            raise ConfigError(f"an edited plan is a list of tasks with a title and a worker: {exc}") from None
+        if not edited:
+            raise ConfigError("an edited plan needs at least one task")
+        members = [crew[name].agent for name in team.workers]
+        kept = [t for t in state["tasks"] if t["round"] != round_]
+        return {"approvals": [record], "tasks": [*kept, *assign_tasks(edited, members, round_)]}
+    if action != "approve":
+        raise ConfigError(f"unknown decision {action!r}: approve, edit or reject")
+    return {"approvals": [record]}
 
 
 def dispatch(state: HierarchicalState) -> list[Send] | str:
+    if state.get("stop_reason"):
+        return END
     current = [t for t in state.get("tasks", []) if t["round"] == state.get("round", 0)]
     if not current:
         return "consolidate"
