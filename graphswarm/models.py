@@ -27,7 +27,7 @@ from langchain_core.language_models import BaseChatModel
 
 from graphswarm.errors import ConfigError, MissingExtraError, ModelConfigError
 
-__all__ = ["LOCAL", "resolve_model", "resolve_embeddings", "default_model_spec", "model_label", "redact_url"]
+__all__ = ["LOCAL", "resolve_model", "default_model_spec", "model_label", "redact_url"]
 
 LOCAL = "local"
 DEFAULT_OPENAI_MODEL = "openai:gpt-4o-mini"
@@ -212,24 +212,6 @@ def redact_url(url: str) -> str:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
-
-
-def resolve_embeddings(*, base_url: str | None = None, model: str = "text-embedding-3-small") -> Any:
-    """Embeddings for semantic voting: an OpenAI-compatible server's, or OpenAI's with a key."""
-    if not base_url and not os.environ.get("OPENAI_API_KEY"):
-        raise ConfigError(
-            "semantic voting needs embeddings: set OPENAI_API_KEY or pass --base-url for an OpenAI-compatible server"
-        )
-    from langchain_openai import OpenAIEmbeddings
-
-    return OpenAIEmbeddings(
-        model=model,
-        base_url=base_url,
-        api_key=os.environ.get("OPENAI_API_KEY") or "not-needed",
-        # The length check needs tiktoken, which downloads its encodings: not offline.
-        check_embedding_ctx_length=False,
-        max_retries=2,
-    )
 
 
 # US dollars per million input / output tokens, for cost estimates only.

