@@ -91,6 +91,10 @@ def run(
     pause_before: Annotated[Optional[list[str]], typer.Option(help="Pause before this node (repeatable).")] = None,
     pause_after: Annotated[Optional[list[str]], typer.Option(help="Pause after this node (repeatable).")] = None,
     stream: Annotated[bool, typer.Option("--stream", help="Print the agents' answers as they are written.")] = False,
+    memory: Annotated[
+        Optional[str], typer.Option(help="Shared memory: embedded, memory, or a Chroma server http://host:port.")
+    ] = None,
+    embeddings: Annotated[Optional[str], typer.Option(help="Embeddings for memory: minilm or openai.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final answer.")] = False,
 ) -> None:
     """Run a swarm on an objective."""
@@ -123,7 +127,8 @@ def run(
     async def main():
         from graphswarm.runs import Runner
 
-        async with Runner(db, max_concurrency=concurrency) as runner:
+        store = True if memory == "embedded" else memory
+        async with Runner(db, max_concurrency=concurrency, memory=store, embeddings=embeddings) as runner:
             return await _run_with_progress(
                 lambda on_update, on_token: runner.start(
                     spec, text, run_id=run_id, budget=budget, pause_before=pause_before or (),

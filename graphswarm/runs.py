@@ -68,6 +68,8 @@ class RunRecord(BaseModel):
     pause_before: list[str] = Field(default_factory=list)
     pause_after: list[str] = Field(default_factory=list)
     """Breakpoints: the run pauses before/after these nodes, every time they run."""
+    memory: str | None = None
+    """The run's shared memory: "embedded", "memory" or a Chroma server URL (None: no memory)."""
     forked_from: str | None = None
     """"RUN_ID@CHECKPOINT_ID" for a run forked from another run's checkpoint."""
 
@@ -157,9 +159,23 @@ class Runner:
         ...     print(result.final_answer)
     """
 
-    def __init__(self, db: str | None = None, *, max_concurrency: int | None = None) -> None:
+    def __init__(
+        self,
+        db: str | None = None,
+        *,
+        max_concurrency: int | None = None,
+        memory: str | bool | None = None,
+        embeddings: Any = None,
+    ) -> None:
+        """`memory` gives every run a shared Chroma memory: True for the embedded one
+        beside the database, "http://host:port" for a Chroma server, "memory" for an
+        in-process one; agents then read relevant notes and post what they produce.
+        `embeddings` is any LangChain `Embeddings` or a name ("minilm", "openai")."""
         self._db = db
         self._max_concurrency = max_concurrency
+        self._memory = memory
+        self._embeddings = embeddings
+        self._chroma: Any = None
         self._persistence: Persistence | None = None
         self._opened: Any = None
 
@@ -214,6 +230,7 @@ class Runner:
             objective=objective,
             spec=spec,
             budget=budget.model_dump(exclude_none=True),
+            memory=None if not self._memory else ("embedded" if self._memory is True else str(self._memory)),
             pause_before=_known_nodes(graph, pause_before),
             pause_after=_known_nodes(graph, pause_after),
         )
@@ -360,6 +377,17 @@ class Runner:
 
     # -- internals -------------------------------------------------------------
 
+    def _open_memory(self, record: RunRecord) -> Any:
+        if not record.memory:
+            return None
+        from graphswarm.embeddings import resolve_embeddings
+        from graphswarm.memory import SharedMemory, open_chroma
+
+        if self._chroma is None:
+            self._chroma = open_chroma(None if record.memory == "embedded" else record.memory, db=self._db)
+        embeddings = resolve_embeddings(self._embeddings, base_url=record.spec.get("base_url"))
+        return SharedMemory(self._chroma, record.run_id, embeddings=embeddings)
+
     async def _new_run_id(self, run_id: str | None) -> str:
         if run_id is not None and not _RUN_ID.match(run_id):
             raise ConfigError(f"invalid run id {run_id!r}: use letters, digits, '.', '_' or '-' (max 64)")
@@ -421,6 +449,7 @@ class Runner:
             config["max_concurrency"] = self._max_concurrency
         before = await self._result(record, compiled)
         governor = Governor(budget, spent=before.calls, elapsed_s=record.elapsed_s)
+        memory = self._open_memory(record)
         record.status, record.stop_reason, record.error = RunStatus.RUNNING, None, None
         record.pid, record.host = os.getpid(), socket.gethostname()
         await self._save_record(record)
@@ -428,7 +457,7 @@ class Runner:
         try:
             modes = ["updates", "messages"] if on_token else ["updates"]
             async for mode, chunk in compiled.astream(
-                graph_input, config, context=SwarmContext(governor), stream_mode=modes, durability="sync"
+                graph_input, config, context=SwarmContext(governor, memory), stream_mode=modes, durability="sync"
             ):
                 if mode == "messages":
                     _emit_token(chunk, on_token)

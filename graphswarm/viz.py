@@ -22,7 +22,7 @@ from graphswarm.registry import SwarmSpec, get_architecture
 
 __all__ = [
     "draw", "Engine", "VISITED_FILL", "CURRENT_STROKE", "graph_svg", "graph_png", "show_graph",
-    "visited_nodes", "record_graph", "inline_svg", "line_chart_svg",
+    "visited_nodes", "record_graph", "drawable_graph", "inline_svg", "line_chart_svg",
 ]
 
 
@@ -86,7 +86,7 @@ def graph_svg(
     """
     if engine not in get_args(Engine):
         raise ConfigError(f"unknown engine {engine!r} (choose one of: {', '.join(get_args(Engine))})")
-    drawable = _drawable(graph)
+    drawable = drawable_graph(graph)
     highlight, current = set(highlight), set(current)
     dot = shutil.which("dot") if engine != "python" else None
     if engine == "dot" and dot is None:
@@ -105,7 +105,7 @@ def graph_png(graph: Any, *, highlight: Collection[str] = frozenset(), current: 
     dot = shutil.which("dot")
     if dot is None:
         raise ConfigError("graph_png needs Graphviz on PATH: apt-get install graphviz (or use graph_svg)")
-    return _run_dot(dot, _dot_source(_drawable(graph), set(highlight), set(current)), "png")
+    return _run_dot(dot, _dot_source(drawable_graph(graph), set(highlight), set(current)), "png")
 
 
 def show_graph(
@@ -187,7 +187,8 @@ def inline_svg(svg: str) -> str:
 # -- the graph, whatever form it comes in -----------------------------------------
 
 
-def _drawable(graph: Any) -> Any:
+def drawable_graph(graph: Any) -> Any:
+    """The drawable graph (nodes, edges, `draw_mermaid`) of a compiled graph or a `StateGraph`."""
     if hasattr(graph, "nodes") and hasattr(graph, "edges") and hasattr(graph, "draw_mermaid"):
         return graph
     if hasattr(graph, "get_graph"):
@@ -207,7 +208,7 @@ def _visited_from_result(run: Any, graph: Any) -> set[str]:
         seen.add("__end__")
     if graph is None:
         return seen
-    drawable = _drawable(graph)
+    drawable = drawable_graph(graph)
     successors: dict[str, set[str]] = {}
     for edge in drawable.edges:
         successors.setdefault(edge.source, set()).add(edge.target)

@@ -447,3 +447,27 @@ def test_a_run_killed_while_posting_and_posted_again_has_each_note_once(tmp_path
     assert total // 3 <= survived < total
     memory = SharedMemory(open_chroma(db=db), "crash", embeddings=KeywordEmbeddings())
     assert memory.count() == total
+
+
+async def test_a_run_with_memory_shares_notes_between_agents():
+    from graphswarm import Agent, Runner, SwarmSpec
+    from graphswarm.memory import SharedMemory, open_chroma
+    from graphswarm.testing import ScriptedChatModel
+
+    model = ScriptedChatModel(
+        {
+            "leader": [
+                {"tasks": [{"title": "bread prices", "worker": "w1"}, {"title": "bread recipes", "worker": "w2"}]},
+                {"answer": "done", "approved": True, "feedback": ""},
+            ],
+            "w1": ["sourdough bread costs six euros"],
+            "w2": ["bread needs flour water salt"],
+        }
+    )
+    spec = SwarmSpec(architecture="hierarchical", agents=[Agent(name="w1"), Agent(name="w2")], model=model)
+    async with Runner("memory", memory="memory", embeddings=KeywordEmbeddings()) as runner:
+        result = await runner.start(spec, "bread shop", run_id="mem-run-1")
+    consolidate = model.calls_for("leader")[1].prompt
+    assert "Notes from your team:" in consolidate and "sourdough bread costs six euros" in consolidate
+    notes = SharedMemory(open_chroma("memory"), "mem-run-1", embeddings=KeywordEmbeddings())
+    assert notes.count() == result.usage["total"]["calls"]
