@@ -282,6 +282,22 @@ def history(run_id: Annotated[str, typer.Argument()], db: DbOption = None) -> No
 
 
 @app.command()
+def report(
+    run_id: Annotated[str, typer.Argument()],
+    output: Annotated[Path, typer.Option("--output", "-O", help="The file to write: .html or .md.")],
+    db: DbOption = None,
+) -> None:
+    """Export a run as a self-contained HTML or Markdown report (graph, timeline, who said what)."""
+    from graphswarm.report import export_report
+
+    try:
+        path = export_report(run_id, output, db=db)
+    except OSError as exc:
+        raise ConfigError(f"cannot write report {str(output)!r}: {exc.strerror}") from None
+    err.print(f"wrote {path}", markup=False)
+
+
+@app.command()
 def draw(
     architecture: Annotated[str, typer.Argument()],
     ascii: Annotated[bool, typer.Option("--ascii", help="ASCII art instead of mermaid.")] = False,

@@ -22,7 +22,7 @@ import inspect
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -66,7 +66,7 @@ async def build_report(runner: Runner, run_id: str, *, format: ReportFormat = "h
     steps = await runner.history(run_id, graph=graph)
     shape = graph if graph is not None else record_graph(result.record.spec)
     blocks = _blocks(result, steps, shape)
-    return _render_html(result, blocks) if format == "html" else _render_markdown(blocks)
+    return _render_html(result, blocks) if format == "html" else _render_markdown(result, blocks)
 
 
 def export_report(
@@ -223,7 +223,8 @@ def _summary_table(result: RunResult) -> _Table:
 
 
 def _graph_section(result: RunResult, steps: list[Step], graph: Any) -> list[_Block]:
-    visited, current = visited_nodes(steps), set(result.next)
+    # Nodes with finished tasks in an unfinished step ran too, in part: filled and outlined.
+    visited, current = visited_nodes(steps) | set(result.pending), set(result.next)
     drawable = drawable_graph(graph)
     mermaid = drawable.draw_mermaid().rstrip() + f"\n\tclassDef visited fill:{VISITED_FILL}\n"
     if ran := _mermaid_ids(visited, drawable):
@@ -463,7 +464,7 @@ def _debate_threshold(result: RunResult) -> float | None:
 
 
 def _when(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return datetime.fromtimestamp(timestamp, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _parse_time(text: str) -> datetime | None:
@@ -588,8 +589,12 @@ def _e(text: Any) -> str:
 # -- Markdown -------------------------------------------------------------------------
 
 
-def _render_markdown(blocks: list[_Block]) -> str:
-    out: list[str] = []
+def _render_markdown(result: RunResult, blocks: list[_Block]) -> str:
+    r = result.record
+    out = [
+        f"# Run `{r.run_id}`",
+        _md_inline(f"{r.architecture} swarm · {result.status.value} · {r.stop_reason or '-'}"),
+    ]
     flat: list[_Block] = []
     for block in blocks:
         flat += [*block.left, *block.right] if isinstance(block, _Columns) else [block]

@@ -117,9 +117,12 @@ class RunResult:
 
     @property
     def calls(self) -> list[dict[str, Any]]:
-        """Every finished model call, those of an unfinished step included."""
-        pending = [c for writes in self.pending.values() for w in writes if isinstance(w, dict) for c in w.get("calls", [])]
-        return self.state.get("calls", []) + pending
+        """Every finished model call, those of an unfinished step included.
+
+        LangGraph's snapshot already applies the writes of tasks that finished in a step
+        that did not complete, so `state` holds them: they are not added again here.
+        """
+        return list(self.state.get("calls", []))
 
     @property
     def usage(self) -> dict[str, Any]:

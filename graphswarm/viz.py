@@ -14,6 +14,7 @@ import math
 import shutil
 import subprocess
 from collections.abc import Collection, Mapping, Sequence
+from itertools import pairwise
 from typing import Any, Literal, get_args
 
 from graphswarm.agents import make_workers
@@ -139,8 +140,9 @@ def visited_nodes(run: Any, *, graph: Any = None) -> set[str]:
     From a run's history (`Runner.history`) this is exact: every node a checkpoint named
     as next, except the last checkpoint's (where the run stands: see `RunResult.next`),
     with ``__end__`` once the run finished. From a `RunResult` alone it is inferred: the
-    nodes that made model calls, and, given the `graph`, every node that lies on all
-    paths from the start to one of those (it must have run before them).
+    nodes that made model calls or finished tasks of an unfinished step (`pending`), and,
+    given the `graph`, every node that lies on all paths from the start to one of those
+    (it must have run before them).
     """
     if _is_run(run):
         return _visited_from_result(run, graph)
@@ -157,7 +159,6 @@ def visited_nodes(run: Any, *, graph: Any = None) -> set[str]:
 
 def record_graph(spec: Mapping[str, Any]) -> Any:
     """The shape of a recorded run's graph, built with stand-in models (never a real one)."""
-    from graphswarm.registry import SwarmSpec
     from graphswarm.testing import KeywordEmbeddings, ScriptedChatModel
 
     if not spec:
@@ -252,8 +253,10 @@ def _dot_source(graph: Any, highlight: set[str], current: set[str]) -> str:
     lines = [
         "digraph graphswarm {",
         '  graph [rankdir=TB, bgcolor="transparent", nodesep=0.35, ranksep=0.45, fontname="Helvetica"];',
-        f'  node [shape=box, style="rounded,filled", fillcolor="{NODE_FILL}", color="{NODE_STROKE}", '
-        f'fontname="Helvetica", fontsize=12, fontcolor="{TEXT_COLOUR}", height=0.4, margin="0.18,0.06"];',
+        (
+            f'  node [shape=box, style="rounded,filled", fillcolor="{NODE_FILL}", color="{NODE_STROKE}", '
+            f'fontname="Helvetica", fontsize=12, fontcolor="{TEXT_COLOUR}", height=0.4, margin="0.18,0.06"];'
+        ),
         f'  edge [color="{EDGE_COLOUR}", arrowsize=0.7, fontname="Helvetica", fontsize=10, fontcolor="{EDGE_COLOUR}"];',
     ]
     for node_id, node in graph.nodes.items():
@@ -371,8 +374,8 @@ def _edge_path(pts: list[tuple[float, float]], bend: float) -> tuple[str, tuple[
         mid = ((sx + 2 * cx + ex) / 4, (sy + 2 * cy + ey) / 4)
         return f"M{_fmt(sx)},{_fmt(sy)} Q{_fmt(cx)},{_fmt(cy)} {_fmt(ex)},{_fmt(ey)}", mid
     parts = [f"M{_fmt(x0)},{_fmt(y0)}"]
-    for (xa, ya), (xb, yb) in zip(pts[1:-1], pts[2:]):
-        end = (xb, yb) if (xb, yb) == pts[-1] else ((xa + xb) / 2, (ya + yb) / 2)
+    for index, ((xa, ya), (xb, yb)) in enumerate(pairwise(pts[1:]), start=2):
+        end = (xb, yb) if index == len(pts) - 1 else ((xa + xb) / 2, (ya + yb) / 2)
         parts.append(f"Q{_fmt(xa)},{_fmt(ya)} {_fmt(end[0])},{_fmt(end[1])}")
     if len(pts) == 2:
         parts.append(f"L{_fmt(x1)},{_fmt(y1)}")
@@ -489,8 +492,10 @@ def line_chart_svg(
         return top + plot_h - (0.5 if high == low else (y - low) / (high - low)) * plot_h
 
     out = [
-        f'<svg {_SVG_NS} class="graphswarm-chart" role="img" aria-label="{html.escape(title or "chart")}" '
-        f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="{html.escape(FONT)}" font-size="11">',
+        (
+            f'<svg {_SVG_NS} class="graphswarm-chart" role="img" aria-label="{html.escape(title or "chart")}" '
+            f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="{html.escape(FONT)}" font-size="11">'
+        ),
         f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="#fbfbfe" stroke="#d0d0dc"/>',
     ]
     if title:

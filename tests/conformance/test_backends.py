@@ -141,3 +141,14 @@ async def test_an_unreachable_postgres_is_a_config_error():
     with pytest.raises(ConfigError, match="cannot use PostgreSQL database postgresql://u@127.0.0.1:9/db"):
         async with Runner("postgresql://u:pw@127.0.0.1:9/db"):
             pass
+
+
+async def test_finished_calls_of_an_unfinished_step_are_counted_once(db_url, run_id):
+    model = scripted({"a": ["1"], "b": [ValueError("b broke")]})
+    failing = spec(model).model_copy(update={"options": {"join": "fail_fast"}})
+    async with Runner(db_url) as runner:
+        with pytest.raises(Exception, match="b broke"):
+            await runner.start(failing, "o", run_id=run_id)
+        result = await runner.result(run_id, graph=failing.build())
+    assert result.usage["agents"]["a"]["calls"] == 1
+    assert result.usage["total"]["calls"] == 2  # the plan and a's answer
