@@ -95,6 +95,9 @@ def run(
         Optional[str], typer.Option(help="Shared memory: embedded, memory, or a Chroma server http://host:port.")
     ] = None,
     embeddings: Annotated[Optional[str], typer.Option(help="Embeddings for memory: minilm or openai.")] = None,
+    chunk_tokens: Annotated[
+        Optional[int], typer.Option(help="Long objectives (over 1000 tokens) are split into chunks of this size.")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final answer.")] = False,
 ) -> None:
     """Run a swarm on an objective."""
@@ -123,12 +126,17 @@ def run(
     if concurrency is not None and concurrency < 1:
         raise ConfigError(f"--concurrency must be at least 1, got {concurrency}")
     budget = _budget(max_calls, max_tokens, max_cost, max_seconds)
+    from graphswarm.objectives import ObjectiveSettings
+
+    objectives = ObjectiveSettings(**({"chunk_tokens": chunk_tokens} if chunk_tokens is not None else {}))
 
     async def main():
         from graphswarm.runs import Runner
 
         store = True if memory == "embedded" else memory
-        async with Runner(db, max_concurrency=concurrency, memory=store, embeddings=embeddings) as runner:
+        async with Runner(
+            db, max_concurrency=concurrency, memory=store, embeddings=embeddings, objectives=objectives
+        ) as runner:
             return await _run_with_progress(
                 lambda on_update, on_token: runner.start(
                     spec, text, run_id=run_id, budget=budget, pause_before=pause_before or (),

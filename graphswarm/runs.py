@@ -169,16 +169,21 @@ class Runner:
         max_concurrency: int | None = None,
         memory: str | bool | None = None,
         embeddings: Any = None,
+        objectives: Any = None,
     ) -> None:
         """`memory` gives every run a shared Chroma memory: True for the embedded one
         beside the database, "http://host:port" for a Chroma server, "memory" for an
         in-process one; agents then read relevant notes and post what they produce.
-        `embeddings` is any LangChain `Embeddings` or a name ("minilm", "openai")."""
+        `embeddings` is any LangChain `Embeddings` or a name ("minilm", "openai").
+        `objectives` (an `ObjectiveSettings`) says when an objective is too long for
+        prompts: it is then saved with the run, chunked into the run's memory (embedded
+        memory is switched on for it), and agents get a summary plus the relevant chunks."""
         self._db = db
         self._max_concurrency = max_concurrency
         self._memory = memory
         self._embeddings = embeddings
         self._chroma: Any = None
+        self._objectives = objectives
         self._persistence: Persistence | None = None
         self._opened: Any = None
 
@@ -237,7 +242,9 @@ class Runner:
             pause_before=_known_nodes(graph, pause_before),
             pause_after=_known_nodes(graph, pause_after),
         )
-        return await self._execute(record, graph, {"objective": objective}, budget, on_update, on_token)
+        prepared = self._prepare_objective(record)
+        graph_input = {"objective": prepared.prompt if prepared else objective}
+        return await self._execute(record, graph, graph_input, budget, on_update, on_token, prepared)
 
     async def resume(
         self,
@@ -380,6 +387,23 @@ class Runner:
 
     # -- internals -------------------------------------------------------------
 
+    def _prepare_objective(self, record: RunRecord) -> Any:
+        """Save and chunk an objective too long for prompts; None when it fits."""
+        from graphswarm.objectives import ObjectiveSettings
+
+        settings = self._objectives or ObjectiveSettings()
+        if len(record.objective) <= settings.max_inline_tokens:  # a token is at least a character
+            return None
+        from graphswarm.memory import chroma_path
+        from graphswarm.objectives import prepare_objective
+
+        run_dir = chroma_path(self._db).parent / "objectives" / record.run_id
+        prepared = prepare_objective(record.objective, run_dir=run_dir, settings=settings)
+        if prepared.inline:
+            return None
+        record.memory = record.memory or "embedded"
+        return prepared
+
     def _open_memory(self, record: RunRecord) -> Any:
         if not record.memory:
             return None
@@ -445,6 +469,7 @@ class Runner:
         budget: Budget,
         on_update: UpdateHandler | None,
         on_token: TokenHandler | None = None,
+        objective: Any = None,
     ) -> RunResult:
         compiled = self._compile(graph, record)
         config = _config(record.run_id)
@@ -453,6 +478,10 @@ class Runner:
         before = await self._result(record, compiled)
         governor = Governor(budget, spent=before.calls, elapsed_s=record.elapsed_s)
         memory = self._open_memory(record)
+        if objective is not None:
+            from graphswarm.objectives import store_chunks
+
+            await store_chunks(memory, objective)
         record.status, record.stop_reason, record.error = RunStatus.RUNNING, None, None
         record.pid, record.host = os.getpid(), socket.gethostname()
         await self._save_record(record)
