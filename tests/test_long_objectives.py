@@ -63,3 +63,18 @@ def test_a_bad_chunk_size_exits_2_with_one_line(capsys, tmp_path):
     assert code == 2
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and "chunk size must be at least 50 tokens" in lines[0]
+
+
+def test_memory_input_errors_exit_2_with_one_line(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr("graphswarm.embeddings.minilm_available", lambda: False)
+    db = ["--db", str(tmp_path / "r.sqlite")]
+    cases = [
+        (["--memory", "http://127.0.0.1:9", "--embeddings", "minilm"], "cannot reach Chroma at http://127.0.0.1:9"),
+        (["--memory", "embedded", "--embeddings", "openai"], "OPENAI_API_KEY"),
+        (["--memory", "embedded"], "no embeddings available"),
+    ]
+    for extra, message in cases:
+        code = main(["run", "collaborative", "q", "--agents", "2", "--model", "local", *extra, *db])
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if line.strip() and not line.startswith("note:")]
+        assert code == 2 and len(lines) == 1 and message in lines[0], err
