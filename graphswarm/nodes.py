@@ -47,8 +47,6 @@ __all__ = [
 
 MAX_ATTEMPTS = 4
 MAX_TOOL_STEPS = 6
-MEMORY_CHUNKS = 4
-"""Parts of a long objective retrieved into each request."""
 MEMORY_NOTES = 3
 """Other agents' notes retrieved into each request."""
 """Model calls an agent may make while using tools, before it must answer."""
@@ -207,14 +205,16 @@ async def _recall(memory: Any, agent: str, messages: list[BaseMessage]) -> list[
     """
     if not messages or not isinstance(messages[-1], HumanMessage):
         return messages
+    from graphswarm.objectives import relevant_chunks
+
     request = str(messages[-1].content)
-    chunks = await memory.aquery(request, k=MEMORY_CHUNKS, kind="objective")
+    if not request.strip():
+        return messages
+    chunks = await relevant_chunks(memory, request)
     notes = await memory.aquery(
         request, k=MEMORY_NOTES, exclude_agent=agent, where={"kind": {"$nin": ["objective", "position"]}}
     )
-    parts = []
-    if chunks:
-        parts.append("Relevant parts of the objective:\n" + "\n".join(f"[{c['task_id']}] {c['text']}" for c in chunks))
+    parts = [chunks] if chunks else []
     if notes:
         parts.append("Notes from your team:\n" + "\n".join(f"- ({n['agent']}, {n['kind']}) {n['text']}" for n in notes))
     if not parts:
