@@ -19,6 +19,10 @@ _EXPORTS: dict[str, str] = {
     "create_competitive": "graphswarm.architectures.competitive",
     "create_debate": "graphswarm.architectures.debate",
     "create_particle": "graphswarm.architectures.particle",
+    "create_task_loop": "graphswarm.architectures.task_loop",
+    "create_orchestrator": "graphswarm.architectures.orchestrator",
+    "Workspace": "graphswarm.toolbox",
+    "BUILTIN_TOOLS": "graphswarm.toolbox",
     "Selection": "graphswarm.architectures.competitive",
     "Topology": "graphswarm.architectures.debate",
     "VoteMethod": "graphswarm.aggregation",
@@ -48,6 +52,7 @@ _EXPORTS: dict[str, str] = {
     "UnknownRunError": "graphswarm.errors",
     "RunError": "graphswarm.errors",
     "StructuredOutputError": "graphswarm.errors",
+    "ToolRefusedError": "graphswarm.errors",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -59,7 +64,9 @@ if TYPE_CHECKING:
     from graphswarm.architectures.competitive import Selection, create_competitive
     from graphswarm.architectures.debate import Topology, create_debate
     from graphswarm.architectures.hierarchical import create_hierarchical
+    from graphswarm.architectures.orchestrator import create_orchestrator
     from graphswarm.architectures.particle import create_particle
+    from graphswarm.architectures.task_loop import create_task_loop
     from graphswarm.budget import Budget
     from graphswarm.checkpoint import open_database
     from graphswarm.errors import (
@@ -69,6 +76,7 @@ if TYPE_CHECKING:
         ModelConfigError,
         RunError,
         StructuredOutputError,
+        ToolRefusedError,
         UnknownRunError,
         UsageError,
     )
@@ -86,6 +94,7 @@ if TYPE_CHECKING:
     )
     from graphswarm.state import StopReason
     from graphswarm.structured import StructuredMethod
+    from graphswarm.toolbox import BUILTIN_TOOLS, Workspace
 
 
 def __getattr__(name: str) -> Any:

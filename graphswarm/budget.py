@@ -60,21 +60,33 @@ class Governor:
 
     def admit(self, fingerprint: str) -> None:
         """Reserve one model call, or raise `BudgetExhausted` saying which cap it hit."""
-        b = self.budget
         with self._lock:
-            if b.max_calls is not None and self._calls >= b.max_calls:
-                raise BudgetExhausted(StopReason.CALL_CAP, f"call cap of {b.max_calls} reached")
-            if b.max_tokens is not None and self._tokens >= b.max_tokens:
-                raise BudgetExhausted(StopReason.TOKEN_CAP, f"token cap of {b.max_tokens} reached ({self._tokens} used)")
-            if b.max_cost is not None and self._cost >= b.max_cost:
-                raise BudgetExhausted(StopReason.COST_CAP, f"cost cap of ${b.max_cost:.4f} reached")
-            if b.max_seconds is not None and self.elapsed_s >= b.max_seconds:
-                raise BudgetExhausted(StopReason.TIME_CAP, f"time cap of {b.max_seconds:.0f}s reached")
-            if self._repeats[fingerprint] >= b.max_repeats:
-                raise BudgetExhausted(
+            stop = self._cap_reached()
+            if stop is None and self._repeats[fingerprint] >= self.budget.max_repeats:
+                stop = BudgetExhausted(
                     StopReason.STALL, f"the same call was made {self._repeats[fingerprint]} times: the swarm is stalled"
                 )
+            if stop is not None:
+                raise stop
             self._calls += 1
+
+    def exhausted(self) -> BudgetExhausted | None:
+        """The cap already reached, if any, without reserving a call (for loops that
+        would rather stop cleanly between tasks than pause inside one)."""
+        with self._lock:
+            return self._cap_reached()
+
+    def _cap_reached(self) -> BudgetExhausted | None:
+        b = self.budget
+        if b.max_calls is not None and self._calls >= b.max_calls:
+            return BudgetExhausted(StopReason.CALL_CAP, f"call cap of {b.max_calls} reached")
+        if b.max_tokens is not None and self._tokens >= b.max_tokens:
+            return BudgetExhausted(StopReason.TOKEN_CAP, f"token cap of {b.max_tokens} reached ({self._tokens} used)")
+        if b.max_cost is not None and self._cost >= b.max_cost:
+            return BudgetExhausted(StopReason.COST_CAP, f"cost cap of ${b.max_cost:.4f} reached")
+        if b.max_seconds is not None and self.elapsed_s >= b.max_seconds:
+            return BudgetExhausted(StopReason.TIME_CAP, f"time cap of {b.max_seconds:.0f}s reached")
+        return None
 
     def release(self) -> None:
         """Give back a reservation whose call failed (it will be retried, and admitted again)."""
@@ -107,3 +119,5 @@ class SwarmContext:
     governor: Governor = field(default_factory=Governor)
     memory: Any = None
     """The run's `SharedMemory`, when the run has one."""
+    workspace: Any = None
+    """The run's own directory for agents' files (a `Path`), when the runner gives one."""

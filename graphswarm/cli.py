@@ -58,13 +58,19 @@ def _budget(max_calls, max_tokens, max_cost, max_seconds):
 
 @app.command()
 def run(
-    architecture: Annotated[str, typer.Argument(help="hierarchical, collaborative, competitive or debate")],
+    architecture: Annotated[
+        str,
+        typer.Argument(help="hierarchical, collaborative, competitive, debate, particle, task_loop or orchestrator"),
+    ],
     objective: Annotated[Optional[str], typer.Argument(help="The objective; '-' reads it from stdin.")] = None,
     file: Annotated[Optional[Path], typer.Option("--file", "-f", help="Read the objective from a file.")] = None,
-    agents: Annotated[int, typer.Option("--agents", "-n", help="Number of worker agents.")] = 3,
+    agents: Annotated[
+        int, typer.Option("--agents", "--nodes", "-n", help="Number of worker agents (orchestrator: the pool size).")
+    ] = 3,
     agents_file: Annotated[
         Optional[Path],
-        typer.Option("--agents-file", help='JSON: a list of agents, or {"agents": [...], "leader"/"judge"/"moderator": {...}}.'),
+        typer.Option("--agents-file", help='JSON: a list of agents, or {"agents": [...], "leader"/"judge"/"moderator": {...}} '
+            "(without \"agents\", --agents makes them)."),
     ] = None,
     model: ModelOption = None,
     base_url: BaseUrlOption = None,
@@ -114,10 +120,9 @@ def run(
         "iterations": iterations, **_parse_options(option or []),
     }
     options = {k: v for k, v in given.items() if v is not None}
-    if agents_file:
-        roles, members = _read_agents(agents_file)
-    else:
-        roles, members = {}, SwarmSpec.with_workers(architecture, agents).agents
+    roles, members = _read_agents(agents_file) if agents_file else ({}, None)
+    if members is None:  # no file, or a file giving only the leader/judge/moderator
+        members = SwarmSpec.with_workers(architecture, agents).agents
     spec = SwarmSpec(architecture=architecture, agents=members, base_url=base_url, options=options, **roles)
     # Default roles, and every agent naming no model, use the default model.
     if model is None and base_url is None and (not roles or any(a.model is None for a in spec.members)):
@@ -167,6 +172,8 @@ def resume(
     edit_plan: Annotated[
         Optional[Path], typer.Option(help='Replace the plan: a JSON list of {"title", "worker"} tasks.')
     ] = None,
+    answer: Annotated[Optional[str], typer.Option(help="Answer the question an agent asked.")] = None,
+    stop: Annotated[bool, typer.Option("--stop", help="Stop the run at this pause (task loop).")] = False,
     pause_before: Annotated[Optional[list[str]], typer.Option(help="New breakpoints (replace the run's).")] = None,
     pause_after: Annotated[Optional[list[str]], typer.Option(help="New breakpoints after nodes.")] = None,
     no_pause: Annotated[bool, typer.Option("--no-pause", help="Clear the run's breakpoints.")] = False,
@@ -178,7 +185,7 @@ def resume(
     from graphswarm.runs import Runner
 
     updates = _parse_options(set_ or [], flag="--set")
-    decision = _decision(approve, reject, edit_plan)
+    decision = _decision(approve, reject, edit_plan, answer, stop)
     before = [] if no_pause else pause_before
     after = [] if no_pause else pause_after
 
@@ -351,11 +358,21 @@ def _parse_options(pairs: list[str], *, flag: str = "--option") -> dict[str, Any
     return options
 
 
-def _decision(approve: bool, reject: str | None, edit_plan: Path | None) -> dict[str, Any] | None:
-    """The answer to a plan approval, checked before the run is touched."""
-    chosen = [name for name, on in (("--approve", approve), ("--reject", reject is not None), ("--edit-plan", edit_plan)) if on]
+def _decision(
+    approve: bool, reject: str | None, edit_plan: Path | None, answer: str | None = None, stop: bool = False
+) -> dict[str, Any] | None:
+    """A person's answer to the pause a run waits on, checked before the run is touched."""
+    given = (
+        ("--approve", approve), ("--reject", reject is not None), ("--edit-plan", edit_plan),
+        ("--answer", answer is not None), ("--stop", stop),
+    )
+    chosen = [name for name, on in given if on]
     if len(chosen) > 1:
         raise ConfigError(f"choose one of {', '.join(chosen)}")
+    if stop:
+        return {"action": "stop"}
+    if answer is not None:
+        return {"action": "answer", "text": answer}
     if approve:
         return {"action": "approve"}
     if reject is not None:
@@ -383,10 +400,12 @@ def _read_agents(path: Path):
     except json.JSONDecodeError as exc:
         raise ConfigError(f"agents file {str(path)!r} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
     data = data if isinstance(data, dict) else {"agents": data}
+    roles = {role: Agent.model_validate(data[role]) for role in ("leader", "judge", "moderator") if data.get(role)}
     members = data.get("agents")
+    if members is None and roles:
+        return roles, None  # --agents/--nodes generic members
     if not isinstance(members, list):
         raise ConfigError(f'agents file {str(path)!r} must hold a list of agents or {{"agents": [...]}}')
-    roles = {role: Agent.model_validate(data[role]) for role in ("leader", "judge", "moderator") if data.get(role)}
     return roles, [Agent.model_validate(m) for m in members]
 
 
@@ -436,8 +455,27 @@ def _stop_status(status) -> None:
 
 def _summary(node: str, update: dict[str, Any]) -> str:
     if node in ("plan", "approve") and update.get("tasks"):
-        latest = [t for t in update["tasks"] if t["round"] == update["tasks"][-1]["round"]]
-        return f"{len(latest)} tasks: " + "; ".join(f"{t['title']} -> {t['worker']}" for t in latest)
+        tasks = update["tasks"]
+        latest = [t for t in tasks if t.get("round") == tasks[-1].get("round") and t.get("status") != "dropped"]
+        who = lambda t: t.get("worker") or t.get("assignee")  # noqa: E731
+        return _clip(f"{len(latest)} tasks: " + "; ".join(t["title"] + (f" -> {who(t)}" if who(t) else "") for t in latest), 200)
+    if node == "work" and update.get("attempts"):
+        a = update["attempts"][0]
+        return f"{a['task_id']} by {a['agent']}: " + ("done" if a["ok"] else "failed: " + a["error"])
+    if node == "schedule" and update.get("tasks"):
+        running = [t for t in update["tasks"] if t["status"] == "running"]
+        done = sum(t["status"] == "done" for t in update["tasks"])
+        down = [n for n, s in update.get("agent_stats", {}).items() if not s["up"]]
+        return f"wave {update.get('wave')}: {len(running)} assigned, {done}/{len(update['tasks'])} done" + (
+            f", down: {', '.join(down)}" if down else ""
+        )
+    if node == "pick" and update.get("current"):
+        return f"task {update['current']}"
+    if node == "act" and update.get("tool_uses"):
+        return ", ".join(f"{u['tool']}({'ok' if u['ok'] else 'error'})" for u in update["tool_uses"])
+    if node == "review" and update.get("tasks"):
+        pending = [t for t in update["tasks"] if t["status"] == "pending"]
+        return f"{len(pending)} tasks pending" + (f"; stop: {update['stop_reason']}" if update.get("stop_reason") else "")
     if node == "work" and update.get("results"):
         r = update["results"][0]
         return f"{r['task_id']} {'done' if r['ok'] else 'failed: ' + r['error']}"
@@ -471,7 +509,12 @@ def _finish(result, db: str | None, quiet: bool) -> None:
         err.print(f"  {task['id']}: {task['title']} -> {task['worker']}", markup=False)
     if result.final_answer:
         out.print(result.final_answer, markup=False)
-    hint = " --approve | --reject FEEDBACK | --edit-plan FILE" if pause.get("plan") else ""
+    if pause.get("question"):
+        hint = " --answer TEXT | --stop"
+    elif pause.get("tool_call"):
+        hint = " --approve | --reject FEEDBACK | --stop"
+    else:
+        hint = " --approve | --reject FEEDBACK | --edit-plan FILE" if pause.get("plan") else ""
     err.print(f"continue it with: {_resume_command(result.run_id, db)}{hint}", markup=False)
     raise typer.Exit(3)
 
@@ -491,7 +534,11 @@ def _print_result(result) -> None:
     for pause in result.pauses:
         out.print(f"paused: {pause.get('stop_reason')} - {pause.get('detail', '')}", markup=False)
     state = result.state
-    if state.get("tasks"):
+    if state.get("agent_stats"):
+        _print_pool(state)
+    elif state.get("tasks") and "assignee" in state["tasks"][0]:
+        _print_task_loop(state)
+    elif state.get("tasks"):
         table = Table("round", "task", "worker", "assigned by", "result", title="plan and assignments")
         results = {x["task_id"]: x for x in state.get("results", [])}
         for w in result.pending.get("work", []):
@@ -533,6 +580,43 @@ def _print_result(result) -> None:
     if state.get("final_answer"):
         out.print("[bold]final answer[/]")
         out.print(state["final_answer"], markup=False)
+
+
+def _print_task_loop(state: dict[str, Any]) -> None:
+    table = Table("task", "status", "priority", "assignee", "title", "result", title="task list")
+    for t in sorted(state["tasks"], key=lambda t: (t["status"] != "done", t["status"] != "pending", t["priority"])):
+        status = t["status"] + (f" (repeats {t['duplicate_of']})" if t["duplicate_of"] else "")
+        table.add_row(str(t["id"]), status, str(t["priority"]), t["assignee"], _clip(t["title"], 50), _clip(t["result"], 50))
+    out.print(table)
+    uses = state.get("tool_uses", [])
+    if uses:
+        table = Table("task", "agent", "tool", "arguments", "ok", "output", title="tool calls")
+        for u in uses:
+            args = _clip(json.dumps(u["args"], ensure_ascii=False), 50)
+            table.add_row(str(u["task_id"]), u["agent"], u["tool"], args, "yes" if u["ok"] else "no", _clip(u["output"], 50))
+        out.print(table)
+    for d in state.get("decisions", []):
+        out.print(f"task {d['task_id']} {d['kind']}: {_clip(d['request'], 80)} -> {d['action']} {d['text']}".rstrip(), markup=False)
+
+
+def _print_pool(state: dict[str, Any]) -> None:
+    from graphswarm.architectures.orchestrator import load_spread
+
+    table = Table("task", "round", "status", "agent", "attempts", "failed on", "title", title="tasks")
+    for t in state.get("tasks", []):
+        table.add_row(
+            t["id"], str(t["round"]), t["status"], t["agent"], str(t["attempts"]),
+            _clip(", ".join(t["failed_agents"]), 30), _clip(t["title"], 50),
+        )
+    out.print(table)
+    stats = state["agent_stats"]
+    table = Table("agent", "status", "assigned", "tasks", "failures", "mean latency s", title="agents")
+    for name, s in stats.items():
+        mean = s["latency_s"] / max(1, s["tasks"] + s["failures"])
+        table.add_row(name, "up" if s["up"] else "down", str(s["assigned"]), str(s["tasks"]), str(s["failures"]), f"{mean:.2f}")
+    spread = load_spread(stats)
+    table.caption = f"tasks per agent that is up: min {spread['min']:g}, mean {spread['mean']:g}, max {spread['max']:g}"
+    out.print(table)
 
 
 def _vote_table(votes: dict[str, Any], *, title: str) -> Table:

@@ -66,3 +66,8 @@ class StructuredOutputError(RunError):
         self.agent = agent
         self.schema = schema
         self.detail = detail
+
+
+class ToolRefusedError(GraphswarmError):
+    """A built-in tool refused a request (a path outside the workspace, code posing as
+    arithmetic); the task loop shows the message to the model, which may try again."""

@@ -37,6 +37,8 @@ __all__ = [
     "JoinPolicy",
     "Pause",
     "ask",
+    "ask_once",
+    "run_tool",
     "model_retry_policy",
     "is_transient",
     "prompt",
@@ -47,9 +49,9 @@ __all__ = [
 
 MAX_ATTEMPTS = 4
 MAX_TOOL_STEPS = 6
+"""Model calls an agent may make while using tools, before it must answer."""
 MEMORY_NOTES = 3
 """Other agents' notes retrieved into each request."""
-"""Model calls an agent may make while using tools, before it must answer."""
 
 TOOL_ERROR = "Error: {error}\nFix the arguments, or answer without this tool."
 UNKNOWN_TOOL = "Error: there is no tool named {name!r}. Available tools: {known}."
@@ -249,6 +251,27 @@ async def _governed(
     return value, records
 
 
+async def ask_once(
+    member: Member,
+    messages: list[BaseMessage],
+    *,
+    node: str,
+    runtime: Runtime[SwarmContext] | None,
+    config: RunnableConfig | None = None,
+    tools: Sequence[Any] = (),
+) -> tuple[AIMessage, list[CallRecord]]:
+    """One governed model call offering `tools`; the reply may ask for tool calls, which
+    the caller runs (the task loop does, one checkpointed step at a time)."""
+    governor = governor_of(runtime)
+    memory = memory_of(runtime)
+    if memory is not None:
+        messages = await _recall(memory, member.name, messages)
+    call_config = merge_configs(config, {"metadata": {"graphswarm_agent": member.name}})
+    model = member.model.bind_tools(list(tools)) if tools else member.model
+    reply, records = await _governed(governor, member, node, messages, None, _plain(model, messages, call_config))
+    return reply, records
+
+
 async def _with_tools(
     governor: Governor, member: Member, node: str, messages: list[BaseMessage], config: RunnableConfig
 ) -> tuple[str, list[CallRecord]]:
@@ -266,7 +289,7 @@ async def _with_tools(
             return str(reply.text), records
         conversation.append(reply)
         for tool_call in reply.tool_calls:
-            conversation.append(await _run_tool(tools, tool_call, config))
+            conversation.append(await run_tool(tools, tool_call, config))
     conversation.append(HumanMessage(TOOL_STEPS_USED))
     reply, step_records = await _governed(
         governor, member, node, conversation, None, _plain(member.model, conversation, config)
@@ -274,16 +297,23 @@ async def _with_tools(
     return str(reply.text), records + step_records
 
 
-async def _run_tool(tools: dict[str, Any], call: dict[str, Any], config: RunnableConfig) -> ToolMessage:
+async def run_tool(tools: dict[str, Any], call: dict[str, Any], config: RunnableConfig | None) -> ToolMessage:
+    """Run one requested tool call; failures become an error message the model can act on."""
+    from langgraph.errors import GraphBubbleUp
+
     tool = tools.get(call["name"])
     if tool is None:
         content = UNKNOWN_TOOL.format(name=call["name"], known=", ".join(tools))
-        return ToolMessage(content, tool_call_id=call["id"], status="error")
+        return ToolMessage(content, tool_call_id=call["id"], name=call["name"], status="error")
     try:
         result = await tool.ainvoke(call, config)
+    except GraphBubbleUp:  # an interrupt (a tool asking a person) must reach LangGraph
+        raise
     except Exception as exc:  # a failing tool is reported to the model, which may try again
-        return ToolMessage(TOOL_ERROR.format(error=exc), tool_call_id=call["id"], status="error")
-    return result if isinstance(result, ToolMessage) else ToolMessage(str(result), tool_call_id=call["id"])
+        return ToolMessage(TOOL_ERROR.format(error=exc), tool_call_id=call["id"], name=call["name"], status="error")
+    if isinstance(result, ToolMessage):
+        return result
+    return ToolMessage(str(result), tool_call_id=call["id"], name=call["name"])
 
 
 def _admit_or_pause(governor: Governor, fingerprint: str, agent: str, node: str) -> None:

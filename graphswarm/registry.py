@@ -8,6 +8,7 @@ from the CLI in another process.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,9 @@ from graphswarm.errors import ConfigError
 from graphswarm.models import model_label, redact_url
 
 __all__ = ["Architecture", "ARCHITECTURES", "SwarmSpec", "get_architecture"]
+
+_UNRECORDABLE = frozenset({"embeddings", "scorer"})
+"""Options that hold objects (functions, clients) a run record cannot keep."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,28 @@ ARCHITECTURES: dict[str, Architecture] = {
             options=("rounds", "threshold", "topology", "method"),
             roles=("moderator", "judge"),
             min_agents=2,
+        ),
+        Architecture(
+            "task_loop",
+            "graphswarm.architectures.task_loop:create_task_loop",
+            "a planner keeps a task list; agents do the tasks with tools, or hand them to another swarm",
+            options=(
+                "tools", "allow_shell", "approve_tools", "workspace", "subgraphs",
+                "max_tasks", "max_steps", "duplicate_similarity",
+            ),
+            roles=("leader",),
+            default_agents=2,
+        ),
+        Architecture(
+            "orchestrator",
+            "graphswarm.architectures.orchestrator:create_orchestrator",
+            "an orchestrator spreads tasks over a pool of agents, reassigning the work of those that fail",
+            options=(
+                "concurrency", "max_tasks", "max_rounds", "max_failures", "max_attempts",
+                "max_task_attempts", "task_timeout",
+            ),
+            roles=("leader",),
+            default_agents=8,
         ),
     )
 }
@@ -150,7 +176,8 @@ class SwarmSpec(BaseModel):
         return (
             not isinstance(self.model, BaseChatModel)
             and all(not isinstance(a.model, BaseChatModel) and not a.tools for a in self.members)
-            and not {"embeddings", "scorer"} & set(self.options)
+            and not _UNRECORDABLE & set(self.options)
+            and not isinstance(self.options.get("subgraphs"), Mapping)
         )
 
     def to_record(self) -> dict[str, Any]:
@@ -172,7 +199,7 @@ class SwarmSpec(BaseModel):
             "options": {
                 k: (v.value if hasattr(v, "value") else v)
                 for k, v in self.options.items()
-                if k not in ("embeddings", "scorer")
+                if k not in _UNRECORDABLE and not (k == "subgraphs" and isinstance(v, Mapping))
             },
             "recordable": self.recordable,
         }

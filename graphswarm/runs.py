@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from langgraph.graph import StateGraph
@@ -394,10 +395,9 @@ class Runner:
         settings = self._objectives or ObjectiveSettings()
         if len(record.objective) <= settings.max_inline_tokens:  # a token is at least a character
             return None
-        from graphswarm.memory import chroma_path
         from graphswarm.objectives import prepare_objective
 
-        run_dir = chroma_path(self._db).parent / "objectives" / record.run_id
+        run_dir = self._run_dir("objectives", record.run_id)
         prepared = prepare_objective(record.objective, run_dir=run_dir, settings=settings)
         if prepared.inline:
             return None
@@ -414,6 +414,12 @@ class Runner:
             self._chroma = open_chroma(None if record.memory == "embedded" else record.memory, db=self._db)
         embeddings = resolve_embeddings(self._embeddings, base_url=record.spec.get("base_url"))
         return SharedMemory(self._chroma, record.run_id, embeddings=embeddings)
+
+    def _run_dir(self, kind: str, run_id: str) -> Path:
+        """A run's own files of one kind ("objectives", "workspaces"), beside the run database."""
+        from graphswarm.memory import chroma_path
+
+        return chroma_path(self._db).parent / kind / run_id
 
     async def _new_run_id(self, run_id: str | None) -> str:
         if run_id is not None and not _RUN_ID.match(run_id):
@@ -481,7 +487,11 @@ class Runner:
         try:
             modes = ["updates", "messages"] if on_token else ["updates"]
             async for mode, chunk in compiled.astream(
-                graph_input, config, context=SwarmContext(governor, memory), stream_mode=modes, durability="sync"
+                graph_input,
+                config,
+                context=SwarmContext(governor, memory, self._run_dir("workspaces", record.run_id)),
+                stream_mode=modes,
+                durability="sync",
             ):
                 if mode == "messages":
                     _emit_token(chunk, on_token)

@@ -432,6 +432,8 @@ def _validate_script_item(item: Any) -> None:
     keys = set(item) & {"content", "json", "tool_calls", "error", "malformed"}
     if len(keys) != 1:
         raise ValueError(f"script item needs exactly one of content/json/tool_calls/error/malformed: {item!r}")
+    if not isinstance(item.get("latency_ms", 0), (int, float)):
+        raise ValueError(f"script latency_ms must be a number: {item!r}")
     if "error" in item and not isinstance(item["error"], int):
         raise ValueError(f"script error must be an HTTP status code: {item!r}")
     if "tool_calls" in item:
@@ -577,6 +579,9 @@ class FakeState:
             queue = self._scripts.get(model)
             if queue:
                 plan.script_item = queue.popleft()
+                # A scripted answer may carry its own delay, to hold one call of many.
+                if "latency_ms" in plan.script_item:
+                    plan.latency_s = float(plan.script_item["latency_ms"]) / 1000
             elif structured and self._roll(config.malformed_rate):
                 plan.malformed = True
             return plan

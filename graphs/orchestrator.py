@@ -1,0 +1,10 @@
+"""The orchestrator, for `langgraph dev` (see langgraph.json).
+
+Configured from the environment: GRAPHSWARM_MODEL (a model string, default: the
+default model), GRAPHSWARM_BASE_URL (an OpenAI-compatible server), GRAPHSWARM_AGENTS
+(number of workers, default 3). The server brings its own checkpointer.
+"""
+
+from graphswarm.serving import served_graph
+
+graph = served_graph("orchestrator")
