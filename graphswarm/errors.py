@@ -16,6 +16,7 @@ __all__ = [
     "UnknownRunError",
     "RunError",
     "StructuredOutputError",
+    "ToolRefusedError",
 ]
 
 
