@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import html
 import inspect
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -243,7 +244,11 @@ def _mermaid_ids(names: set[str], drawable: Any) -> str:
 def _who_said_what(result: RunResult) -> list[_Block]:
     state = result.state
     blocks: list[_Block] = []
-    if state.get("tasks"):
+    if state.get("agent_stats"):
+        blocks += _pool(state)
+    elif state.get("tasks") and "assignee" in state["tasks"][0]:
+        blocks += _task_loop(state)
+    elif state.get("tasks"):
         blocks += _hierarchical(result)
     if state.get("answers") and state.get("votes"):
         blocks += _collaborative(state)
@@ -283,6 +288,48 @@ def _hierarchical(result: RunResult) -> list[_Block]:
         ]
         blocks += [_Heading("Leader's reviews", 3), _Table(["round", "verdict", "feedback", "answer"], reviews)]
     return blocks
+
+
+def _task_loop(state: dict[str, Any]) -> list[_Block]:
+    rows: list[list[str | _Text]] = [
+        [str(t["id"]), t["status"], str(t["priority"]), t["assignee"], _Text(t["title"]), _Text(t["result"])]
+        for t in state["tasks"]
+    ]
+    blocks: list[_Block] = [
+        _Heading("Task list", 3),
+        _Table(["task", "status", "priority", "assignee", "title", "result"], rows),
+    ]
+    if state.get("tool_uses"):
+        uses = [
+            [str(u["task_id"]), u["agent"], u["tool"], _Text(json.dumps(u["args"], ensure_ascii=False)),
+             "ok" if u["ok"] else "refused/failed", _Text(u["output"])]
+            for u in state["tool_uses"]
+        ]  # fmt: skip
+        blocks += [_Heading("Tool calls", 3), _Table(["task", "agent", "tool", "arguments", "outcome", "output"], uses)]
+    if state.get("decisions"):
+        decisions = [
+            [str(d["task_id"]), d["kind"], _Text(d["request"]), d["action"], _Text(d["text"])] for d in state["decisions"]
+        ]
+        blocks += [_Heading("A person's decisions", 3), _Table(["task", "kind", "request", "decision", "text"], decisions)]
+    return blocks
+
+
+def _pool(state: dict[str, Any]) -> list[_Block]:
+    tasks: list[list[str | _Text]] = [
+        [t["id"], str(t["round"]), t["status"], t["agent"], str(t["attempts"]), ", ".join(t["failed_agents"]),
+         _Text(t["title"]), _Text(t["result"])]
+        for t in state["tasks"]
+    ]  # fmt: skip
+    agents: list[list[str | _Text]] = [
+        [name, "up" if s["up"] else "down", str(s["assigned"]), str(s["tasks"]), str(s["failures"]), f"{s['latency_s']:.2f}"]
+        for name, s in state["agent_stats"].items()
+    ]
+    return [
+        _Heading("Tasks", 3),
+        _Table(["task", "round", "status", "agent", "attempts", "failed on", "title", "result"], tasks),
+        _Heading("Agents", 3),
+        _Table(["agent", "status", "assigned", "finished", "failures", "time s"], agents),
+    ]
 
 
 def _collaborative(state: dict[str, Any]) -> list[_Block]:

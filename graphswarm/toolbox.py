@@ -8,18 +8,23 @@ again. Nothing here runs code or commands unless the shell is enabled explicitly
 from __future__ import annotations
 
 import ast
+import contextlib
 import math
 import operator
 import os
+import signal
 import subprocess
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any
 
 from langchain_core.tools import BaseTool, StructuredTool
 
 from graphswarm.errors import ConfigError, ToolRefusedError
+
+if TYPE_CHECKING:
+    from graphswarm.memory import SharedMemory
 
 __all__ = ["BUILTIN_TOOLS", "Workspace", "builtin_tools", "calculate", "check_tool_names"]
 
@@ -33,85 +38,109 @@ BUILTIN_TOOLS: tuple[str, ...] = (
     "shell",
 )
 MAX_READ_CHARS = 20_000
+MAX_LISTED = 1_000
 MAX_SHELL_OUTPUT = 4_000
 SHELL_TIMEOUT_S = 30
 MAX_EXPRESSION = 500
 MAX_EXPONENT = 1_000
+MAX_INT_BITS = 10_000
+"""About 3,000 digits: bigger integers are refused before they eat the machine's memory."""
+NO_MEMORY = "The run has no shared memory."
+NOTHING_FOUND = "Nothing found."
 
 
 class Workspace:
-    """A directory that file tools may not leave.
+    """A directory the file tools cannot leave.
 
-    Made (with its parents) and probed for writing when created, so a workspace that
-    cannot be used is reported before a run starts, not in the middle of a task.
+    The directory is made (parents too) and probed for writing here, in `__init__`, so
+    an unusable workspace is a `ConfigError` when a run is built, not a failure in the
+    middle of a task. Paths are checked after following symlinks, so neither `..` nor a
+    link (to a file or a directory) leads out of it.
     """
 
     def __init__(self, root: str | Path) -> None:
         path = Path(root).expanduser()
         try:
             path.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=path, prefix=".probe-"):
+            # mkdir succeeds on an existing read-only directory: only a real file proves writing works.
+            with tempfile.NamedTemporaryFile(dir=path, prefix=".graphswarm-probe-"):
                 pass
+            self._root = path.resolve(strict=True)
         except OSError as exc:
-            raise ConfigError(f"workspace {str(root)!r} is not writable: {exc.strerror or exc}") from None
-        self._root = path.resolve()
+            raise ConfigError(f"workspace {root} is not writable: {exc.strerror or exc}") from None
+
+    def __repr__(self) -> str:
+        return f"Workspace({str(self._root)!r})"
 
     @property
     def root(self) -> Path:
+        """The workspace directory, as a resolved real path."""
         return self._root
 
     def resolve(self, path: str) -> Path:
-        """The real path of `path` inside the workspace; anything leading out is refused."""
+        """The real path of `path` (relative to the workspace); anything leading out is refused."""
         if not isinstance(path, str) or not path.strip():
-            raise ToolRefusedError("give a path relative to the workspace, e.g. notes/plan.md")
+            raise ToolRefusedError("the path is empty: give a path relative to the workspace, e.g. notes/plan.md")
         if os.path.isabs(path) or path.startswith("~"):
-            raise ToolRefusedError(f"{path!r} is an absolute path: use a path relative to the workspace")
-        # resolve() follows symlinks, so a link pointing out of the workspace lands outside too.
-        real = (self._root / path).resolve()
+            raise ToolRefusedError(f"{path!r} is not relative to the workspace: give a path like notes/plan.md")
+        try:
+            real = (self._root / path).resolve()  # follows symlinks: a link out lands outside
+        except (OSError, ValueError, RuntimeError) as exc:  # a null byte, a symlink loop
+            raise ToolRefusedError(f"{path!r} is not a usable path: {exc}") from None
         if not real.is_relative_to(self._root):
-            raise ToolRefusedError(f"{path!r} is outside the workspace: use a path inside it")
+            raise ToolRefusedError(f"{path!r} leads outside the workspace: use a path inside it")
         return real
 
     def read(self, path: str, max_chars: int = MAX_READ_CHARS) -> str:
+        """The text of a file, cut after `max_chars` characters with a note saying so."""
         real = self.resolve(path)
         if not real.is_file():
             raise ToolRefusedError(f"no file {path!r} in the workspace (list_files shows what is there)")
-        text = real.read_text(encoding="utf-8", errors="replace")
+        try:
+            with _open(real, os.O_RDONLY, "r") as file:
+                text = file.read(max_chars + 1)  # never more: the file may be huge
+                size = os.fstat(file.fileno()).st_size
+        except OSError as exc:
+            raise ToolRefusedError(f"cannot read {path!r}: {exc.strerror or exc}") from None
         if len(text) > max_chars:
-            return text[:max_chars] + f"\n[... {len(text) - max_chars} more characters not shown]"
+            return text[:max_chars] + f"\n[... cut at {max_chars} characters; the file has {size} bytes]"
         return text
 
     def write(self, path: str, content: str) -> str:
+        """Write a text file (replacing it), making its directories; says what was written."""
         real = self.resolve(path)
-        if real == self._root or real.is_dir():
+        if real.is_dir():
             raise ToolRefusedError(f"{path!r} is a directory: give a file name")
-        real.parent.mkdir(parents=True, exist_ok=True)
-        # O_NOFOLLOW: a symlink swapped in after the check above is refused, not followed.
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
         try:
-            fd = os.open(real, flags, 0o644)
-        except OSError as exc:
-            raise ToolRefusedError(f"cannot write {path!r}: {exc.strerror}") from None
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            file.write(content)
-        return f"wrote {len(content)} characters to {real.relative_to(self._root)}"
+            real.parent.mkdir(parents=True, exist_ok=True)
+            with _open(real, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, "w") as file:
+                file.write(content)
+        except (OSError, UnicodeError) as exc:
+            raise ToolRefusedError(f"cannot write {path!r}: {getattr(exc, 'strerror', None) or exc}") from None
+        return f"wrote {len(content)} characters to {real.relative_to(self._root).as_posix()}"
 
     def list(self, path: str = ".") -> str:
+        """Everything below `path`, one path relative to the workspace a line, directories ending in /."""
         base = self.resolve(path)
         if not base.is_dir():
             raise ToolRefusedError(f"no directory {path!r} in the workspace")
-        entries = []
-        for item in sorted(base.rglob("*")):
-            if item.name.startswith(".probe-"):
-                continue
-            relative = item.relative_to(self._root).as_posix()
-            entries.append(relative + "/" if item.is_dir() else relative)
-        return "\n".join(entries) or "(the workspace is empty)"
+        # rglob does not descend into symlinked directories, so the listing stays inside.
+        items = sorted(base.rglob("*"))
+        lines = [item.relative_to(self._root).as_posix() + ("/" if item.is_dir() else "") for item in items]
+        if len(lines) > MAX_LISTED:
+            lines = [*lines[:MAX_LISTED], f"[... {len(lines) - MAX_LISTED} more entries not shown]"]
+        return "\n".join(lines) or f"(nothing in {path})"
+
+
+def _open(real: Path, flags: int, mode: str) -> IO[str]:
+    # O_NOFOLLOW: a symlink swapped in after `resolve` checked the path is refused, not followed.
+    fd = os.open(real, flags | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    return os.fdopen(fd, mode, encoding="utf-8", errors="replace" if mode == "r" else "strict", newline="")
 
 
 # -- calculator: arithmetic by walking the syntax tree, never eval ------------------
 
-_BINARY: dict[type, Callable[[Any, Any], Any]] = {
+_BINARY: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
     ast.Add: operator.add,
     ast.Sub: operator.sub,
     ast.Mult: operator.mul,
@@ -120,64 +149,88 @@ _BINARY: dict[type, Callable[[Any, Any], Any]] = {
     ast.Mod: operator.mod,
     ast.Pow: operator.pow,
 }
-_UNARY: dict[type, Callable[[Any], Any]] = {ast.UAdd: operator.pos, ast.USub: operator.neg}
+_UNARY: dict[type[ast.unaryop], Callable[[Any], Any]] = {ast.UAdd: operator.pos, ast.USub: operator.neg}
 _FUNCTIONS: dict[str, Callable[..., Any]] = {
     "sqrt": math.sqrt, "log": math.log, "log10": math.log10, "exp": math.exp, "sin": math.sin,
     "cos": math.cos, "tan": math.tan, "floor": math.floor, "ceil": math.ceil, "abs": abs,
     "round": round, "min": min, "max": max,
 }  # fmt: skip
 _CONSTANTS = {"pi": math.pi, "e": math.e}
+_ALLOWED = f"numbers, + - * / // % **, parentheses, {', '.join(_FUNCTIONS)}, pi, e"
 
 
 def calculate(expression: str) -> str:
-    """Evaluate arithmetic (+ - * / // % **, parentheses, sqrt, log, sin, pi, ...)."""
-    if len(expression) > MAX_EXPRESSION:
-        raise ToolRefusedError(f"the expression is longer than {MAX_EXPRESSION} characters")
+    """The value of an arithmetic expression, as text ("42", not "42.0", for whole numbers).
+
+    The expression is parsed and its syntax tree walked node by node, so only numbers,
+    operators and the whitelisted math functions ever run; powers and integers are
+    capped, so no expression can stall the machine.
+    """
+    text = expression.strip()
+    if not text:
+        raise ToolRefusedError(f"the expression is empty: give arithmetic such as (17 + 25) * 3 ({_ALLOWED})")
+    if len(text) > MAX_EXPRESSION:
+        raise ToolRefusedError(f"the expression is longer than {MAX_EXPRESSION} characters: split it up")
     try:
-        tree = ast.parse(expression.strip(), mode="eval")
-    except SyntaxError:
-        raise ToolRefusedError(f"{expression!r} is not an arithmetic expression") from None
+        tree = ast.parse(text, mode="eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        raise ToolRefusedError(f"{text!r} is not an arithmetic expression (allowed: {_ALLOWED})") from None
     try:
         value = _evaluate(tree.body)
     except ZeroDivisionError:
         raise ToolRefusedError("division by zero") from None
-    except (OverflowError, ValueError) as exc:
-        raise ToolRefusedError(f"cannot compute {expression!r}: {exc}") from None
+    except (ArithmeticError, ValueError, TypeError, RecursionError) as exc:
+        raise ToolRefusedError(f"cannot compute {text!r}: {exc}") from None
     if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
-        value = int(value)
+        return str(int(value))
     return str(value)
 
 
-def _evaluate(node: ast.AST) -> Any:
-    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+def _evaluate(node: ast.AST) -> int | float:
+    if isinstance(node, ast.Constant) and type(node.value) in (int, float):  # not bool, str, ...
         return node.value
-    if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
-        left, right = _evaluate(node.left), _evaluate(node.right)
-        if isinstance(node.op, ast.Pow) and abs(right) > MAX_EXPONENT:
-            raise ToolRefusedError(f"exponents above {MAX_EXPONENT} are refused")
-        return _BINARY[type(node.op)](left, right)
-    if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
-        return _UNARY[type(node.op)](_evaluate(node.operand))
     if isinstance(node, ast.Name) and node.id in _CONSTANTS:
         return _CONSTANTS[node.id]
-    if (
-        isinstance(node, ast.Call)
-        and isinstance(node.func, ast.Name)
-        and node.func.id in _FUNCTIONS
-        and not node.keywords
-    ):
-        return _FUNCTIONS[node.func.id](*(_evaluate(arg) for arg in node.args))
-    raise ToolRefusedError(
-        f"only arithmetic is allowed ({', '.join(sorted(_FUNCTIONS))}, pi, e); "
-        f"{ast.unparse(node)!r} is not"
-    )
+    if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
+        return _UNARY[type(node.op)](_evaluate(node.operand))
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+        left, right = _evaluate(node.left), _evaluate(node.right)
+        if isinstance(node.op, ast.Pow):
+            _check_power(left, right)
+        return _checked(_BINARY[type(node.op)](left, right))
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS:
+        if not node.keywords:
+            return _checked(_FUNCTIONS[node.func.id](*(_evaluate(arg) for arg in node.args)))
+    shown = ast.unparse(node)
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    raise ToolRefusedError(f"{shown!r} is not arithmetic: only {_ALLOWED} are allowed")
+
+
+def _check_power(base: int | float, exponent: int | float) -> None:
+    if abs(exponent) > MAX_EXPONENT:
+        raise ToolRefusedError(f"the exponent {exponent} is too large (at most {MAX_EXPONENT})")
+    # Checked before computing: 10**1000**... would take minutes and gigabytes to refuse after.
+    if isinstance(base, int) and isinstance(exponent, int) and exponent > 0 and base.bit_length() * exponent > MAX_INT_BITS:
+        raise ToolRefusedError(f"the result would have more than {MAX_INT_BITS * 3 // 10} digits")
+
+
+def _checked(value: Any) -> int | float:
+    if isinstance(value, complex):  # (-8) ** 0.5
+        raise ToolRefusedError("the result is not a real number")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ToolRefusedError("the result is too large for a floating-point number")
+    if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
+        raise ToolRefusedError(f"the result has more than {MAX_INT_BITS * 3 // 10} digits")
+    return value
 
 
 # -- the tools ------------------------------------------------------------------------
 
 
 def check_tool_names(names: Sequence[str], *, allow_shell: bool) -> list[str]:
-    """The built-in tool names, checked: unknown ones and a shell not enabled are refused."""
+    """The built-in tool names, without repeats; unknown ones and a shell not enabled are refused."""
+    if isinstance(names, str):
+        raise ConfigError(f"tools must be a list of names, not the string {names!r}")
     for name in names:
         if name not in BUILTIN_TOOLS:
             raise ConfigError(f"unknown tool {name!r} (built-in tools: {', '.join(BUILTIN_TOOLS)})")
@@ -190,78 +243,103 @@ def builtin_tools(
     names: Sequence[str],
     *,
     workspace: Workspace,
-    memory: Any = None,
+    memory: SharedMemory | None = None,
     agent: str = "",
     allow_shell: bool = False,
 ) -> list[BaseTool]:
-    """LangChain tools for `names`, bound to one run's workspace and memory.
+    """LangChain tools for `names`, bound to one run's workspace and memory, for `agent`.
 
-    `ask_human` pauses the graph with a LangGraph interrupt, so it works inside a
-    LangGraph node only (the task loop answers it itself, before other tools run).
+    File tools are confined to `workspace`; the shell only starts there and is not
+    confined, hence `allow_shell`. `ask_human` pauses the graph with a LangGraph
+    interrupt, so it works inside a LangGraph node only. Blocking tools have no
+    coroutine of their own: LangChain runs them in a thread when awaited.
     """
-    names = check_tool_names(names, allow_shell=allow_shell)
 
-    async def memory_search(query: str) -> str:
-        """Search the team's shared memory (notes, task results) for what is closest in meaning to `query`."""
-        if memory is None:
-            return "The run has no shared memory."
-        notes = await memory.aquery(query, k=5)
-        return "\n".join(f"- ({n['agent']}, {n['kind']}) {n['text']}" for n in notes) or "Nothing found."
+    def format_notes(notes: list[Any]) -> str:
+        return "\n".join(f"- ({n['agent']}, {n['kind']}) {n['text']}" for n in notes) or NOTHING_FOUND
+
+    def memory_search(query: str) -> str:
+        """Search the team's shared memory (notes and results posted by the agents) for the 5 closest in meaning to `query`."""
+        return format_notes(memory.query(query, k=5)) if memory is not None else NO_MEMORY
+
+    async def amemory_search(query: str) -> str:
+        return format_notes(await memory.aquery(query, k=5)) if memory is not None else NO_MEMORY
 
     def calculator(expression: str) -> str:
-        """Compute an arithmetic expression exactly, e.g. '(17 + 25) * 3' or 'sqrt(2) * pi'."""
+        """Compute an arithmetic expression exactly, e.g. '(17 + 25) * 3' or 'sqrt(2) * pi'. Knows + - * / // % **,
+        sqrt, log, log10, exp, sin, cos, tan, floor, ceil, abs, round, min, max, pi and e."""
         return calculate(expression)
 
     def read_file(path: str) -> str:
-        """Read a text file from the workspace (a path relative to it)."""
+        """Read a text file of the workspace; `path` is relative to the workspace, e.g. notes/plan.md."""
         return workspace.read(path)
 
     def write_file(path: str, content: str) -> str:
-        """Write `content` to a file in the workspace (a path relative to it), replacing what was there."""
+        """Write `content` to a file of the workspace, replacing it and making its directories; `path` is relative to the workspace."""
         return workspace.write(path, content)
 
     def list_files(path: str = ".") -> str:
-        """List the files in the workspace, or in one of its directories."""
+        """List the files of the workspace (or of one of its directories) as paths relative to it; directories end with /."""
         return workspace.list(path)
 
     def ask_human(question: str) -> str:
-        """Ask the person running the swarm a question and wait for the answer."""
+        """Ask the person running the swarm a question and wait for the answer: for what only they know or may decide."""
         from langgraph.config import get_config
         from langgraph.types import interrupt
 
-        node = get_config().get("metadata", {}).get("langgraph_node", "act")
-        answer = interrupt(
-            {"stop_reason": "human", "detail": question, "agent": agent, "node": node, "question": question}
-        )
+        try:
+            node = get_config().get("metadata", {}).get("langgraph_node") or "act"
+        except RuntimeError:  # no graph around us: nothing could pause and resume
+            raise ToolRefusedError("ask_human works only inside a LangGraph node") from None
+        pause = {"stop_reason": "human", "detail": question, "agent": agent, "node": node, "question": question}
+        answer = interrupt(pause)
         if isinstance(answer, dict):
-            return str(answer.get("text") or answer.get("answer") or "")
+            answer = answer.get("text") or answer.get("answer") or ""
         return str(answer)
 
-    def shell(command: str) -> str:
-        """Run a shell command in the workspace directory and return its exit code and output."""
-        try:
-            done = subprocess.run(
-                command, shell=True, cwd=workspace.root, capture_output=True, text=True, timeout=SHELL_TIMEOUT_S
-            )
-        except subprocess.TimeoutExpired:
-            raise ToolRefusedError(f"the command ran longer than {SHELL_TIMEOUT_S}s and was stopped") from None
-        output = (done.stdout + done.stderr)[-MAX_SHELL_OUTPUT:]
-        return f"exit code {done.returncode}\n{output}".rstrip()
+    async def aask_human(question: str) -> str:
+        return ask_human(question)  # interrupt() must run in the node's context, not a thread
 
-    functions: dict[str, Callable[..., Any]] = {
-        "memory_search": memory_search,
-        "calculator": calculator,
-        "read_file": read_file,
-        "write_file": write_file,
-        "list_files": list_files,
-        "ask_human": ask_human,
-        "shell": shell,
+    def shell(command: str) -> str:
+        """Run a shell command in the workspace directory; returns its exit code and output. Stopped after 30 seconds."""
+        return _run_shell(command, workspace.root)
+
+    functions: dict[str, tuple[Callable[..., str], Callable[..., Any] | None]] = {
+        "memory_search": (memory_search, amemory_search),
+        "calculator": (calculator, None),
+        "read_file": (read_file, None),
+        "write_file": (write_file, None),
+        "list_files": (list_files, None),
+        "ask_human": (ask_human, aask_human),
+        "shell": (shell, None),
     }
-    tools = []
-    for name in names:
-        function = functions[name]
-        if name == "memory_search":
-            tools.append(StructuredTool.from_function(coroutine=function, name=name))
-        else:
-            tools.append(StructuredTool.from_function(function, name=name))
-    return tools
+    chosen = check_tool_names(names, allow_shell=allow_shell)
+    return [StructuredTool.from_function(*functions[name], name=name) for name in chosen]
+
+
+def _run_shell(command: str, cwd: Path) -> str:
+    # A session of its own, so a timeout kills the whole process group: killing only the
+    # shell would leave its children holding the pipes open, and the call would hang.
+    with subprocess.Popen(
+        command,
+        shell=True,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        errors="replace",
+        start_new_session=True,
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=SHELL_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            raise ToolRefusedError(f"the command ran longer than {SHELL_TIMEOUT_S}s and was stopped") from None
+    parts = [f"exit code {process.returncode}"]
+    for label, text in (("stdout", stdout), ("stderr", stderr)):
+        if text:
+            cut = len(text) - MAX_SHELL_OUTPUT // 2
+            parts.append(f"{label}:\n" + (f"[... {cut} characters cut]\n{text[cut:]}" if cut > 0 else text))
+    return "\n".join(parts).rstrip()

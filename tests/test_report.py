@@ -172,6 +172,33 @@ async def test_particle_report_plots_fitness_and_diversity():
     assert "<td>2</td><td>8</td><td>8.00</td><td>0.000</td>" in html
 
 
+async def test_task_loop_report_holds_the_task_list_and_the_tool_calls(tmp_path):
+    from langchain_core.messages import AIMessage
+
+    model = ScriptedChatModel({
+        "planner": [{"tasks": [{"title": "Add up", "description": "", "assignee": ""}]},
+                    {"objective_met": True, "new_tasks": [], "priorities": []}, "It is 42."],
+        "doer": [AIMessage("", tool_calls=[{"name": "calculator", "args": {"expression": "17+25"}, "id": "c1"}]), "42"],
+    })
+    spec = SwarmSpec(architecture="task_loop", agents=[Agent(name="doer")], leader=Agent(name="planner"), model=model,
+                     options={"workspace": str(tmp_path)})
+    markdown, _ = await report_of(spec, "md")
+    assert "### Task list" in markdown and "| 1 | done | 1 | doer | Add up | 42 |" in markdown
+    assert '| 1 | doer | calculator | {"expression": "17+25"} | ok | 42 |' in markdown
+
+
+async def test_orchestrator_report_holds_tasks_and_agents():
+    model = ScriptedChatModel({
+        "boss": [{"tasks": [{"title": "x"}, {"title": "y"}]}, {"answer": "ok", "follow_up_tasks": []}],
+        "w1": ["r1"], "w2": ["r2"],
+    })
+    spec = SwarmSpec(architecture="orchestrator", agents=[Agent(name="w1"), Agent(name="w2")],
+                     leader=Agent(name="boss"), model=model)
+    markdown, _ = await report_of(spec, "md")
+    assert "### Tasks" in markdown and "| t1 | 1 | done | w1 | 1 |  | x | r1 |" in markdown
+    assert "| w2 | up | 1 | 1 | 0 |" in markdown
+
+
 async def test_markdown_report_has_a_mermaid_graph_and_tables():
     md, result = await report_of(hierarchical(), fmt="md")
     assert md.startswith(f"# Run `{result.run_id}`\n\nhierarchical swarm · done · approved\n")
