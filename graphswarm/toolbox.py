@@ -26,7 +26,13 @@ from graphswarm.errors import ConfigError, ToolRefusedError
 if TYPE_CHECKING:
     from graphswarm.memory import SharedMemory
 
-__all__ = ["BUILTIN_TOOLS", "Workspace", "builtin_tools", "calculate", "check_tool_names"]
+__all__ = [
+    "BUILTIN_TOOLS",
+    "Workspace",
+    "builtin_tools",
+    "calculate",
+    "check_tool_names",
+]
 
 BUILTIN_TOOLS: tuple[str, ...] = (
     "memory_search",
@@ -44,9 +50,28 @@ SHELL_TIMEOUT_S = 30
 MAX_EXPRESSION = 500
 MAX_EXPONENT = 1_000
 MAX_INT_BITS = 10_000
-"""About 3,000 digits: bigger integers are refused before they eat the machine's memory."""
+"""Bigger integers are refused: a few powers more and they would fill the memory."""
+MAX_DIGITS = MAX_INT_BITS * 3 // 10
 NO_MEMORY = "The run has no shared memory."
 NOTHING_FOUND = "Nothing found."
+DESCRIPTIONS: dict[str, str] = {
+    "memory_search": "Search the team's shared memory (notes and results the agents "
+    "posted) for the 5 notes closest in meaning to `query`.",
+    "calculator": "Compute an arithmetic expression exactly, e.g. '(17 + 25) * 3' or "
+    "'sqrt(2) * pi'. Knows + - * / // % **, parentheses, sqrt, log, log10, exp, sin, "
+    "cos, tan, floor, ceil, abs, round, min, max, pi and e.",
+    "read_file": "Read a text file of the workspace; `path` is relative to the "
+    "workspace, e.g. notes/plan.md.",
+    "write_file": "Write `content` to a file of the workspace, replacing what was there "
+    "and making its directories; `path` is relative to the workspace.",
+    "list_files": "List the files below `path` (default: the whole workspace) as paths "
+    "relative to the workspace; directories end with /.",
+    "ask_human": "Ask the person running the swarm a question and wait for the answer: "
+    "for what only they know or may decide.",
+    "shell": "Run a shell command in the workspace directory and get its exit code and "
+    f"output. Commands are stopped after {SHELL_TIMEOUT_S} seconds.",
+}
+"""What each tool is for, as the model reads it."""
 
 
 class Workspace:
@@ -62,12 +87,14 @@ class Workspace:
         path = Path(root).expanduser()
         try:
             path.mkdir(parents=True, exist_ok=True)
-            # mkdir succeeds on an existing read-only directory: only a real file proves writing works.
+            # mkdir succeeds on an existing read-only directory: only a file proves it.
             with tempfile.NamedTemporaryFile(dir=path, prefix=".graphswarm-probe-"):
                 pass
             self._root = path.resolve(strict=True)
         except OSError as exc:
-            raise ConfigError(f"workspace {root} is not writable: {exc.strerror or exc}") from None
+            raise ConfigError(
+                f"workspace {root} is not writable: {exc.strerror or exc}"
+            ) from None
 
     def __repr__(self) -> str:
         return f"Workspace({str(self._root)!r})"
@@ -78,36 +105,50 @@ class Workspace:
         return self._root
 
     def resolve(self, path: str) -> Path:
-        """The real path of `path` (relative to the workspace); anything leading out is refused."""
+        """The real path of `path`, relative to the workspace; a way out is refused."""
         if not isinstance(path, str) or not path.strip():
-            raise ToolRefusedError("the path is empty: give a path relative to the workspace, e.g. notes/plan.md")
+            raise ToolRefusedError(
+                "the path is empty: give a path relative to the workspace, e.g. notes/plan.md"
+            )
         if os.path.isabs(path) or path.startswith("~"):
-            raise ToolRefusedError(f"{path!r} is not relative to the workspace: give a path like notes/plan.md")
+            raise ToolRefusedError(
+                f"{path!r} is not relative to the workspace: give a path like notes/plan.md"
+            )
         try:
-            real = (self._root / path).resolve()  # follows symlinks: a link out lands outside
-        except (OSError, ValueError, RuntimeError) as exc:  # a null byte, a symlink loop
+            # resolve() follows symlinks: a link pointing out lands outside, and is refused.
+            real = (self._root / path).resolve()
+        except (OSError, ValueError, RuntimeError) as exc:  # a null byte, a link loop
             raise ToolRefusedError(f"{path!r} is not a usable path: {exc}") from None
         if not real.is_relative_to(self._root):
-            raise ToolRefusedError(f"{path!r} leads outside the workspace: use a path inside it")
+            raise ToolRefusedError(
+                f"{path!r} leads outside the workspace: use a path inside it"
+            )
         return real
 
     def read(self, path: str, max_chars: int = MAX_READ_CHARS) -> str:
         """The text of a file, cut after `max_chars` characters with a note saying so."""
         real = self.resolve(path)
         if not real.is_file():
-            raise ToolRefusedError(f"no file {path!r} in the workspace (list_files shows what is there)")
+            raise ToolRefusedError(
+                f"no file {path!r} in the workspace (list_files shows what is there)"
+            )
         try:
             with _open(real, os.O_RDONLY, "r") as file:
                 text = file.read(max_chars + 1)  # never more: the file may be huge
                 size = os.fstat(file.fileno()).st_size
         except OSError as exc:
-            raise ToolRefusedError(f"cannot read {path!r}: {exc.strerror or exc}") from None
+            raise ToolRefusedError(
+                f"cannot read {path!r}: {exc.strerror or exc}"
+            ) from None
         if len(text) > max_chars:
-            return text[:max_chars] + f"\n[... cut at {max_chars} characters; the file has {size} bytes]"
+            return (
+                text[:max_chars]
+                + f"\n[... cut at {max_chars} characters; the file has {size} bytes]"
+            )
         return text
 
     def write(self, path: str, content: str) -> str:
-        """Write a text file (replacing it), making its directories; says what was written."""
+        """Write a text file (replacing it) and its directories; say what was written."""
         real = self.resolve(path)
         if real.is_dir():
             raise ToolRefusedError(f"{path!r} is a directory: give a file name")
@@ -116,26 +157,40 @@ class Workspace:
             with _open(real, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, "w") as file:
                 file.write(content)
         except (OSError, UnicodeError) as exc:
-            raise ToolRefusedError(f"cannot write {path!r}: {getattr(exc, 'strerror', None) or exc}") from None
+            raise ToolRefusedError(
+                f"cannot write {path!r}: {getattr(exc, 'strerror', None) or exc}"
+            ) from None
         return f"wrote {len(content)} characters to {real.relative_to(self._root).as_posix()}"
 
     def list(self, path: str = ".") -> str:
-        """Everything below `path`, one path relative to the workspace a line, directories ending in /."""
+        """Everything below `path`, a line each, relative to the root; dirs end in /."""
         base = self.resolve(path)
         if not base.is_dir():
             raise ToolRefusedError(f"no directory {path!r} in the workspace")
         # rglob does not descend into symlinked directories, so the listing stays inside.
         items = sorted(base.rglob("*"))
-        lines = [item.relative_to(self._root).as_posix() + ("/" if item.is_dir() else "") for item in items]
+        lines = [
+            item.relative_to(self._root).as_posix() + ("/" if item.is_dir() else "")
+            for item in items
+        ]
         if len(lines) > MAX_LISTED:
-            lines = [*lines[:MAX_LISTED], f"[... {len(lines) - MAX_LISTED} more entries not shown]"]
+            lines = [
+                *lines[:MAX_LISTED],
+                f"[... {len(lines) - MAX_LISTED} more entries not shown]",
+            ]
         return "\n".join(lines) or f"(nothing in {path})"
 
 
 def _open(real: Path, flags: int, mode: str) -> IO[str]:
-    # O_NOFOLLOW: a symlink swapped in after `resolve` checked the path is refused, not followed.
+    # O_NOFOLLOW: a symlink swapped in after `resolve` checked the path is refused.
     fd = os.open(real, flags | getattr(os, "O_NOFOLLOW", 0), 0o644)
-    return os.fdopen(fd, mode, encoding="utf-8", errors="replace" if mode == "r" else "strict", newline="")
+    return os.fdopen(
+        fd,
+        mode,
+        encoding="utf-8",
+        errors="replace" if mode == "r" else "strict",
+        newline="",
+    )
 
 
 # -- calculator: arithmetic by walking the syntax tree, never eval ------------------
@@ -149,7 +204,10 @@ _BINARY: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
     ast.Mod: operator.mod,
     ast.Pow: operator.pow,
 }
-_UNARY: dict[type[ast.unaryop], Callable[[Any], Any]] = {ast.UAdd: operator.pos, ast.USub: operator.neg}
+_UNARY: dict[type[ast.unaryop], Callable[[Any], Any]] = {
+    ast.UAdd: operator.pos,
+    ast.USub: operator.neg,
+}
 _FUNCTIONS: dict[str, Callable[..., Any]] = {
     "sqrt": math.sqrt, "log": math.log, "log10": math.log10, "exp": math.exp, "sin": math.sin,
     "cos": math.cos, "tan": math.tan, "floor": math.floor, "ceil": math.ceil, "abs": abs,
@@ -160,7 +218,7 @@ _ALLOWED = f"numbers, + - * / // % **, parentheses, {', '.join(_FUNCTIONS)}, pi,
 
 
 def calculate(expression: str) -> str:
-    """The value of an arithmetic expression, as text ("42", not "42.0", for whole numbers).
+    """The value of an arithmetic expression, as text ("42", not "42.0").
 
     The expression is parsed and its syntax tree walked node by node, so only numbers,
     operators and the whitelisted math functions ever run; powers and integers are
@@ -168,13 +226,19 @@ def calculate(expression: str) -> str:
     """
     text = expression.strip()
     if not text:
-        raise ToolRefusedError(f"the expression is empty: give arithmetic such as (17 + 25) * 3 ({_ALLOWED})")
+        raise ToolRefusedError(
+            f"the expression is empty: give arithmetic such as (17 + 25) * 3 ({_ALLOWED})"
+        )
     if len(text) > MAX_EXPRESSION:
-        raise ToolRefusedError(f"the expression is longer than {MAX_EXPRESSION} characters: split it up")
+        raise ToolRefusedError(
+            f"the expression is longer than {MAX_EXPRESSION} characters: split it up"
+        )
     try:
         tree = ast.parse(text, mode="eval")
     except (SyntaxError, ValueError, RecursionError, MemoryError):
-        raise ToolRefusedError(f"{text!r} is not an arithmetic expression (allowed: {_ALLOWED})") from None
+        raise ToolRefusedError(
+            f"{text!r} is not an arithmetic expression (allowed: {_ALLOWED})"
+        ) from None
     try:
         value = _evaluate(tree.body)
     except ZeroDivisionError:
@@ -186,8 +250,9 @@ def calculate(expression: str) -> str:
     return str(value)
 
 
-def _evaluate(node: ast.AST) -> int | float:
-    if isinstance(node, ast.Constant) and type(node.value) in (int, float):  # not bool, str, ...
+def _evaluate(node: ast.AST) -> float:
+    # type(), not isinstance: True is an int, and neither it nor a string is arithmetic.
+    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
         return node.value
     if isinstance(node, ast.Name) and node.id in _CONSTANTS:
         return _CONSTANTS[node.id]
@@ -198,29 +263,40 @@ def _evaluate(node: ast.AST) -> int | float:
         if isinstance(node.op, ast.Pow):
             _check_power(left, right)
         return _checked(_BINARY[type(node.op)](left, right))
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS:
-        if not node.keywords:
-            return _checked(_FUNCTIONS[node.func.id](*(_evaluate(arg) for arg in node.args)))
+    if (
+        isinstance(node, ast.Call)
+        and not node.keywords
+        and _function_name(node) in _FUNCTIONS
+    ):
+        arguments = [_evaluate(arg) for arg in node.args]
+        return _checked(_FUNCTIONS[_function_name(node)](*arguments))
     shown = ast.unparse(node)
     shown = shown if len(shown) <= 60 else shown[:57] + "..."
     raise ToolRefusedError(f"{shown!r} is not arithmetic: only {_ALLOWED} are allowed")
 
 
-def _check_power(base: int | float, exponent: int | float) -> None:
+def _function_name(node: ast.Call) -> str:
+    return node.func.id if isinstance(node.func, ast.Name) else ""
+
+
+def _check_power(base: float, exponent: float) -> None:
     if abs(exponent) > MAX_EXPONENT:
-        raise ToolRefusedError(f"the exponent {exponent} is too large (at most {MAX_EXPONENT})")
-    # Checked before computing: 10**1000**... would take minutes and gigabytes to refuse after.
-    if isinstance(base, int) and isinstance(exponent, int) and exponent > 0 and base.bit_length() * exponent > MAX_INT_BITS:
-        raise ToolRefusedError(f"the result would have more than {MAX_INT_BITS * 3 // 10} digits")
+        raise ToolRefusedError(
+            f"the exponent {exponent} is too large (at most {MAX_EXPONENT})"
+        )
+    # Before computing: (10**900)**900 would take minutes and gigabytes to refuse after.
+    bits = base.bit_length() * exponent if isinstance(base, int) else 0
+    if isinstance(exponent, int) and bits > MAX_INT_BITS:
+        raise ToolRefusedError(f"the result would have more than {MAX_DIGITS} digits")
 
 
-def _checked(value: Any) -> int | float:
+def _checked(value: Any) -> float:
     if isinstance(value, complex):  # (-8) ** 0.5
         raise ToolRefusedError("the result is not a real number")
     if isinstance(value, float) and not math.isfinite(value):
         raise ToolRefusedError("the result is too large for a floating-point number")
     if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
-        raise ToolRefusedError(f"the result has more than {MAX_INT_BITS * 3 // 10} digits")
+        raise ToolRefusedError(f"the result has more than {MAX_DIGITS} digits")
     return value
 
 
@@ -228,14 +304,18 @@ def _checked(value: Any) -> int | float:
 
 
 def check_tool_names(names: Sequence[str], *, allow_shell: bool) -> list[str]:
-    """The built-in tool names, without repeats; unknown ones and a shell not enabled are refused."""
+    """The names without repeats; unknown ones and a shell not enabled are refused."""
     if isinstance(names, str):
         raise ConfigError(f"tools must be a list of names, not the string {names!r}")
     for name in names:
         if name not in BUILTIN_TOOLS:
-            raise ConfigError(f"unknown tool {name!r} (built-in tools: {', '.join(BUILTIN_TOOLS)})")
+            raise ConfigError(
+                f"unknown tool {name!r} (built-in tools: {', '.join(BUILTIN_TOOLS)})"
+            )
     if "shell" in names and not allow_shell:
-        raise ConfigError("the shell tool runs commands on this machine: enable it explicitly with allow_shell=True")
+        raise ConfigError(
+            "the shell tool runs commands on this machine: enable it explicitly with allow_shell=True"
+        )
     return list(dict.fromkeys(names))
 
 
@@ -256,52 +336,62 @@ def builtin_tools(
     """
 
     def format_notes(notes: list[Any]) -> str:
-        return "\n".join(f"- ({n['agent']}, {n['kind']}) {n['text']}" for n in notes) or NOTHING_FOUND
+        return (
+            "\n".join(f"- ({n['agent']}, {n['kind']}) {n['text']}" for n in notes)
+            or NOTHING_FOUND
+        )
 
     def memory_search(query: str) -> str:
-        """Search the team's shared memory (notes and results posted by the agents) for the 5 closest in meaning to `query`."""
-        return format_notes(memory.query(query, k=5)) if memory is not None else NO_MEMORY
+        return (
+            format_notes(memory.query(query, k=5)) if memory is not None else NO_MEMORY
+        )
 
     async def amemory_search(query: str) -> str:
-        return format_notes(await memory.aquery(query, k=5)) if memory is not None else NO_MEMORY
+        return (
+            format_notes(await memory.aquery(query, k=5))
+            if memory is not None
+            else NO_MEMORY
+        )
 
     def calculator(expression: str) -> str:
-        """Compute an arithmetic expression exactly, e.g. '(17 + 25) * 3' or 'sqrt(2) * pi'. Knows + - * / // % **,
-        sqrt, log, log10, exp, sin, cos, tan, floor, ceil, abs, round, min, max, pi and e."""
         return calculate(expression)
 
     def read_file(path: str) -> str:
-        """Read a text file of the workspace; `path` is relative to the workspace, e.g. notes/plan.md."""
         return workspace.read(path)
 
     def write_file(path: str, content: str) -> str:
-        """Write `content` to a file of the workspace, replacing it and making its directories; `path` is relative to the workspace."""
         return workspace.write(path, content)
 
     def list_files(path: str = ".") -> str:
-        """List the files of the workspace (or of one of its directories) as paths relative to it; directories end with /."""
         return workspace.list(path)
 
     def ask_human(question: str) -> str:
-        """Ask the person running the swarm a question and wait for the answer: for what only they know or may decide."""
         from langgraph.config import get_config
         from langgraph.types import interrupt
 
         try:
             node = get_config().get("metadata", {}).get("langgraph_node") or "act"
         except RuntimeError:  # no graph around us: nothing could pause and resume
-            raise ToolRefusedError("ask_human works only inside a LangGraph node") from None
-        pause = {"stop_reason": "human", "detail": question, "agent": agent, "node": node, "question": question}
+            raise ToolRefusedError(
+                "ask_human works only inside a LangGraph node"
+            ) from None
+        pause = {
+            "stop_reason": "human",
+            "detail": question,
+            "agent": agent,
+            "node": node,
+            "question": question,
+        }
         answer = interrupt(pause)
         if isinstance(answer, dict):
             answer = answer.get("text") or answer.get("answer") or ""
         return str(answer)
 
     async def aask_human(question: str) -> str:
-        return ask_human(question)  # interrupt() must run in the node's context, not a thread
+        # Not in a thread: interrupt() must run in the node's own context.
+        return ask_human(question)
 
     def shell(command: str) -> str:
-        """Run a shell command in the workspace directory; returns its exit code and output. Stopped after 30 seconds."""
         return _run_shell(command, workspace.root)
 
     functions: dict[str, tuple[Callable[..., str], Callable[..., Any] | None]] = {
@@ -314,7 +404,12 @@ def builtin_tools(
         "shell": (shell, None),
     }
     chosen = check_tool_names(names, allow_shell=allow_shell)
-    return [StructuredTool.from_function(*functions[name], name=name) for name in chosen]
+    return [
+        StructuredTool.from_function(
+            *functions[name], name=name, description=DESCRIPTIONS[name]
+        )
+        for name in chosen
+    ]
 
 
 def _run_shell(command: str, cwd: Path) -> str:
@@ -336,10 +431,15 @@ def _run_shell(command: str, cwd: Path) -> str:
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
-            raise ToolRefusedError(f"the command ran longer than {SHELL_TIMEOUT_S}s and was stopped") from None
+            raise ToolRefusedError(
+                f"the command ran longer than {SHELL_TIMEOUT_S}s and was stopped"
+            ) from None
     parts = [f"exit code {process.returncode}"]
     for label, text in (("stdout", stdout), ("stderr", stderr)):
         if text:
             cut = len(text) - MAX_SHELL_OUTPUT // 2
-            parts.append(f"{label}:\n" + (f"[... {cut} characters cut]\n{text[cut:]}" if cut > 0 else text))
+            parts.append(
+                f"{label}:\n"
+                + (f"[... {cut} characters cut]\n{text[cut:]}" if cut > 0 else text)
+            )
     return "\n".join(parts).rstrip()

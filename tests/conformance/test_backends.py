@@ -152,3 +152,43 @@ async def test_finished_calls_of_an_unfinished_step_are_counted_once(db_url, run
         result = await runner.result(run_id, graph=failing.build())
     assert result.usage["agents"]["a"]["calls"] == 1
     assert result.usage["total"]["calls"] == 2  # the plan and a's answer
+
+
+async def test_a_task_loop_question_pauses_and_resumes_with_the_answer(db_url, run_id, tmp_path):
+    from langchain_core.messages import AIMessage
+
+    ask = AIMessage("", tool_calls=[{"name": "ask_human", "args": {"question": "Which colour?"}, "id": "q1"}])
+    model = ScriptedChatModel({
+        "planner": [{"tasks": [{"title": "Pick a colour"}]}, {"objective_met": True}, "Blue it is."],
+        "doer": [ask, "blue"],
+    })
+    loop = SwarmSpec(architecture="task_loop", agents=[Agent(name="doer")], leader=Agent(name="planner"), model=model,
+                     options={"workspace": str(tmp_path)})
+    async with Runner(db_url) as runner:
+        paused = await runner.start(loop, "Choose a colour", run_id=run_id)
+    async with Runner(db_url) as runner:
+        result = await runner.resume(run_id, graph=loop.build(), decision={"action": "answer", "text": "blue"})
+    assert (paused.status, paused.stop_reason) == (RunStatus.INTERRUPTED, "human")
+    assert (result.status, result.final_answer) == (RunStatus.DONE, "Blue it is.")
+    assert result.state["decisions"][0]["text"] == "blue"
+    model.assert_complete()
+
+
+async def test_an_orchestrator_paused_mid_wave_resumes_without_redoing_finished_tasks(db_url, run_id):
+    model = ScriptedChatModel({
+        "boss": [{"tasks": [{"title": "one"}, {"title": "two"}]}, {"answer": "both done"}],
+        "p1": ["first"],
+        "p2": ["second"],
+    })
+    pool = SwarmSpec(architecture="orchestrator", agents=[Agent(name="p1"), Agent(name="p2")],
+                     leader=Agent(name="boss"), model=model)
+    async with Runner(db_url) as runner:
+        # The plan and one task fit the cap; the other task of the same wave pauses the run.
+        paused = await runner.start(pool, "o", run_id=run_id, budget=Budget(max_calls=2))
+    async with Runner(db_url) as runner:
+        result = await runner.resume(run_id, graph=pool.build(), budget=Budget(max_calls=10))
+    assert (paused.status, paused.stop_reason) == (RunStatus.INTERRUPTED, "call_cap")
+    assert result.status is RunStatus.DONE and result.final_answer == "both done"
+    assert [len(model.calls_for(p)) for p in ("p1", "p2")] == [1, 1]
+    assert sorted(a["task_id"] for a in result.state["attempts"]) == ["t1", "t2"]
+    model.assert_complete()
