@@ -13,6 +13,7 @@ import asyncio
 import os
 import re
 import socket
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -416,9 +417,13 @@ class Runner:
         return SharedMemory(self._chroma, record.run_id, embeddings=embeddings)
 
     def _run_dir(self, kind: str, run_id: str) -> Path:
-        """A run's own files of one kind ("objectives", "workspaces"), beside the run database."""
+        """A run's own files of one kind ("objectives", "workspaces"), beside the run database
+        (in the temp directory for an in-memory database, which keeps nothing either)."""
+        from graphswarm.checkpoint import Backend, parse_db_url
         from graphswarm.memory import chroma_path
 
+        if parse_db_url(self._db).backend is Backend.MEMORY:
+            return Path(tempfile.gettempdir()) / "graphswarm" / kind / run_id
         return chroma_path(self._db).parent / kind / run_id
 
     async def _new_run_id(self, run_id: str | None) -> str:

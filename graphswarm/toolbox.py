@@ -12,10 +12,11 @@ import contextlib
 import math
 import operator
 import os
+import re
 import signal
 import subprocess
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -60,8 +61,7 @@ DESCRIPTIONS: dict[str, str] = {
     "calculator": "Compute an arithmetic expression exactly, e.g. '(17 + 25) * 3' or "
     "'sqrt(2) * pi'. Knows + - * / // % **, parentheses, sqrt, log, log10, exp, sin, "
     "cos, tan, floor, ceil, abs, round, min, max, pi and e.",
-    "read_file": "Read a text file of the workspace; `path` is relative to the "
-    "workspace, e.g. notes/plan.md.",
+    "read_file": "Read a text file of the workspace; `path` is relative to the workspace, e.g. notes/plan.md.",
     "write_file": "Write `content` to a file of the workspace, replacing what was there "
     "and making its directories; `path` is relative to the workspace.",
     "list_files": "List the files below `path` (default: the whole workspace) as paths "
@@ -69,7 +69,8 @@ DESCRIPTIONS: dict[str, str] = {
     "ask_human": "Ask the person running the swarm a question and wait for the answer: "
     "for what only they know or may decide.",
     "shell": "Run a shell command in the workspace directory and get its exit code and "
-    f"output. Commands are stopped after {SHELL_TIMEOUT_S} seconds.",
+    f"output. Commands are stopped after {SHELL_TIMEOUT_S} seconds; API keys are not in "
+    "their environment.",
 }
 """What each tool is for, as the model reads it."""
 
@@ -92,9 +93,7 @@ class Workspace:
                 pass
             self._root = path.resolve(strict=True)
         except OSError as exc:
-            raise ConfigError(
-                f"workspace {root} is not writable: {exc.strerror or exc}"
-            ) from None
+            raise ConfigError(f"workspace {root} is not writable: {exc.strerror or exc}") from None
 
     def __repr__(self) -> str:
         return f"Workspace({str(self._root)!r})"
@@ -107,44 +106,32 @@ class Workspace:
     def resolve(self, path: str) -> Path:
         """The real path of `path`, relative to the workspace; a way out is refused."""
         if not isinstance(path, str) or not path.strip():
-            raise ToolRefusedError(
-                "the path is empty: give a path relative to the workspace, e.g. notes/plan.md"
-            )
+            raise ToolRefusedError("the path is empty: give a path relative to the workspace, e.g. notes/plan.md")
         if os.path.isabs(path) or path.startswith("~"):
-            raise ToolRefusedError(
-                f"{path!r} is not relative to the workspace: give a path like notes/plan.md"
-            )
+            raise ToolRefusedError(f"{path!r} is not relative to the workspace: give a path like notes/plan.md")
         try:
             # resolve() follows symlinks: a link pointing out lands outside, and is refused.
             real = (self._root / path).resolve()
         except (OSError, ValueError, RuntimeError) as exc:  # a null byte, a link loop
             raise ToolRefusedError(f"{path!r} is not a usable path: {exc}") from None
         if not real.is_relative_to(self._root):
-            raise ToolRefusedError(
-                f"{path!r} leads outside the workspace: use a path inside it"
-            )
+            raise ToolRefusedError(f"{path!r} leads outside the workspace: use a path inside it")
         return real
 
     def read(self, path: str, max_chars: int = MAX_READ_CHARS) -> str:
         """The text of a file, cut after `max_chars` characters with a note saying so."""
         real = self.resolve(path)
         if not real.is_file():
-            raise ToolRefusedError(
-                f"no file {path!r} in the workspace (list_files shows what is there)"
-            )
+            raise ToolRefusedError(f"no file {path!r} in the workspace (list_files shows what is there)")
         try:
             with _open(real, os.O_RDONLY, "r") as file:
                 text = file.read(max_chars + 1)  # never more: the file may be huge
                 size = os.fstat(file.fileno()).st_size
         except OSError as exc:
-            raise ToolRefusedError(
-                f"cannot read {path!r}: {exc.strerror or exc}"
-            ) from None
+            raise ToolRefusedError(f"cannot read {path!r}: {exc.strerror or exc}") from None
         if len(text) > max_chars:
-            return (
-                text[:max_chars]
-                + f"\n[... cut at {max_chars} characters; the file has {size} bytes]"
-            )
+            note = f"[... cut at {max_chars} characters; the file has {size} bytes]"
+            return f"{text[:max_chars]}\n{note}"
         return text
 
     def write(self, path: str, content: str) -> str:
@@ -157,9 +144,8 @@ class Workspace:
             with _open(real, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, "w") as file:
                 file.write(content)
         except (OSError, UnicodeError) as exc:
-            raise ToolRefusedError(
-                f"cannot write {path!r}: {getattr(exc, 'strerror', None) or exc}"
-            ) from None
+            reason = getattr(exc, "strerror", None) or exc
+            raise ToolRefusedError(f"cannot write {path!r}: {reason}") from None
         return f"wrote {len(content)} characters to {real.relative_to(self._root).as_posix()}"
 
     def list(self, path: str = ".") -> str:
@@ -169,28 +155,17 @@ class Workspace:
             raise ToolRefusedError(f"no directory {path!r} in the workspace")
         # rglob does not descend into symlinked directories, so the listing stays inside.
         items = sorted(base.rglob("*"))
-        lines = [
-            item.relative_to(self._root).as_posix() + ("/" if item.is_dir() else "")
-            for item in items
-        ]
+        lines = [item.relative_to(self._root).as_posix() + ("/" if item.is_dir() else "") for item in items]
         if len(lines) > MAX_LISTED:
-            lines = [
-                *lines[:MAX_LISTED],
-                f"[... {len(lines) - MAX_LISTED} more entries not shown]",
-            ]
+            lines[MAX_LISTED:] = [f"[... {len(lines) - MAX_LISTED} more not shown]"]
         return "\n".join(lines) or f"(nothing in {path})"
 
 
 def _open(real: Path, flags: int, mode: str) -> IO[str]:
     # O_NOFOLLOW: a symlink swapped in after `resolve` checked the path is refused.
     fd = os.open(real, flags | getattr(os, "O_NOFOLLOW", 0), 0o644)
-    return os.fdopen(
-        fd,
-        mode,
-        encoding="utf-8",
-        errors="replace" if mode == "r" else "strict",
-        newline="",
-    )
+    errors = "replace" if mode == "r" else "strict"
+    return os.fdopen(fd, mode, encoding="utf-8", errors=errors, newline="")
 
 
 # -- calculator: arithmetic by walking the syntax tree, never eval ------------------
@@ -226,23 +201,19 @@ def calculate(expression: str) -> str:
     """
     text = expression.strip()
     if not text:
-        raise ToolRefusedError(
-            f"the expression is empty: give arithmetic such as (17 + 25) * 3 ({_ALLOWED})"
-        )
+        raise ToolRefusedError(f"the expression is empty: give arithmetic such as (17 + 25) * 3 ({_ALLOWED})")
     if len(text) > MAX_EXPRESSION:
-        raise ToolRefusedError(
-            f"the expression is longer than {MAX_EXPRESSION} characters: split it up"
-        )
+        raise ToolRefusedError(f"the expression is longer than {MAX_EXPRESSION} characters: split it up")
     try:
         tree = ast.parse(text, mode="eval")
     except (SyntaxError, ValueError, RecursionError, MemoryError):
-        raise ToolRefusedError(
-            f"{text!r} is not an arithmetic expression (allowed: {_ALLOWED})"
-        ) from None
+        raise ToolRefusedError(f"{text!r} is not an arithmetic expression (allowed: {_ALLOWED})") from None
     try:
         value = _evaluate(tree.body)
     except ZeroDivisionError:
         raise ToolRefusedError("division by zero") from None
+    except OverflowError:
+        raise ToolRefusedError(f"the result of {text!r} is too large") from None
     except (ArithmeticError, ValueError, TypeError, RecursionError) as exc:
         raise ToolRefusedError(f"cannot compute {text!r}: {exc}") from None
     if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
@@ -263,11 +234,7 @@ def _evaluate(node: ast.AST) -> float:
         if isinstance(node.op, ast.Pow):
             _check_power(left, right)
         return _checked(_BINARY[type(node.op)](left, right))
-    if (
-        isinstance(node, ast.Call)
-        and not node.keywords
-        and _function_name(node) in _FUNCTIONS
-    ):
+    if isinstance(node, ast.Call) and not node.keywords and _function_name(node) in _FUNCTIONS:
         arguments = [_evaluate(arg) for arg in node.args]
         return _checked(_FUNCTIONS[_function_name(node)](*arguments))
     shown = ast.unparse(node)
@@ -281,9 +248,7 @@ def _function_name(node: ast.Call) -> str:
 
 def _check_power(base: float, exponent: float) -> None:
     if abs(exponent) > MAX_EXPONENT:
-        raise ToolRefusedError(
-            f"the exponent {exponent} is too large (at most {MAX_EXPONENT})"
-        )
+        raise ToolRefusedError(f"the exponent {exponent} is too large (at most {MAX_EXPONENT})")
     # Before computing: (10**900)**900 would take minutes and gigabytes to refuse after.
     bits = base.bit_length() * exponent if isinstance(base, int) else 0
     if isinstance(exponent, int) and bits > MAX_INT_BITS:
@@ -309,13 +274,9 @@ def check_tool_names(names: Sequence[str], *, allow_shell: bool) -> list[str]:
         raise ConfigError(f"tools must be a list of names, not the string {names!r}")
     for name in names:
         if name not in BUILTIN_TOOLS:
-            raise ConfigError(
-                f"unknown tool {name!r} (built-in tools: {', '.join(BUILTIN_TOOLS)})"
-            )
+            raise ConfigError(f"unknown tool {name!r} (built-in tools: {', '.join(BUILTIN_TOOLS)})")
     if "shell" in names and not allow_shell:
-        raise ConfigError(
-            "the shell tool runs commands on this machine: enable it explicitly with allow_shell=True"
-        )
+        raise ConfigError("the shell tool runs commands on this machine: enable it explicitly with allow_shell=True")
     return list(dict.fromkeys(names))
 
 
@@ -330,28 +291,20 @@ def builtin_tools(
     """LangChain tools for `names`, bound to one run's workspace and memory, for `agent`.
 
     File tools are confined to `workspace`; the shell only starts there and is not
-    confined, hence `allow_shell`. `ask_human` pauses the graph with a LangGraph
+    confined (though it gets no API keys), hence `allow_shell`. `ask_human` pauses the graph with a LangGraph
     interrupt, so it works inside a LangGraph node only. Blocking tools have no
     coroutine of their own: LangChain runs them in a thread when awaited.
     """
 
-    def format_notes(notes: list[Any]) -> str:
-        return (
-            "\n".join(f"- ({n['agent']}, {n['kind']}) {n['text']}" for n in notes)
-            or NOTHING_FOUND
-        )
+    def found(notes: list[Any]) -> str:
+        lines = [f"- ({n['agent']}, {n['kind']}) {n['text']}" for n in notes]
+        return "\n".join(lines) or NOTHING_FOUND
 
     def memory_search(query: str) -> str:
-        return (
-            format_notes(memory.query(query, k=5)) if memory is not None else NO_MEMORY
-        )
+        return NO_MEMORY if memory is None else found(memory.query(query, k=5))
 
     async def amemory_search(query: str) -> str:
-        return (
-            format_notes(await memory.aquery(query, k=5))
-            if memory is not None
-            else NO_MEMORY
-        )
+        return NO_MEMORY if memory is None else found(await memory.aquery(query, k=5))
 
     def calculator(expression: str) -> str:
         return calculate(expression)
@@ -371,18 +324,17 @@ def builtin_tools(
 
         try:
             node = get_config().get("metadata", {}).get("langgraph_node") or "act"
-        except RuntimeError:  # no graph around us: nothing could pause and resume
-            raise ToolRefusedError(
-                "ask_human works only inside a LangGraph node"
-            ) from None
-        pause = {
-            "stop_reason": "human",
-            "detail": question,
-            "agent": agent,
-            "node": node,
-            "question": question,
-        }
-        answer = interrupt(pause)
+            answer = interrupt(
+                {
+                    "stop_reason": "human",
+                    "detail": question,
+                    "agent": agent,
+                    "node": node,
+                    "question": question,
+                }
+            )
+        except (RuntimeError, KeyError):  # no graph run around us to pause and resume
+            raise ToolRefusedError("ask_human works only inside a LangGraph node") from None
         if isinstance(answer, dict):
             answer = answer.get("text") or answer.get("answer") or ""
         return str(answer)
@@ -405,10 +357,7 @@ def builtin_tools(
     }
     chosen = check_tool_names(names, allow_shell=allow_shell)
     return [
-        StructuredTool.from_function(
-            *functions[name], name=name, description=DESCRIPTIONS[name]
-        )
-        for name in chosen
+        StructuredTool.from_function(*functions[name], name=name, description=DESCRIPTIONS[name]) for name in chosen
     ]
 
 
@@ -425,21 +374,30 @@ def _run_shell(command: str, cwd: Path) -> str:
         text=True,
         errors="replace",
         start_new_session=True,
+        env=_without_secrets(os.environ),
     ) as process:
         try:
             stdout, stderr = process.communicate(timeout=SHELL_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
-            raise ToolRefusedError(
-                f"the command ran longer than {SHELL_TIMEOUT_S}s and was stopped"
-            ) from None
+            raise ToolRefusedError(f"the command ran longer than {SHELL_TIMEOUT_S}s and was stopped") from None
     parts = [f"exit code {process.returncode}"]
-    for label, text in (("stdout", stdout), ("stderr", stderr)):
+    for label, text in (("stdout", stdout.rstrip()), ("stderr", stderr.rstrip())):
         if text:
-            cut = len(text) - MAX_SHELL_OUTPUT // 2
-            parts.append(
-                f"{label}:\n"
-                + (f"[... {cut} characters cut]\n{text[cut:]}" if cut > 0 else text)
-            )
-    return "\n".join(parts).rstrip()
+            parts.append(f"{label}:\n{_tail(text, MAX_SHELL_OUTPUT // 2)}")
+    return "\n".join(parts)
+
+
+def _without_secrets(environ: Mapping[str, str]) -> dict[str, str]:
+    # A command the model wrote must not read the swarm's API keys.
+    return {k: v for k, v in environ.items() if not _SECRET_NAME.search(k)}
+
+
+_SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL|AUTH", re.IGNORECASE)
+
+
+def _tail(text: str, limit: int) -> str:
+    # The end of the output, where errors and results usually are.
+    cut = len(text) - limit
+    return f"[... {cut} characters cut]\n{text[cut:]}" if cut > 0 else text

@@ -167,6 +167,29 @@ def test_a_task_can_be_handed_to_a_debate_subgraph(workspace):
     assert result.final_answer == "Yes: 42."
 
 
+def test_a_pause_inside_a_delegated_debate_resumes_inside_it(workspace):
+    model = ScriptedChatModel({
+        "planner": [tasks("Is it 42?", assignee="debate"), review(met=True), "yes"],
+        "ann": ["Final answer: 41", "Final answer: 42"],
+        "ben": ["Final answer: 42", "Final answer: 42"],
+    })
+    debate = create_debate([Agent(name="ann", model=model), Agent(name="ben", model=model)], rounds=3)
+    graph = loop(model, workspace, subgraphs={"debate": debate})
+
+    async def scenario():
+        async with Runner("memory") as runner:
+            paused = await runner.start(graph, "Check a sum", run_id="sub", budget=Budget(max_calls=3))
+            return paused, await runner.resume("sub", graph=graph, budget=Budget(max_calls=20))
+
+    paused, resumed = asyncio.run(scenario())
+    assert paused.stop_reason == StopReason.CALL_CAP
+    assert {p["node"] for p in paused.pauses} == {"argue"}  # paused in the debate's second round
+    assert resumed.status is RunStatus.DONE
+    # The debate's first round was not argued again.
+    assert [c.key for c in model.calls] == ["planner", "ann", "ben", "ann", "ben", "planner", "planner"]
+    model.assert_complete()
+
+
 def test_architecture_names_build_subgraphs_from_the_loops_own_agents(workspace):
     graph = loop(ScriptedChatModel([]), workspace, agents=("ann", "ben"), subgraphs=["debate"])
     assert "delegate" in graph.nodes
