@@ -23,7 +23,7 @@ from langchain_core.runnables.config import merge_configs
 from langgraph.runtime import Runtime
 from langgraph.types import RetryPolicy, Send, interrupt
 from pydantic import BaseModel, Field
-from typing_extensions import TypedDict
+from typing_extensions import NotRequired, TypedDict
 
 from graphswarm.agents import Agent
 from graphswarm.budget import BudgetExhausted, Governor, SwarmContext
@@ -76,6 +76,11 @@ class Pause(TypedDict):
     detail: str
     agent: str
     node: str
+    accepts: NotRequired[list[str]]
+    """The actions of the decision a person may answer with (`Runner.resume(decision=
+    {"action": ...})`); without it, a plain resume continues."""
+    resume: NotRequired[dict[str, Any]]
+    """The decision a plain resume (no decision given) answers with."""
 
 
 @dataclass(frozen=True)
@@ -161,18 +166,20 @@ async def ask(
     runtime: Runtime[SwarmContext] | None,
     config: RunnableConfig | None = None,
     schema: type | None = None,
+    recall: Sequence[str] = (),
 ) -> tuple[Any, list[CallRecord]]:
     """Call one agent's model: budget check, structured output or tools, accounting.
 
     Returns the answer (text, or an instance of `schema`) and the call records.
     An agent with tools may call them for up to `MAX_TOOL_STEPS` model calls first.
     When a cap is reached the run pauses here (a LangGraph interrupt); resuming with
-    a higher cap continues from this very call.
+    a higher cap continues from this very call. With shared memory, the request gets
+    the teammates' closest notes (only of the kinds in `recall`, when given).
     """
     governor = governor_of(runtime)
     memory = memory_of(runtime)
     if memory is not None:
-        messages = await _recall(memory, member.name, messages)
+        messages = await _recall(memory, member.name, messages, recall)
     call_config = merge_configs(config, {"metadata": {"graphswarm_agent": member.name}})
     if schema is not None:
 
@@ -199,7 +206,9 @@ def memory_of(runtime: Runtime[SwarmContext] | None) -> Any:
     return getattr(getattr(runtime, "context", None), "memory", None)
 
 
-async def _recall(memory: Any, agent: str, messages: list[BaseMessage]) -> list[BaseMessage]:
+async def _recall(
+    memory: Any, agent: str, messages: list[BaseMessage], kinds: Sequence[str] = ()
+) -> list[BaseMessage]:
     """Add what the team's memory holds about this request to its last message.
 
     Two reads: the parts of a long objective relevant to the request, and what the
@@ -213,9 +222,8 @@ async def _recall(memory: Any, agent: str, messages: list[BaseMessage]) -> list[
     if not request.strip():
         return messages
     chunks = await relevant_chunks(memory, request)
-    notes = await memory.aquery(
-        request, k=MEMORY_NOTES, exclude_agent=agent, where={"kind": {"$nin": ["objective", "position"]}}
-    )
+    wanted = {"$in": list(kinds)} if kinds else {"$nin": ["objective", "position"]}
+    notes = await memory.aquery(request, k=MEMORY_NOTES, exclude_agent=agent, where={"kind": wanted})
     parts = [chunks] if chunks else []
     if notes:
         parts.append("Notes from your team:\n" + "\n".join(f"- ({n['agent']}, {n['kind']}) {n['text']}" for n in notes))

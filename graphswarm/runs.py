@@ -287,8 +287,10 @@ class Runner:
             _known_nodes(graph, [as_node])
         budget = budget or Budget.model_validate(record.budget)
         record.budget = budget.model_dump(exclude_none=True)
+        compiled = self._compile(graph, record)
+        decision = _checked_decision(run_id, (await self._result(record, compiled)).pauses, decision)
         if updates:
-            await self._compile(graph, record).aupdate_state(_config(run_id), updates, as_node=as_node)
+            await compiled.aupdate_state(_config(run_id), updates, as_node=as_node)
         graph_input = Command(resume=decision) if decision is not None else None
         return await self._execute(record, graph, graph_input, budget, on_update, on_token)
 
@@ -546,6 +548,21 @@ def _as_result(record: RunRecord, snapshot: Any) -> RunResult:
     return RunResult(
         record=record, state=dict(snapshot.values or {}), pending=pending, pauses=pauses, next=list(snapshot.next)
     )
+
+
+def _checked_decision(run_id: str, pauses: list[dict[str, Any]], decision: Any) -> Any:
+    """The decision to resume with: the one given, checked against what the pause accepts,
+    or the pause's own default for a plain resume."""
+    accepts = {action for pause in pauses for action in pause.get("accepts", [])}
+    if decision is None:
+        return next((pause["resume"] for pause in pauses if "resume" in pause), None)
+    if not accepts:
+        reason = ", ".join(str(p.get("stop_reason")) for p in pauses) or "nothing"
+        raise UsageError(f"run {run_id} is not waiting for a decision (it is paused on: {reason})")
+    action = decision.get("action") if isinstance(decision, dict) else None
+    if action not in accepts:
+        raise UsageError(f"run {run_id} waits for one of: {', '.join(sorted(accepts))} (got {action!r})")
+    return decision
 
 
 def _config(run_id: str, checkpoint_id: str | None = None) -> dict[str, Any]:

@@ -155,7 +155,7 @@ def test_when_every_agent_is_down_the_run_pauses_and_resume_tries_again(sqlite_d
         async with Runner(sqlite_db) as runner:
             paused = await runner.start(graph, "Build a website", run_id="down")
             model._queues.update({"a1": ["ok 1"], "a2": ["ok 2"]})  # the models are back
-            return paused, await runner.resume("down", graph=graph, decision={"action": "retry"})
+            return paused, await runner.resume("down", graph=graph)  # a plain resume retries
 
     paused, resumed = asyncio.run(scenario())
     assert paused.status is RunStatus.INTERRUPTED
@@ -164,6 +164,26 @@ def test_when_every_agent_is_down_the_run_pauses_and_resume_tries_again(sqlite_d
     assert resumed.status is RunStatus.DONE
     assert resumed.final_answer == "recovered"
     assert all(t["status"] == "done" for t in resumed.state["tasks"])
+
+
+def test_agents_find_their_teammates_results_in_shared_memory():
+    from graphswarm.testing import KeywordEmbeddings
+
+    model = ScriptedChatModel({
+        "boss": [{"tasks": [{"title": "Research bakery opening hours"}, {"title": "Write the bakery opening hours page"}]},
+                 check()],
+        "a1": ["The bakery opens at seven every morning"],
+        "a2": ["Page written"],
+    })
+    graph = create_orchestrator(pool(model, 2), leader=orchestrator(model), concurrency=1)
+
+    async def scenario():
+        async with Runner("memory", memory="memory", embeddings=KeywordEmbeddings()) as runner:
+            return await runner.start(graph, "Bakery website")
+
+    asyncio.run(scenario())
+    second = model.calls_for("a2")[0].prompt
+    assert "Notes from your team:" in second and "(a1, work) The bakery opens at seven" in second
 
 
 def test_a_pool_can_be_given_as_a_number_of_agents():

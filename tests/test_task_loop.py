@@ -20,6 +20,7 @@ from graphswarm import (
     Runner,
     RunStatus,
     StopReason,
+    UsageError,
     create_debate,
     create_task_loop,
 )
@@ -301,6 +302,32 @@ def test_risky_tools_wait_for_approval_and_a_refusal_reaches_the_agent(workspace
     assert resumed.status is RunStatus.DONE
 
 
+def test_a_decision_for_a_run_that_waits_for_none_is_refused_and_changes_nothing(workspace):
+    model = ScriptedChatModel({"planner": [tasks("One"), review(met=True), "final"], "doer": ["1"]})
+
+    async def scenario():
+        async with Runner("memory") as runner:
+            graph = loop(model, workspace)
+            paused = await runner.start(graph, "Do one thing", run_id="capped", budget=Budget(max_calls=2))
+            with pytest.raises(UsageError, match="not waiting for a decision .*call_cap"):
+                await runner.resume("capped", graph=graph, decision={"action": "approve"})
+            return paused, await runner.result("capped", graph=graph)
+
+    paused, after = asyncio.run(scenario())
+    assert after.state == paused.state and after.pauses == paused.pauses
+
+
+def test_ask_human_is_a_tool_only_when_enabled(workspace):
+    model = ScriptedChatModel({
+        "planner": [tasks("Decide"), review(met=True), "final"],
+        "doer": [tool_call("ask_human", question="Which?"), "decided alone"],
+    })
+    result = asyncio.run(run(loop(model, workspace, tools=["calculator"])))
+
+    assert result.status is RunStatus.DONE
+    assert "no tool named 'ask_human'" in result.state["tool_uses"][0]["output"]
+
+
 def test_file_tools_refuse_paths_outside_the_workspace(workspace, tmp_path):
     model = ScriptedChatModel({
         "planner": [tasks("Escape"), review(met=True), "final"],
@@ -392,6 +419,9 @@ def test_cli_an_agents_question_is_answered_on_resume(fake, sqlite_db, roles_fil
     paused = cli("run", "task_loop", "Pick a colour", "--agents-file", str(roles_file), "--base-url", fake.url,
                  "--run-id", "ask", db=sqlite_db)
     assert paused.returncode == 3 and "Which colour?" in paused.stderr and "--answer TEXT" in paused.stderr
+
+    wrong = cli("resume", "ask", "--approve", db=sqlite_db)
+    assert wrong.returncode == 2 and wrong.stderr.strip() == "error: run ask waits for one of: answer, stop (got 'approve')"
 
     resumed = cli("resume", "ask", "--answer", "blue", db=sqlite_db, check=True)
     assert resumed.stdout.strip() == "Blue."

@@ -733,7 +733,13 @@ def create_app(state: FakeState) -> FastAPI:
         fp = request_fingerprint(body)
         messages = body.get("messages") or []
         plan = state.plan_chat(model, _is_structured(body))
-        if plan.latency_s > 0:
+        if plan.latency_s >= 1:
+            # Long waits notice a client that went away (a killed run), so they end with it
+            # and are not counted later, against whatever test runs by then.
+            if not await _hang(request, plan.latency_s, state):
+                state.record_failure(model)
+                return _http_failure(504).response()
+        elif plan.latency_s > 0:
             await asyncio.sleep(plan.latency_s)
         if plan.failure is not None:
             state.record_failure(model)

@@ -211,6 +211,7 @@ def approve(state: HierarchicalState, *, team: _Team, crew: Crew) -> dict[str, A
             "detail": f"the plan of round {round_} needs approval",
             "agent": team.leader,
             "node": "approve",
+            "accepts": ["approve", "edit", "reject"],
             "plan": current,
         }
     )

@@ -263,6 +263,8 @@ def schedule(state: OrchestratorState, *, pool: _Pool) -> dict[str, Any]:
                 "detail": f"all {len(stats)} agents are down with {len(pending)} tasks left; resume to try them again",
                 "agent": "",
                 "node": "schedule",
+                "accepts": ["retry"],
+                "resume": {"action": "retry"},
             }
         )
         for s in stats.values():
@@ -324,7 +326,8 @@ async def work(
     messages = [SystemMessage(system), HumanMessage(f"Your task: {task['title']}\n{task['description']}".strip())]
     started = time.perf_counter()
     try:
-        call = ask(member, messages, node="work", runtime=runtime, config=config)
+        # Teammates' results are what helps with a task; plans and checks are not.
+        call = ask(member, messages, node="work", runtime=runtime, config=config, recall=["work"])
         output, calls = await (asyncio.wait_for(call, pool.task_timeout) if pool.task_timeout else call)
         error = ""
     except GraphBubbleUp:

@@ -468,13 +468,14 @@ async def act(
     answered: dict[str, ToolMessage] = {}
     decisions: list[Decision] = []
     for call in requested:
-        if call["name"] != ASK_HUMAN and call["name"] not in loop.approve_tools:
+        asks_a_person = call["name"] == ASK_HUMAN and ASK_HUMAN in loop.tools
+        if not asks_a_person and call["name"] not in loop.approve_tools:
             continue
         decision = _ask_person(call, task, agent.name)
         decisions.append(decision)
         if decision["action"] == "stop":
             return {"decisions": decisions, "stop_reason": StopReason.STOPPED.value}
-        if call["name"] == ASK_HUMAN:
+        if asks_a_person:
             answered[call["id"]] = ToolMessage(decision["text"], tool_call_id=call["id"], name=call["name"])
         elif decision["action"] == "reject":
             refusal = f"A person refused this call. {decision['text']}".strip()
@@ -502,7 +503,8 @@ def _ask_person(call: dict[str, Any], task: LoopTask, agent: str) -> Decision:
     else:
         kind, request = "approval", f"{call['name']}({json.dumps(call['args'], ensure_ascii=False)})"
         pause = {"stop_reason": StopReason.APPROVAL.value, "detail": f"{agent} wants to run {request}", "tool_call": call}
-    answer = interrupt({**pause, "agent": agent, "node": "act", "task_id": task["id"]})
+    accepts = list(_ACCEPTS[kind])
+    answer = interrupt({**pause, "agent": agent, "node": "act", "task_id": task["id"], "accepts": accepts})
     action, text = _read_answer(answer, kind)
     return {"task_id": task["id"], "kind": kind, "request": request, "action": action, "text": text}
 
@@ -515,10 +517,12 @@ def _read_answer(answer: Any, kind: str) -> tuple[str, str]:
     else:
         text = "" if answer is True else str(answer)
         action = "answer" if kind == "question" else ("approve" if answer is True or text.lower() in ("approve", "yes", "y") else "reject")
-    allowed = ("answer", "stop") if kind == "question" else ("approve", "reject", "stop")
-    if action not in allowed:
-        raise ConfigError(f"unknown decision {action!r} for a {kind}: use {' or '.join(allowed)}")
+    if action not in _ACCEPTS[kind]:
+        raise ConfigError(f"unknown decision {action!r} for a {kind}: use {' or '.join(_ACCEPTS[kind])}")
     return action, text
+
+
+_ACCEPTS = {"question": ("answer", "stop"), "approval": ("approve", "reject", "stop")}
 
 
 async def _tools(loop: _Loop, agent: Agent, config: RunnableConfig, runtime: Runtime[SwarmContext]) -> list[Any]:
