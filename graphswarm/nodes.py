@@ -427,6 +427,11 @@ def send_each(node: str, agents: Sequence[str], payload: dict[str, Any]) -> list
     return [Send(node, {**payload, "agent": name}) for name in agents]
 
 
+def clip(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters, with an ellipsis when cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 @cache
 def prompt(name: str) -> str:
     """A prompt template shipped with the package (`graphswarm/prompts/NAME.md`)."""

@@ -37,7 +37,7 @@ from typing_extensions import TypedDict
 from graphswarm.agents import Agent, check_agents, make_workers
 from graphswarm.budget import SwarmContext
 from graphswarm.errors import ConfigError
-from graphswarm.nodes import Crew, ask, final_attempt, is_transient, memory_of, model_retry_policy, prompt
+from graphswarm.nodes import Crew, ask, clip, final_attempt, is_transient, memory_of, model_retry_policy, prompt
 from graphswarm.state import StopReason, SwarmState
 
 __all__ = ["create_orchestrator", "OrchestratorState", "PoolTask", "PoolTaskStatus", "AgentStats", "Attempt"]
@@ -357,7 +357,7 @@ async def check(
     sections = []
     for task in state["tasks"]:
         if task["status"] == PoolTaskStatus.DONE:
-            sections.append(f"### {task['title']} ({task['agent']})\n{_clip(task['result'], RESULT_CLIP)}")
+            sections.append(f"### {task['title']} ({task['agent']})\n{clip(task['result'], RESULT_CLIP)}")
         else:
             sections.append(f"### {task['title']}\n(failed on {len(task['failed_agents'])} agents: {task['result']})")
     messages = [
@@ -412,7 +412,3 @@ def load_spread(stats: dict[str, AgentStats]) -> dict[str, float]:
     """Finished tasks per agent that is up: the least, the most, and the mean."""
     counts = [s["tasks"] for s in stats.values() if s["up"]] or [0]
     return {"min": min(counts), "max": max(counts), "mean": round(sum(counts) / len(counts), 2)}
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -54,6 +54,7 @@ from graphswarm.nodes import (
     Crew,
     ask,
     ask_once,
+    clip,
     governor_of,
     memory_of,
     model_retry_policy,
@@ -328,7 +329,7 @@ async def review(
         await memory.apost(outcome, agent=task["assignee"], kind="result", task_id=str(task["id"]))
     done = [t for t in tasks if t["status"] == TaskStatus.DONE]
     pending = [t for t in tasks if t["status"] == TaskStatus.PENDING]
-    listing = "Done:\n" + "\n".join(f"- [{t['id']}] {t['title']}: {_clip(t['result'], RESULT_CLIP)}" for t in done)
+    listing = "Done:\n" + "\n".join(f"- [{t['id']}] {t['title']}: {clip(t['result'], RESULT_CLIP)}" for t in done)
     listing += "\n\nPending:\n" + ("\n".join(f"- [{t['id']}] {t['title']}" for t in pending) or "(none)")
     messages = [
         SystemMessage(prompt("task_loop_review").format(planner=loop.planner, team=_team(crew, loop))),
@@ -489,7 +490,7 @@ async def act(
             "tool": call["name"],
             "args": call["args"],
             "ok": result.status != "error",
-            "output": _clip(str(result.content), 2000),
+            "output": clip(str(result.content), 2000),
         }
         for call, result in zip(requested, results, strict=True)
     ]
@@ -624,7 +625,3 @@ def _team(crew: Crew, loop: _Loop) -> str:
         lines.append(f"- {name} ({agent.role}): strengths {', '.join(agent.strengths) or 'general'}")
     lines += [f"- {name}: a team that runs a {name} among the agents, for contested questions" for name in loop.subgraphs]
     return "\n".join(lines)
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
