@@ -8,13 +8,14 @@ from the CLI in another process.
 from __future__ import annotations
 
 import importlib
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langgraph.graph import StateGraph
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from graphswarm.agents import Agent, make_workers
 from graphswarm.errors import ConfigError
@@ -163,7 +164,8 @@ class SwarmSpec(BaseModel):
             from graphswarm.embeddings import resolve_embeddings
 
             kwargs["embeddings"] = resolve_embeddings(base_url=self.base_url)
-        return arch.load_builder()(self.agents, model=self.model, base_url=self.base_url, **kwargs)
+        builder = arch.load_builder()
+        return builder(self.agents, model=self.model, base_url=self.base_url, **_typed_options(builder, kwargs))
 
     @property
     def members(self) -> list[Agent]:
@@ -208,3 +210,26 @@ class SwarmSpec(BaseModel):
     def from_record(cls, data: dict[str, Any]) -> SwarmSpec:
         data = {k: v for k, v in data.items() if k != "recordable"}
         return cls.model_validate(data)
+
+
+_NUMBERS = {int: "a whole number", float: "a number", bool: "true or false"}
+
+
+def _typed_options(builder: Any, options: dict[str, Any]) -> dict[str, Any]:
+    """Options of the builder's number and flag parameters, checked and converted
+    (``"3"`` becomes 3), so a wrong value is a one-line `ConfigError`, not a `TypeError`."""
+    try:
+        hints = typing.get_type_hints(builder)
+    except Exception:  # hints naming types the module only imports for type checkers
+        return options
+    checked = dict(options)
+    for key, value in options.items():
+        hint = hints.get(key)
+        plain = [t for t in typing.get_args(hint) if t is not type(None)] if typing.get_args(hint) else [hint]
+        if len(plain) != 1 or plain[0] not in _NUMBERS or (value is None and hint is not plain[0]):
+            continue
+        try:
+            checked[key] = TypeAdapter(plain[0]).validate_python(value)
+        except ValidationError:
+            raise ConfigError(f"option {key} must be {_NUMBERS[plain[0]]}, got {value!r}") from None
+    return checked

@@ -139,6 +139,10 @@ def test_draw_ascii(capsys):
         (["resume", "no-such-run"], "no run with id 'no-such-run'"),
         (["history", "no-such-run"], "no run with id 'no-such-run'"),
         (["draw", "swarmy"], "unknown architecture"),
+        (["run", "debate", "x", "-o", "rounds=many", "--base-url", "http://127.0.0.1:9/v1"],
+         "option rounds must be a whole number, got 'many'"),
+        (["run", "particle", "x", "-o", "inertia=high", "--base-url", "http://127.0.0.1:9/v1"],
+         "option inertia must be a number, got 'high'"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(capsys, sqlite_db, args, message):
