@@ -174,7 +174,7 @@ async def ask(
     An agent with tools may call them for up to `MAX_TOOL_STEPS` model calls first.
     When a cap is reached the run pauses here (a LangGraph interrupt); resuming with
     a higher cap continues from this very call. With shared memory, the request gets
-    the teammates' closest notes (only of the kinds in `recall`, when given).
+    the teammates' closest notes, or, given `recall`, the closest notes of those kinds.
     """
     governor = governor_of(runtime)
     memory = memory_of(runtime)
@@ -222,8 +222,12 @@ async def _recall(
     if not request.strip():
         return messages
     chunks = await relevant_chunks(memory, request)
+    # Asked for kinds (results to build on), the agent's own notes count too; otherwise
+    # only teammates', so that an agent's earlier answer does not echo back to it.
     wanted = {"$in": list(kinds)} if kinds else {"$nin": ["objective", "position"]}
-    notes = await memory.aquery(request, k=MEMORY_NOTES, exclude_agent=agent, where={"kind": wanted})
+    notes = await memory.aquery(
+        request, k=MEMORY_NOTES, exclude_agent=None if kinds else agent, where={"kind": wanted}
+    )
     parts = [chunks] if chunks else []
     if notes:
         parts.append("Notes from your team:\n" + "\n".join(f"- ({n['agent']}, {n['kind']}) {n['text']}" for n in notes))
@@ -267,13 +271,14 @@ async def ask_once(
     runtime: Runtime[SwarmContext] | None,
     config: RunnableConfig | None = None,
     tools: Sequence[Any] = (),
+    recall: Sequence[str] = (),
 ) -> tuple[AIMessage, list[CallRecord]]:
     """One governed model call offering `tools`; the reply may ask for tool calls, which
-    the caller runs (the task loop does, one checkpointed step at a time)."""
+    the caller runs (the task loop does, one checkpointed step at a time). `recall` as in `ask`."""
     governor = governor_of(runtime)
     memory = memory_of(runtime)
     if memory is not None:
-        messages = await _recall(memory, member.name, messages)
+        messages = await _recall(memory, member.name, messages, recall)
     call_config = merge_configs(config, {"metadata": {"graphswarm_agent": member.name}})
     model = member.model.bind_tools(list(tools)) if tools else member.model
     reply, records = await _governed(governor, member, node, messages, None, _plain(model, messages, call_config))

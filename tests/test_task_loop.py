@@ -137,6 +137,30 @@ def test_a_task_close_in_meaning_to_another_is_dropped_by_memory_similarity(work
     assert titles(result, "done") == ["Write the homepage copy", "Pick a colour palette"]
 
 
+def test_an_agent_sees_earlier_results_with_its_task(workspace):
+    model = ScriptedChatModel({
+        "planner": [tasks("Find the opening hours", "Write the opening hours page"), review(), review(met=True), "ok"],
+        "doer": ["The bakery opens at seven", "page written"],
+    })
+    asyncio.run(run(loop(model, workspace)))
+
+    second = model.calls_for("doer")[1].messages[-1].content
+    assert "Results of earlier tasks:\n- Find the opening hours: The bakery opens at seven" in second
+
+
+def test_with_memory_an_agent_recalls_the_earlier_results_closest_to_its_task(workspace):
+    model = ScriptedChatModel({
+        "planner": [tasks("Find the bakery opening hours", "Write the bakery opening hours page"), review(),
+                    review(met=True), "ok"],
+        "doer": ["The bakery opening hours are seven to three", "page written"],
+    })
+    asyncio.run(run(loop(model, workspace), memory="memory", embeddings=KeywordEmbeddings()))
+
+    second = model.calls_for("doer")[1].messages[-1].content
+    assert "(doer, result) The bakery opening hours are seven to three" in second
+    assert "Results of earlier tasks" not in second
+
+
 def test_an_agent_that_keeps_calling_tools_must_answer_after_max_steps(workspace):
     model = ScriptedChatModel({
         "planner": [tasks("Count"), review(met=True), "final"],

@@ -71,7 +71,9 @@ DEFAULT_TOOLS = ("memory_search", "calculator", "read_file", "write_file", "list
 """Built-in tools every agent of a task loop gets unless told otherwise (no shell)."""
 ASK_HUMAN = "ask_human"
 RESULT_CLIP = 600
-"""Characters of each finished task's result shown to the planner."""
+"""Characters of each finished task's result shown to the planner and the agents."""
+RECENT_RESULTS = 3
+"""Earlier results an agent sees with its task when the run has no memory to recall them from."""
 
 
 class TaskStatus(StrEnum):
@@ -438,14 +440,20 @@ async def think(
     """One model call of the current task's agent; the reply either calls tools or is the result."""
     task = _current(state)
     member = crew[task["assignee"]]
-    conversation = messages_from_dict(state.get("conversation") or []) or _first_messages(state, task, member.agent)
+    memory = memory_of(runtime)
+    conversation = messages_from_dict(state.get("conversation") or []) or _first_messages(
+        state, task, member.agent, with_results=memory is None
+    )
     steps = state.get("steps", 0)
     tools: list[Any] = []
     if steps + 1 >= loop.max_steps:
         conversation.append(HumanMessage(TOOL_STEPS_USED))
     else:
         tools = await _tools(loop, member.agent, config, runtime)
-    reply, calls = await ask_once(member, conversation, node="think", runtime=runtime, config=config, tools=tools)
+    # With memory, the first step recalls the earlier results closest to the task.
+    reply, calls = await ask_once(
+        member, conversation, node="think", runtime=runtime, config=config, tools=tools, recall=["result"]
+    )
     # Keep only what the conversation needs: no provider metadata in checkpoints.
     reply = AIMessage(content=reply.text, tool_calls=reply.tool_calls if tools else [])
     update: dict[str, Any] = {"conversation": messages_to_dict([*conversation, reply]), "steps": steps + 1, "calls": calls}
@@ -554,7 +562,8 @@ def _workspace(path: str) -> Workspace:
     return _WORKSPACES[path]
 
 
-def _first_messages(state: TaskLoopState, task: LoopTask, agent: Agent) -> list[BaseMessage]:
+def _first_messages(state: TaskLoopState, task: LoopTask, agent: Agent, *, with_results: bool) -> list[BaseMessage]:
+    """The task's opening messages; without memory to recall from, the latest results come along."""
     system = prompt("task_loop_work").format(
         name=agent.name,
         role=agent.role,
@@ -562,7 +571,13 @@ def _first_messages(state: TaskLoopState, task: LoopTask, agent: Agent) -> list[
         instructions=agent.instructions,
         objective=state["objective"],
     )
-    return [SystemMessage(system), HumanMessage(f"Your task: {task['title']}\n{task['description']}".strip())]
+    request = f"Your task: {task['title']}\n{task['description']}".strip()
+    done = [t for t in state["tasks"] if t["status"] == TaskStatus.DONE][-RECENT_RESULTS:] if with_results else []
+    if done:
+        request += "\n\nResults of earlier tasks:\n" + "\n".join(
+            f"- {t['title']}: {clip(t['result'], RESULT_CLIP)}" for t in done
+        )
+    return [SystemMessage(system), HumanMessage(request)]
 
 
 # -- other agents' graphs ---------------------------------------------------------
