@@ -503,3 +503,47 @@ def test_cli_bad_task_loop_input_exits_2_with_one_line(capsys, sqlite_db, tmp_pa
     err = capsys.readouterr().err
     assert code == 2, err
     assert err.count("\n") == 1 and message in err and "Traceback" not in err
+
+
+def test_over_the_fake_server_tasks_are_created_deduplicated_prioritised_run_with_tools_and_delegated(
+    fake, sqlite_db, tmp_path
+):
+    fake.script("planner-model", [
+        json_reply(tasks("Compute the yearly budget", "Write the summary", assignee="doer")),
+        json_reply({"objective_met": False, "priorities": [4, 2], "new_tasks": [
+            {"title": "compute the yearly budget!", "description": "", "assignee": ""},
+            {"title": "Is the budget realistic?", "description": "", "assignee": "debate"},
+        ]}),
+        json_reply(review()),
+        json_reply(review(met=True)),
+        {"content": "Budget 1440, realistic; summary in summary.md"},
+    ])
+    fake.script("doer-model", [
+        calls_reply("calculator", expression="120 * 12"),
+        {"content": "1440"},
+        {"content": "Final answer: yes"},  # as a debater
+        calls_reply("write_file", path="summary.md", content="Budget: 1440"),
+        {"content": "summary written"},
+    ])
+    fake.script("critic-model", [{"content": "Final answer: yes"}])
+    graph = create_task_loop(
+        [Agent(name="doer", model="doer-model"), Agent(name="critic", model="critic-model")],
+        leader=Agent(name="planner", model="planner-model"),
+        base_url=fake.url,
+        subgraphs=["debate"],
+        workspace=tmp_path / "ws",
+    )
+    result = asyncio.run(run(graph, "Plan the bakery's budget", db=sqlite_db))
+
+    assert (result.status, result.stop_reason) == (RunStatus.DONE, StopReason.OBJECTIVE_MET)
+    assert result.final_answer == "Budget 1440, realistic; summary in summary.md"
+    by_id = {t["id"]: t for t in result.state["tasks"]}
+    assert [(i, t["status"]) for i, t in by_id.items()] == [(1, "done"), (2, "done"), (3, "dropped"), (4, "done")]
+    assert by_id[3]["duplicate_of"] == 1
+    assert (by_id[4]["assignee"], by_id[4]["result"]) == ("debate", "yes")
+    assert [u["tool"] for u in result.state["tool_uses"]] == ["calculator", "write_file"]
+    assert (tmp_path / "ws" / "summary.md").read_text() == "Budget: 1440"
+    # The debate (task 4) ran before task 2: the planner's priorities were followed.
+    doer_calls = [c["kind"] for c in fake.stats()["completed"] if c["model"] == "doer-model"]
+    assert doer_calls == ["tool", "text", "text", "tool", "text"]
+    assert fake.stats()["by_model"]["critic-model"]["succeeded"] == 1  # delegated once
