@@ -175,6 +175,19 @@ def test_an_agent_that_keeps_calling_tools_must_answer_after_max_steps(workspace
     assert result.state["tasks"][0]["result"] == "4, finally"
 
 
+def test_the_same_tool_call_made_again_and_again_is_refused(workspace):
+    again = [tool_call("calculator", f"c{i}", expression="2 + 2") for i in range(3)]
+    model = ScriptedChatModel({
+        "planner": [tasks("Add"), review(met=True), "final"],
+        "doer": [*again, "4"],
+    })
+    result = asyncio.run(run(loop(model, workspace)))
+
+    outputs = [u["output"] for u in result.state["tool_uses"]]
+    assert outputs[:2] == ["4", "4"]
+    assert outputs[2].startswith("Refused: you already made this exact call")
+
+
 def test_a_task_can_be_handed_to_a_debate_subgraph(workspace):
     model = ScriptedChatModel({
         "planner": [tasks("Is 17 + 25 = 42?", assignee="debate"), review(met=True), "Yes: 42."],

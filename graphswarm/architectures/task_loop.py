@@ -70,6 +70,12 @@ DEFAULT_PLANNER = Agent(name="planner", role="task planner", strengths=["plannin
 DEFAULT_TOOLS = ("memory_search", "calculator", "read_file", "write_file", "list_files", "ask_human")
 """Built-in tools every agent of a task loop gets unless told otherwise (no shell)."""
 ASK_HUMAN = "ask_human"
+MAX_SAME_CALL = 2
+"""Times an agent may make the very same tool call in one task; later ones are refused
+(the AutoGPT failure mode of repeating an action and expecting a different result)."""
+REPEATED_CALL = (
+    "Refused: you already made this exact call; its result is above. Use it, try something else, or answer."
+)
 RESULT_CLIP = 600
 """Characters of each finished task's result shown to the planner and the agents."""
 RECENT_RESULTS = 3
@@ -489,6 +495,9 @@ async def act(
         elif decision["action"] == "reject":
             refusal = f"A person refused this call. {decision['text']}".strip()
             answered[call["id"]] = ToolMessage(refusal, tool_call_id=call["id"], name=call["name"], status="error")
+    for call in requested:
+        if call["id"] not in answered and _times_called(conversation, call) > MAX_SAME_CALL:
+            answered[call["id"]] = ToolMessage(REPEATED_CALL, tool_call_id=call["id"], name=call["name"], status="error")
     tools = {t.name: t for t in await _tools(loop, agent, config, runtime)}
     results = [answered.get(call["id"]) or await run_tool(tools, call, config) for call in requested]
     uses: list[ToolUse] = [
@@ -503,6 +512,17 @@ async def act(
         for call, result in zip(requested, results, strict=True)
     ]
     return {"conversation": messages_to_dict([*conversation, *results]), "tool_uses": uses, "decisions": decisions}
+
+
+def _times_called(conversation: list[BaseMessage], call: dict[str, Any]) -> int:
+    """How often this task's agent has asked for this very call (same tool, same arguments)."""
+    same = (call["name"], json.dumps(call["args"], sort_keys=True))
+    return sum(
+        (c["name"], json.dumps(c["args"], sort_keys=True)) == same
+        for message in conversation
+        if isinstance(message, AIMessage)
+        for c in message.tool_calls
+    )
 
 
 def _ask_person(call: dict[str, Any], task: LoopTask, agent: str) -> Decision:
