@@ -161,6 +161,21 @@ def test_with_memory_an_agent_recalls_the_earlier_results_closest_to_its_task(wo
     assert "Results of earlier tasks" not in second
 
 
+def test_a_step_run_again_after_a_crash_does_not_take_its_own_tasks_for_duplicates(workspace):
+    from graphswarm.memory import SharedMemory, open_chroma
+
+    # What the plan step posted before the process died: its task, in the run's memory.
+    embeddings = KeywordEmbeddings()
+    SharedMemory(open_chroma("memory"), "rerun", embeddings=embeddings).post(
+        "Write the homepage copy", agent="planner", kind="task", task_id="1"
+    )
+    model = ScriptedChatModel({"planner": [tasks("Write the homepage copy"), review(), "final"], "doer": ["copy"]})
+    result = asyncio.run(run(loop(model, workspace), memory="memory", embeddings=embeddings, run_id="rerun"))
+
+    assert titles(result, "done") == ["Write the homepage copy"]
+    assert titles(result, "dropped") == []
+
+
 def test_an_agent_that_keeps_calling_tools_must_answer_after_max_steps(workspace):
     model = ScriptedChatModel({
         "planner": [tasks("Count"), review(met=True), "final"],

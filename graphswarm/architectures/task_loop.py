@@ -281,8 +281,9 @@ def _subgraphs(subgraphs: Mapping[str, Any] | Sequence[str], agents: list[Agent]
     if not isinstance(subgraphs, Mapping):
         named: dict[str, Any] = {}
         for name in subgraphs:
-            if name not in ARCHITECTURES or name == "task_loop":
-                raise ConfigError(f"unknown subgraph {name!r} (use one of: {', '.join(_delegable())})")
+            if name not in ARCHITECTURES or name == "task_loop":  # no loop inside a loop
+                usable = [n for n in ARCHITECTURES if n != "task_loop"]
+                raise ConfigError(f"unknown subgraph {name!r} (use one of: {', '.join(usable)})")
             named[name] = SwarmSpec(architecture=name, agents=agents, **build).build()
         subgraphs = named
     compiled = {}
@@ -291,12 +292,6 @@ def _subgraphs(subgraphs: Mapping[str, Any] | Sequence[str], agents: list[Agent]
         if not hasattr(compiled[name], "ainvoke"):
             raise ConfigError(f"subgraph {name!r} must be a StateGraph or a compiled graph")
     return compiled
-
-
-def _delegable() -> list[str]:
-    from graphswarm.registry import ARCHITECTURES
-
-    return [name for name in ARCHITECTURES if name not in ("task_loop", "orchestrator")]
 
 
 # -- the BabyAGI layer: the task list ----------------------------------------------
@@ -399,8 +394,10 @@ async def _add_tasks(
         duplicate_of = next((t["id"] for t in tasks if normalize(t["title"]) == normalize(title)), 0)
         if not duplicate_of and memory is not None:
             close = await memory.aquery(text, k=1, kind="task")
-            if close and 1 - (close[0].get("distance") or 0.0) >= loop.duplicate_similarity:
-                duplicate_of = int(close[0]["task_id"] or 0)
+            similar = close and 1 - (close[0].get("distance") or 0.0) >= loop.duplicate_similarity
+            # Only a task on the list counts: a step re-run after a crash finds its own earlier post.
+            if similar and int(close[0]["task_id"] or 0) in {t["id"] for t in tasks}:
+                duplicate_of = int(close[0]["task_id"])
         assignee = _assignee(item.assignee, loop)
         task: LoopTask = {
             "id": next_id,
