@@ -425,7 +425,7 @@ class Runner:
         from graphswarm.memory import chroma_path
 
         if parse_db_url(self._db).backend is Backend.MEMORY:
-            return Path(tempfile.gettempdir()) / "graphswarm" / kind / run_id
+            return Path(tempfile.gettempdir()) / "graphswarm-runs" / kind / run_id
         return chroma_path(self._db).parent / kind / run_id
 
     async def _new_run_id(self, run_id: str | None) -> str:
@@ -480,8 +480,7 @@ class Runner:
         config = _config(record.run_id)
         if self._max_concurrency:
             config["max_concurrency"] = self._max_concurrency
-        before = await self._result(record, compiled)
-        governor = Governor(budget, spent=before.calls, elapsed_s=record.elapsed_s)
+        governor = Governor(budget, spent=await self._spent_calls(record, compiled), elapsed_s=record.elapsed_s)
         memory = self._open_memory(record)
         if objective is not None:
             from graphswarm.objectives import store_chunks
@@ -526,6 +525,21 @@ class Runner:
             record.stop_reason = result.state.get("stop_reason") or "completed"
         await self._save_record(record)
         return result
+
+    async def _spent_calls(self, record: RunRecord, compiled: Any) -> list[dict[str, Any]]:
+        """The run's finished calls, and those of a graph a task handed work to that has not
+        returned yet (its calls reach the parent's state only when it does), so that caps
+        count them on resume."""
+        snapshot = await compiled.aget_state(_config(record.run_id))
+        calls = list((snapshot.values or {}).get("calls", []))
+        for task in snapshot.tasks:
+            # A graph run inside a node keeps its checkpoints under "node:task id".
+            namespace = {"thread_id": record.run_id, "checkpoint_ns": f"{task.name}:{task.id}"}
+            inner = await self._p.checkpointer.aget_tuple({"configurable": namespace})
+            if inner is not None:
+                calls += inner.checkpoint["channel_values"].get("calls", [])
+                calls += [c for _, channel, value in inner.pending_writes or [] if channel == "calls" for c in value]
+        return calls
 
     async def _result(self, record: RunRecord, compiled: Any) -> RunResult:
         return _as_result(record, await compiled.aget_state(_config(record.run_id)))

@@ -243,6 +243,26 @@ def test_a_pause_inside_a_delegated_debate_resumes_inside_it(workspace):
     model.assert_complete()
 
 
+def test_caps_count_the_calls_a_paused_subgraph_already_made(workspace):
+    model = ScriptedChatModel({
+        "planner": [tasks("Is it 42?", assignee="debate"), review(met=True), "yes"],
+        "ann": ["Final answer: 41", "Final answer: 42"],
+        "ben": ["Final answer: 42", "Final answer: 42"],
+    })
+    debate = create_debate([Agent(name="ann", model=model), Agent(name="ben", model=model)], rounds=3)
+    graph = loop(model, workspace, subgraphs={"debate": debate})
+
+    async def scenario():
+        async with Runner("memory") as runner:
+            await runner.start(graph, "Check a sum", run_id="sub-cap", budget=Budget(max_calls=3))
+            # 3 calls made (the plan, the debate's first round): 2 more fit under a cap of 5.
+            return await runner.resume("sub-cap", graph=graph, budget=Budget(max_calls=5))
+
+    again = asyncio.run(scenario())
+    assert again.stop_reason == StopReason.CALL_CAP
+    assert len(model.calls) == 5
+
+
 def test_architecture_names_build_subgraphs_from_the_loops_own_agents(workspace):
     graph = loop(ScriptedChatModel([]), workspace, agents=("ann", "ben"), subgraphs=["debate"])
     assert "delegate" in graph.nodes
