@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,23 @@ def start_cli(*args: str, db: str) -> subprocess.Popen:
     )
 
 
+def kill_9_when(proc: subprocess.Popen, ready: Callable[[], bool], failure: str) -> None:
+    """Wait (up to a minute) until `ready()`, let finished work reach the checkpoint, then
+    kill -9 the process; the test fails with `failure` when `ready()` never holds."""
+    try:
+        deadline = time.monotonic() + 60
+        while not ready():
+            if time.monotonic() > deadline:
+                pytest.fail(failure)
+            time.sleep(0.05)
+        time.sleep(1.0)  # finished tasks' writes reach the checkpoint as pending writes
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
 def one_line_error(proc: subprocess.CompletedProcess | tuple[int, str]) -> str:
     code, stderr = (proc.returncode, proc.stderr) if hasattr(proc, "returncode") else proc
     assert code == 2, stderr
@@ -66,6 +84,12 @@ def one_line_error(proc: subprocess.CompletedProcess | tuple[int, str]) -> str:
     assert "Traceback" not in stderr
     assert lines[0].startswith("error: ")
     return lines[0]
+
+
+def answered_once(fake, *models: str) -> bool:
+    """Whether each of `models` has answered once."""
+    by_model = fake.stats()["by_model"]
+    return all(by_model.get(m, {}).get("succeeded") == 1 for m in models)
 
 
 def run_main(capsys, *args: str) -> tuple[int, str]:
@@ -189,21 +213,7 @@ def test_kill_9_while_workers_are_in_flight_then_resume_repeats_no_finished_call
     fake.configure(model_latency_ms={"slow-1": 30_000, "slow-2": 30_000})
     proc = start_cli("run", "hierarchical", "Make a website", "--agents-file", str(agents_file),
                      "--base-url", fake.url, "--run-id", "k9", db=sqlite_db)
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            by_model = fake.stats()["by_model"]
-            if all(by_model.get(m, {}).get("succeeded") == 1 for m in ("fast-1", "fast-2")):
-                break
-            time.sleep(0.05)
-        else:
-            pytest.fail("the fast workers never finished")
-        time.sleep(1.0)  # the finished workers' writes reach the checkpoint
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    kill_9_when(proc, lambda: answered_once(fake, "fast-1", "fast-2"), "the fast workers never finished")
 
     runs = cli("runs", db=sqlite_db, check=True)
     assert "interrupted" in runs.stdout

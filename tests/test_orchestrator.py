@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import time
 from collections import Counter
 
 import pytest
@@ -260,7 +257,7 @@ def test_cli_runs_the_seeds_example_with_40_nodes(fake, sqlite_db, capsys, tmp_p
 
 
 def test_kill_9_mid_run_then_resume_reexecutes_no_finished_task(fake, sqlite_db, tmp_path):
-    from tests.test_cli import cli, start_cli
+    from tests.test_cli import answered_once, cli, kill_9_when, start_cli
 
     agents = tmp_path / "agents.json"
     agents.write_text(json.dumps({
@@ -271,22 +268,8 @@ def test_kill_9_mid_run_then_resume_reexecutes_no_finished_task(fake, sqlite_db,
     fake.configure(model_latency_ms={"pool-5": 30_000, "pool-6": 30_000})
     proc = start_cli("run", "orchestrator", "Make a website", "--agents-file", str(agents), "--base-url", fake.url,
                      "--run-id", "k9", db=sqlite_db)
-    try:
-        deadline = time.monotonic() + 60
-        fast = [f"pool-{i}" for i in range(1, 5)]
-        while time.monotonic() < deadline:
-            by_model = fake.stats()["by_model"]
-            if all(by_model.get(m, {}).get("succeeded") == 1 for m in fast):
-                break
-            time.sleep(0.05)
-        else:
-            pytest.fail("the fast agents never finished")
-        time.sleep(1.0)  # their results reach the checkpoint as pending writes
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    fast = [f"pool-{i}" for i in range(1, 5)]
+    kill_9_when(proc, lambda: answered_once(fake, *fast), "the fast agents never finished")
 
     fake.configure(model_latency_ms={})
     resumed = cli("resume", "k9", db=sqlite_db, check=True)

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -220,7 +217,8 @@ def test_a_task_can_be_handed_to_a_debate_subgraph(workspace):
     assert result.final_answer == "Yes: 42."
 
 
-def test_a_pause_inside_a_delegated_debate_resumes_inside_it(workspace):
+def delegated_debate(workspace: Path) -> tuple[ScriptedChatModel, object]:
+    """A loop whose one task goes to a debate that agrees in its second round."""
     model = ScriptedChatModel({
         "planner": [tasks("Is it 42?", assignee="debate"), review(met=True), "yes"],
         "ann": ["Final answer: 41", "Final answer: 42"],
@@ -228,6 +226,11 @@ def test_a_pause_inside_a_delegated_debate_resumes_inside_it(workspace):
     })
     debate = create_debate([Agent(name="ann", model=model), Agent(name="ben", model=model)], rounds=3)
     graph = loop(model, workspace, subgraphs={"debate": debate})
+    return model, graph
+
+
+def test_a_pause_inside_a_delegated_debate_resumes_inside_it(workspace):
+    model, graph = delegated_debate(workspace)
 
     async def scenario():
         async with Runner("memory") as runner:
@@ -244,13 +247,7 @@ def test_a_pause_inside_a_delegated_debate_resumes_inside_it(workspace):
 
 
 def test_caps_count_the_calls_a_paused_subgraph_already_made(workspace):
-    model = ScriptedChatModel({
-        "planner": [tasks("Is it 42?", assignee="debate"), review(met=True), "yes"],
-        "ann": ["Final answer: 41", "Final answer: 42"],
-        "ben": ["Final answer: 42", "Final answer: 42"],
-    })
-    debate = create_debate([Agent(name="ann", model=model), Agent(name="ben", model=model)], rounds=3)
-    graph = loop(model, workspace, subgraphs={"debate": debate})
+    model, graph = delegated_debate(workspace)
 
     async def scenario():
         async with Runner("memory") as runner:
@@ -502,7 +499,7 @@ def test_cli_an_agents_question_is_answered_on_resume(fake, sqlite_db, roles_fil
 
 
 def test_kill_9_mid_task_resumes_at_that_task_without_redoing_its_steps(fake, sqlite_db, roles_file, tmp_path):
-    from tests.test_cli import cli, start_cli
+    from tests.test_cli import cli, kill_9_when, start_cli
 
     fake.script("planner-model", [json_reply(tasks("Write notes")), json_reply(review(met=True))])
     # The agent's second call (after the tool ran) hangs until the kill.
@@ -511,17 +508,9 @@ def test_kill_9_mid_task_resumes_at_that_task_without_redoing_its_steps(fake, sq
     proc = start_cli("run", "task_loop", "Write notes", "--agents-file", str(roles_file), "--base-url", fake.url,
                      "--run-id", "k9", db=sqlite_db)
     notes = tmp_path / "workspaces" / "k9" / "notes.md"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and fake.stats()["by_model"].get("doer-model", {}).get("requests", 0) < 2:
-            time.sleep(0.05)
-        assert notes.exists(), "the first step never ran"
-        time.sleep(1.0)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    asked_twice = lambda: fake.stats()["by_model"].get("doer-model", {}).get("requests", 0) >= 2  # noqa: E731
+    kill_9_when(proc, asked_twice, "the agent never made its second call")
+    assert notes.exists(), "the first step never ran"
     notes.write_text("changed after the kill")  # a re-run of the tool would overwrite this
 
     cli("resume", "k9", db=sqlite_db, check=True)

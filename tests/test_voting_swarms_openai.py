@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 
 import pytest
 
 from graphswarm import Agent, Runner, RunStatus, SwarmSpec
+from tests.test_cli import kill_9_when
 
 PERSONAS = ["careful mathematician", "fast guesser", "skeptic", "teacher", "engineer"]
 
@@ -108,17 +107,7 @@ def test_kill_9_during_a_40_agent_vote_then_resume_gives_the_same_winner(fake, s
     command = [sys.executable, "-m", "graphswarm", "run", "collaborative", "What is 17 + 25?", "--agents-file",
                str(agents_file), "--base-url", fake.url, "--run-id", "vote40", "--db", sqlite_db]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        deadline = time.monotonic() + 60
-        while fake.stats()["succeeded"] < 30:
-            assert time.monotonic() < deadline, "the fast agents never finished"
-            time.sleep(0.05)
-        time.sleep(1.0)  # their writes reach the checkpoint
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    kill_9_when(proc, lambda: fake.stats()["succeeded"] >= 30, "the fast agents never finished")
 
     fake.configure(model_latency_ms={})
     resumed = subprocess.run(
