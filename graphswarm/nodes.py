@@ -177,10 +177,7 @@ async def ask(
     the teammates' closest notes, or, given `recall`, the closest notes of those kinds.
     """
     governor = governor_of(runtime)
-    memory = memory_of(runtime)
-    if memory is not None:
-        messages = await _recall(memory, member.name, messages, recall)
-    call_config = merge_configs(config, {"metadata": {"graphswarm_agent": member.name}})
+    messages, call_config = await _prepare(member, messages, runtime, config, recall)
     if schema is not None:
 
         async def structured() -> tuple[Any, list[Any]]:
@@ -195,10 +192,26 @@ async def ask(
             governor, member, node, messages, None, _plain(member.model, messages, call_config)
         )
         value = str(reply.text)
+    memory = memory_of(runtime)
     if memory is not None:
         text = value if isinstance(value, str) else value.model_dump_json()
         await memory.apost(text, agent=member.name, kind=node)
     return value, records
+
+
+async def _prepare(
+    member: Member,
+    messages: list[BaseMessage],
+    runtime: Runtime[SwarmContext] | None,
+    config: RunnableConfig | None,
+    recall: Sequence[str],
+) -> tuple[list[BaseMessage], RunnableConfig]:
+    """The request with what memory recalls added, and a config naming the agent
+    (streamed tokens and scripted test models tell agents apart by it)."""
+    memory = memory_of(runtime)
+    if memory is not None:
+        messages = await _recall(memory, member.name, messages, recall)
+    return messages, merge_configs(config, {"metadata": {"graphswarm_agent": member.name}})
 
 
 def memory_of(runtime: Runtime[SwarmContext] | None) -> Any:
@@ -276,10 +289,7 @@ async def ask_once(
     """One governed model call offering `tools`; the reply may ask for tool calls, which
     the caller runs (the task loop does, one checkpointed step at a time). `recall` as in `ask`."""
     governor = governor_of(runtime)
-    memory = memory_of(runtime)
-    if memory is not None:
-        messages = await _recall(memory, member.name, messages, recall)
-    call_config = merge_configs(config, {"metadata": {"graphswarm_agent": member.name}})
+    messages, call_config = await _prepare(member, messages, runtime, config, recall)
     model = member.model.bind_tools(list(tools)) if tools else member.model
     reply, records = await _governed(governor, member, node, messages, None, _plain(model, messages, call_config))
     return reply, records

@@ -25,7 +25,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -569,14 +569,10 @@ def _run_workspace(config: RunnableConfig, runtime: Runtime[SwarmContext]) -> Wo
     return _workspace(os.fspath(given))
 
 
-_WORKSPACES: dict[str, Workspace] = {}
-
-
+@cache
 def _workspace(path: str) -> Workspace:
     # Made (and probed for writing) once per process, not at every step.
-    if path not in _WORKSPACES:
-        _WORKSPACES[path] = Workspace(path)
-    return _WORKSPACES[path]
+    return Workspace(path)
 
 
 def _first_messages(state: TaskLoopState, task: LoopTask, agent: Agent, *, with_results: bool) -> list[BaseMessage]:
