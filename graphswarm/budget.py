@@ -1,8 +1,9 @@
 """The swarm-wide budget governor.
 
 One `Governor` per execution of a run is shared by every node, parallel ones
-included, through LangGraph's runtime context. It is asked before every model call
-and told after it, so caps hold across all agents at once. A refused call does not
+included, through LangGraph's runtime context. It is asked before every request that
+reaches a model (each structured-output attempt, re-ask, tool step and retry) and told
+after it, failed or not, so caps hold exactly, across all agents at once. A refused call does not
 raise through the graph: the node pauses the run with a LangGraph interrupt, which
 lets parallel siblings finish and keeps everything resumable with a higher cap.
 """
@@ -57,6 +58,9 @@ class Governor:
         self._cost = sum(c["cost"] for c in spent)
         self._started = time.monotonic() - elapsed_s
         self._repeats: Counter[str] = Counter()
+        self.records: list[CallRecord] = []
+        """Every request recorded in this execution, in order (the runner keeps those whose
+        node never finished: they reached a server but not the state's ledger)."""
 
     def admit(self, fingerprint: str) -> None:
         """Reserve one model call, or raise `BudgetExhausted` saying which cap it hit."""
@@ -88,20 +92,25 @@ class Governor:
             return BudgetExhausted(StopReason.TIME_CAP, f"time cap of {b.max_seconds:.0f}s reached")
         return None
 
-    def release(self) -> None:
-        """Give back a reservation whose call failed (it will be retried, and admitted again)."""
-        with self._lock:
-            self._calls -= 1
-
     def record(self, fingerprint: str, call: CallRecord) -> None:
+        """Account an admitted request; a failed one counts as a call, not as a repeat."""
         with self._lock:
             self._tokens += call["input_tokens"] + call["output_tokens"]
             self._cost += call["cost"]
-            self._repeats[fingerprint] += 1
+            if "error" not in call:
+                self._repeats[fingerprint] += 1
+            self.records.append(call)
 
     @property
     def elapsed_s(self) -> float:
         return time.monotonic() - self._started
+
+    @property
+    def seconds_left(self) -> float | None:
+        """Time left under the time cap (None: no time cap)."""
+        if self.budget.max_seconds is None:
+            return None
+        return max(self.budget.max_seconds - self.elapsed_s, 0.0)
 
     @property
     def calls(self) -> int:

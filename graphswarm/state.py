@@ -62,14 +62,18 @@ class StopReason(StrEnum):
 
 
 class CallRecord(TypedDict):
-    """One finished model call, as the budget governor and accounting see it."""
+    """One request that reached a model, as the budget governor and accounting see it."""
 
+    id: NotRequired[str]
+    """Unique per request: tells the ledger's calls from those of a node that never finished."""
     agent: str
     node: str
     input_tokens: int
     output_tokens: int
     latency_s: float
     cost: float
+    error: NotRequired[str]
+    """Set when the request failed (refused, timed out, malformed); it still counts."""
 
 
 class SwarmState(TypedDict):

@@ -5,20 +5,30 @@ but do tool calls, some do neither. For each model we try the methods it may sup
 in order, remember per server which ones it refused, and fall back to asking for JSON
 in the prompt and parsing it leniently. Output that does not fit the schema is
 re-asked with the validation error, then fails with `StructuredOutputError`.
+
+A refusal is any answer saying the request's shape is not supported: most 4xx, and
+the 5xx some servers send for a request they failed to validate (llama-cpp-python's
+server answers `response_format: json_schema` with HTTP 500). A refused method moves
+on to the next at once, with no retries; real transient errors (429, 503, timeouts,
+dropped connections) are raised for the graph's RetryPolicy.
+
+Every request goes through `send`, so that the caller (the budget governor) admits
+and records each one: every method tried, every re-ask.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeVar
 
 from langchain_core.exceptions import OutputParserException
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
-from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables import Runnable, RunnableConfig
 from pydantic import BaseModel, ValidationError
 
 from graphswarm.errors import StructuredOutputError
@@ -28,6 +38,7 @@ __all__ = [
     "StructuredReply",
     "ainvoke_structured",
     "forget_refusals",
+    "is_refusal",
     "methods_for",
     "parse_json_reply",
 ]
@@ -60,11 +71,12 @@ class StructuredMethod(StrEnum):
 class StructuredReply:
     value: Any
     method: StructuredMethod
-    replies: list[AIMessage] = field(default_factory=list)
-    """Every raw model reply, re-asks included (for token accounting)."""
 
 
-# Methods a server refused (HTTP 400/422 or NotImplementedError), by server.
+Send = Callable[[Runnable, list[BaseMessage]], Awaitable[Any]]
+"""Sends one request: `await send(runnable, messages)` is `runnable.ainvoke(messages, ...)`."""
+
+# Methods a server refused, by server.
 _refused: dict[tuple[str, str, str], set[StructuredMethod]] = {}
 
 
@@ -91,11 +103,24 @@ def _server_key(model: BaseChatModel) -> tuple[str, str, str]:
     return (type(model).__name__, str(base_url), str(name))
 
 
-def _is_refusal(exc: BaseException) -> bool:
+# 4xx codes that say nothing about the request's shape: auth, timeouts, conflicts, rate limits.
+_NOT_REFUSALS = {401, 403, 408, 409, 429}
+# Words of a 5xx body that blame the request's shape rather than the server's health.
+_SHAPE_WORDS = re.compile(r"response_format|json_schema|tool_choice|\btools\b|validation error|not supported", re.I)
+
+
+def is_refusal(exc: BaseException) -> bool:
+    """Whether an error answer means "this server does not do this request shape"."""
     if isinstance(exc, NotImplementedError):
         return True
     status = getattr(exc, "status_code", None)
-    return status in (400, 422)
+    if not isinstance(status, int):
+        return False
+    if 400 <= status < 500:
+        return status not in _NOT_REFUSALS
+    if status == 501:
+        return True
+    return status >= 500 and status != 503 and bool(_SHAPE_WORDS.search(f"{exc} {getattr(exc, 'body', '')}"))
 
 
 async def ainvoke_structured(
@@ -105,17 +130,25 @@ async def ainvoke_structured(
     *,
     agent: str,
     config: RunnableConfig | None = None,
+    send: Send | None = None,
 ) -> StructuredReply:
-    """Ask `model` for an instance of `schema`, falling back across methods."""
+    """Ask `model` for an instance of `schema`, falling back across methods.
+
+    `send` makes each request (default: `runnable.ainvoke(messages, config)`).
+    """
+
+    async def invoke(runnable: Runnable, request: list[BaseMessage]) -> Any:
+        return await runnable.ainvoke(request, config)
+
     last_error: BaseException | None = None
     for method in methods_for(model):
         try:
-            return await _ask(model, messages, schema, method, agent=agent, config=config)
+            return await _ask(model, messages, schema, method, agent=agent, send=send or invoke)
         except StructuredOutputError as exc:
             # The server took the method but the model never fit the schema: try the next one.
             last_error = exc
         except Exception as exc:
-            if not _is_refusal(exc):
+            if not is_refusal(exc):
                 raise
             _refused.setdefault(_server_key(model), set()).add(method)
             last_error = exc
@@ -136,7 +169,7 @@ async def _ask(
     method: StructuredMethod,
     *,
     agent: str,
-    config: RunnableConfig | None,
+    send: Send,
 ) -> StructuredReply:
     if method in (StructuredMethod.JSON_MODE, StructuredMethod.PROMPT):
         messages = _with_schema_instructions(messages, schema)
@@ -147,11 +180,10 @@ async def _ask(
     else:
         runnable = model.with_structured_output(schema, method=method.value, include_raw=True)
 
-    reply = StructuredReply(value=None, method=method)
     error = ""
     for _ in range(1 + MAX_REASKS):
         try:
-            out = await runnable.ainvoke(messages, config)
+            out = await send(runnable, messages)
         except (ValidationError, OutputParserException, json.JSONDecodeError) as exc:
             # Some clients (OpenAI's json_schema path) parse inside the call and raise.
             out = {"raw": AIMessage(content=""), "parsed": None, "parsing_error": exc}
@@ -163,10 +195,8 @@ async def _ask(
             if parsed is None and isinstance(raw, AIMessage):
                 # Small models often wrap valid JSON in chatter that strict parsers reject.
                 parsed, _ = _parse(raw, schema)
-        reply.replies.append(raw)
         if parsed is not None:
-            reply.value = parsed
-            return reply
+            return StructuredReply(value=parsed, method=method)
         messages = [*messages, HumanMessage(REASK_TEMPLATE.format(error=_short(error), reply=_short(_text(raw))))]
     raise StructuredOutputError(agent, schema.__name__, _short(error))
 

@@ -21,11 +21,16 @@ def test_the_call_cap_counts_reservations_across_parallel_callers():
     assert stop.value.reason is StopReason.CALL_CAP
 
 
-def test_a_failed_call_gives_its_reservation_back():
-    governor = Governor(Budget(max_calls=1))
+def test_a_failed_request_counts_as_a_call_but_not_as_a_repeat():
+    governor = Governor(Budget(max_calls=3, max_repeats=1))
     governor.admit("x")
-    governor.release()
-    governor.admit("x")
+    governor.record("x", {**CALL, "error": "HTTP 500"})
+    governor.admit("x")  # a retry of the same request is not a stall
+    governor.record("x", CALL)
+    assert governor.calls == 2 and len(governor.records) == 2
+    with pytest.raises(BudgetExhausted) as stop:
+        governor.admit("x")
+    assert stop.value.reason is StopReason.STALL
 
 
 def test_spent_calls_of_earlier_executions_count():

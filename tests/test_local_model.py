@@ -13,7 +13,7 @@ import pytest
 from pydantic import BaseModel
 
 from graphswarm.errors import ModelConfigError
-from graphswarm.local import bundled_model_path, load_local_model, local_model_available
+from graphswarm.local import bundled_model_path, cpu_safe_loading, load_local_model, local_model_available
 
 pytestmark = [
     pytest.mark.local_model,
@@ -134,3 +134,40 @@ def test_corrupt_gguf_is_a_model_config_error(tmp_path: Path):
     broken.write_bytes(b"not a model")
     with pytest.raises(ModelConfigError, match="broken.gguf"):
         load_local_model(str(broken))
+
+
+def test_models_load_without_llama_cpps_extra_cpu_buffer_types():
+    # Weight repacking / AMX buffers segfault in llama_decode on some Xeons; they stay off.
+    llama = load_local_model().client
+    assert llama.model_params.use_extra_bufts is False
+
+
+def test_other_llama_loads_in_the_process_keep_llama_cpps_defaults():
+    import llama_cpp.llama_cpp as lib
+
+    with cpu_safe_loading() as safe:
+        assert safe and lib.llama_model_default_params().use_extra_bufts is False
+    assert lib.llama_model_default_params().use_extra_bufts is True
+
+
+def test_where_buffer_types_cannot_be_switched_off_a_crash_is_a_clear_error(monkeypatch):
+    # Such a llama-cpp-python is checked in a child process first; here the child segfaults.
+    import contextlib
+
+    from graphswarm import local
+
+    monkeypatch.setattr(local, "cpu_safe_loading", lambda: contextlib.nullcontext(False))
+    monkeypatch.setattr(local, "_PROBE", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)")
+    monkeypatch.setattr(local, "_loaded", {})
+    local._probe_in_child.cache_clear()
+    try:
+        with pytest.raises(ModelConfigError, match=r"cannot run .*\.gguf on this CPU .*signal 11"):
+            load_local_model()
+    finally:
+        local._probe_in_child.cache_clear()
+
+
+def test_the_child_probe_passes_a_model_that_runs():
+    from graphswarm import local
+
+    local._probe_in_child(str(bundled_model_path()))  # no error: the model ran in a child

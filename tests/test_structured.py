@@ -7,7 +7,7 @@ from langchain_core.messages import HumanMessage
 from pydantic import BaseModel
 
 from graphswarm import StructuredOutputError
-from graphswarm.structured import ainvoke_structured, parse_json_reply
+from graphswarm.structured import ainvoke_structured, is_refusal, parse_json_reply
 from graphswarm.testing import ScriptedChatModel
 
 
@@ -51,8 +51,41 @@ async def test_invalid_output_is_re_asked_with_the_error():
     model = ScriptedChatModel(["I think it is 42.", '{"answer": "42"}'])
     reply = await ainvoke_structured(model, [HumanMessage("q")], Verdict, agent="a")
     assert reply.value.answer == "42"
-    assert len(reply.replies) == 2
+    assert len(model.calls) == 2
     assert "could not be used" in model.calls[1].prompt
+
+
+async def test_every_request_goes_through_send_re_asks_included():
+    model = ScriptedChatModel(["not json", "still not", '{"answer": "42"}'])
+    sent = []
+
+    async def send(runnable, messages):
+        sent.append(len(messages))
+        return await runnable.ainvoke(messages)
+
+    reply = await ainvoke_structured(model, [HumanMessage("q")], Verdict, agent="a", send=send)
+    assert reply.value.answer == "42"
+    assert sent == [1, 2, 3]  # each re-ask carries one more message
+
+
+def test_a_request_shape_the_server_rejects_is_a_refusal_even_as_http_500():
+    import httpx
+    import openai
+
+    def error(status: int, message: str) -> openai.APIStatusError:
+        response = httpx.Response(status, request=httpx.Request("POST", "http://127.0.0.1/v1/chat/completions"))
+        return openai.APIStatusError(message, response=response, body={"error": {"message": message}})
+
+    validation = "1 validation error: response_format.type: Input should be 'text' or 'json_object'"
+    assert is_refusal(error(500, validation))
+    assert is_refusal(error(400, "tools are not supported"))
+    assert is_refusal(error(422, "unprocessable"))
+    assert is_refusal(NotImplementedError())
+    # Transient or unrelated errors keep the retry policy.
+    assert not is_refusal(error(500, "internal server error"))
+    assert not is_refusal(error(503, "response_format busy"))
+    assert not is_refusal(error(429, "rate limited"))
+    assert not is_refusal(error(401, "bad key"))
 
 
 async def test_output_that_never_fits_fails_with_a_clear_error():

@@ -95,6 +95,8 @@ class FakeServerConfig(BaseModel):
     malformed_rate: float = Field(default=0.0, ge=0, le=1)
     refuse_json_schema: bool = False
     no_tools: bool = False
+    refusal_status: int = Field(default=400, ge=400, le=599)
+    """The HTTP status refusing a request shape; llama-cpp-python's server answers 500."""
     fail_models: list[str] = Field(default_factory=list)
     seed: int = 0
 
@@ -686,10 +688,13 @@ async def _stream_events(
 
 
 def _refusal(body: dict[str, Any], config: FakeServerConfig) -> _Failure | None:
+    status = config.refusal_status
     if config.refuse_json_schema and _response_format_type(body) == "json_schema":
-        return _Failure(400, "response_format json_schema is not supported", "invalid_request_error", None, "response_format")
+        # Worded as a request validator (llama-cpp-python's server) words it.
+        message = "1 validation error: response_format.type: Input should be 'text' or 'json_object'"
+        return _Failure(status, message, "invalid_request_error", None, "response_format")
     if config.no_tools and body.get("tools"):
-        return _Failure(400, "tools are not supported", "invalid_request_error", None, "tools")
+        return _Failure(status, "tools are not supported", "invalid_request_error", None, "tools")
     return None
 
 
@@ -972,6 +977,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--malformed-rate", type=float, default=0.0)
     parser.add_argument("--refuse-json-schema", action="store_true")
     parser.add_argument("--no-tools", action="store_true")
+    parser.add_argument("--refusal-status", type=int, default=400)
     parser.add_argument("--fail-models", default="", help="comma-separated model names that always get 500")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
@@ -988,6 +994,7 @@ def main(argv: list[str] | None = None) -> None:
         malformed_rate=args.malformed_rate,
         refuse_json_schema=args.refuse_json_schema,
         no_tools=args.no_tools,
+        refusal_status=args.refusal_status,
         fail_models=[m for m in args.fail_models.split(",") if m],
         seed=args.seed,
     )
