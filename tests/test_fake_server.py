@@ -210,10 +210,17 @@ def test_scripted_malformed_answer_is_fenced_broken_json(server: FakeOpenAIServe
 def test_refuse_json_schema_answers_400(server: FakeOpenAIServer) -> None:
     server.configure(refuse_json_schema=True)
 
-    with pytest.raises(openai.BadRequestError, match="json_schema is not supported"):
+    with pytest.raises(openai.BadRequestError, match="Input should be 'text' or 'json_object'"):
         chat(server).with_structured_output(Person, method="json_schema").invoke("make a person")
     # Other structured-output methods still work, which is what a fallback needs.
     assert isinstance(chat(server).with_structured_output(Person, method="function_calling").invoke("x"), Person)
+
+
+def test_refusals_can_come_as_http_500_as_llama_cpp_pythons_server_sends_them(server: FakeOpenAIServer) -> None:
+    server.configure(refuse_json_schema=True, refusal_status=500)
+
+    with pytest.raises(openai.InternalServerError, match="validation error"):
+        chat(server).with_structured_output(Person, method="json_schema").invoke("make a person")
 
 
 def test_no_tools_answers_400_to_requests_with_tools(server: FakeOpenAIServer) -> None:

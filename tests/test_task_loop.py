@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -299,17 +300,33 @@ def test_the_run_stops_cleanly_between_tasks_at_the_token_cap(workspace):
 
 
 def test_the_run_stops_cleanly_between_tasks_at_the_time_cap(workspace):
-    class SlowReview(ScriptedChatModel):
-        async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs):
-            if run_manager and run_manager.metadata.get("langgraph_node") == "review":
-                await asyncio.sleep(0.6)
-            return self._generate(messages, stop, run_manager, **kwargs)
+    # The time runs out between two requests: here while the caller handles an update.
+    def slow_after_review(node: str, update: dict) -> None:
+        if node == "review":
+            time.sleep(2.5)
 
-    model = SlowReview({"planner": [tasks("One", "Two"), review()], "doer": ["1"]})
-    result = asyncio.run(run(loop(model, workspace), budget=Budget(max_seconds=0.5)))
+    model = ScriptedChatModel({"planner": [tasks("One", "Two"), review()], "doer": ["1"]})
+    result = asyncio.run(run(loop(model, workspace), budget=Budget(max_seconds=2), on_update=slow_after_review))
 
     assert result.stop_reason == StopReason.TIME_CAP
     assert titles(result, "pending") == ["Two"]
+
+
+def test_a_request_still_running_at_the_time_cap_is_cut_off_and_the_run_pauses(workspace):
+    class SlowReview(ScriptedChatModel):
+        async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs):
+            if run_manager and run_manager.metadata.get("langgraph_node") == "review":
+                await asyncio.sleep(30)
+            return self._generate(messages, stop, run_manager, **kwargs)
+
+    model = SlowReview({"planner": [tasks("One", "Two"), review()], "doer": ["1"]})
+    started = time.monotonic()
+    result = asyncio.run(run(loop(model, workspace), budget=Budget(max_seconds=2)))
+
+    assert time.monotonic() - started < 15
+    assert (result.status, result.stop_reason) == (RunStatus.INTERRUPTED, StopReason.TIME_CAP)
+    assert result.pauses[0]["node"] == "review"
+    assert [c["node"] for c in result.calls if "error" in c] == ["review"]
 
 
 def test_a_person_answers_an_agents_question(workspace):

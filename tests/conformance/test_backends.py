@@ -151,7 +151,9 @@ async def test_finished_calls_of_an_unfinished_step_are_counted_once(db_url, run
             await runner.start(failing, "o", run_id=run_id)
         result = await runner.result(run_id, graph=failing.build())
     assert result.usage["agents"]["a"]["calls"] == 1
-    assert result.usage["total"]["calls"] == 2  # the plan and a's answer
+    # the plan, a's answer, and b's failed request, which counts too (it reached the model)
+    assert result.usage["total"]["calls"] == 3
+    assert [c["agent"] for c in result.calls if "error" in c] == ["b"]
 
 
 async def test_a_task_loop_question_pauses_and_resumes_with_the_answer(db_url, run_id, tmp_path):
