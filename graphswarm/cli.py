@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -17,8 +18,9 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from graphswarm.errors import ConfigError, GraphswarmError, UsageError
+from graphswarm.errors import ConfigError, GraphswarmError, UnknownRunError, UsageError
 
 try:  # Typer >= 0.17 ships its own copy of click
     from typer._click import exceptions as click_errors
@@ -34,8 +36,11 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 # Piped output is read by scripts and people alike: keep table rows on one line.
-out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 240)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# Most of what is printed was written by a model or a person (answers, task titles,
+# agent names, objectives): no Rich markup or emoji codes are read in it, so
+# `[docs](https://x)` or `x[i]` print as they are. Styles are set with `Text` instead.
+out = Console(highlight=False, markup=False, emoji=False, soft_wrap=True, width=None if sys.stdout.isatty() else 240)
+err = Console(stderr=True, highlight=False, markup=False, emoji=False, soft_wrap=True)
 
 DbOption = Annotated[
     Optional[str],
@@ -47,6 +52,16 @@ ModelOption = Annotated[
 ]
 BaseUrlOption = Annotated[
     Optional[str], typer.Option("--base-url", help="An OpenAI-compatible server (vLLM, Ollama, TGI, ...).")
+]
+SetOption = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--set",
+        help="Edit the state first: KEY=JSON (repeatable; a string needs quotes: KEY='\"text\"'), applied as if the "
+        "node that wrote the state had written it (or --as-node). A list the graph appends to, such as a debate's "
+        "transcript or moderator_notes, gets the items of the JSON list appended (entries already there stay as "
+        "they are); any other key is replaced. Unknown keys and values of the wrong type are refused.",
+    ),
 ]
 
 
@@ -110,8 +125,10 @@ def run(
     from graphswarm.checkpoint import parse_db_url
     from graphswarm.models import default_model_spec
     from graphswarm.registry import SwarmSpec, get_architecture
+    from graphswarm.runs import new_run_id
 
     get_architecture(architecture)
+    run_id = run_id or new_run_id()  # known here, so that Ctrl-C can name it
     parse_db_url(db)
     text = _read_objective(objective, file)
     given = {
@@ -150,7 +167,7 @@ def run(
                 quiet, stream, db,
             )
 
-    _finish(asyncio.run(main()), db, quiet)
+    _finish(_until_interrupted(main, run_id, db), db, quiet)
 
 
 @app.command()
@@ -163,9 +180,7 @@ def resume(
     max_tokens: Annotated[Optional[int], typer.Option(help="New cap on tokens.")] = None,
     max_cost: Annotated[Optional[float], typer.Option(help="New cap on estimated cost.")] = None,
     max_seconds: Annotated[Optional[float], typer.Option(help="New cap on wall time.")] = None,
-    set_: Annotated[
-        Optional[list[str]], typer.Option("--set", help="Edit the state first: KEY=JSON (repeatable).")
-    ] = None,
+    set_: SetOption = None,
     as_node: Annotated[Optional[str], typer.Option(help="Apply --set edits as if this node wrote them.")] = None,
     approve: Annotated[bool, typer.Option("--approve", help="Approve the plan the run is waiting on.")] = False,
     reject: Annotated[Optional[str], typer.Option(help="Reject the plan, with this feedback; ends the run.")] = None,
@@ -184,7 +199,7 @@ def resume(
     from graphswarm.budget import Budget
     from graphswarm.runs import Runner
 
-    updates = _parse_options(set_ or [], flag="--set")
+    updates = _parse_set(set_ or [])
     decision = _decision(approve, reject, edit_plan, answer, stop)
     before = [] if no_pause else pause_before
     after = [] if no_pause else pause_after
@@ -202,7 +217,7 @@ def resume(
                 quiet, stream, db,
             )
 
-    _finish(asyncio.run(main()), db, quiet)
+    _finish(_until_interrupted(main, run_id, db), db, quiet)
 
 
 @app.command()
@@ -210,22 +225,22 @@ def fork(
     run_id: Annotated[str, typer.Argument(help="The run to fork.")],
     checkpoint: Annotated[str, typer.Option(help="The checkpoint to start from (see: graphswarm history).")],
     new_run_id: Annotated[Optional[str], typer.Option("--run-id", help="The new run's id.")] = None,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Edit the fork's state: KEY=JSON.")] = None,
+    set_: SetOption = None,
     as_node: Annotated[Optional[str], typer.Option(help="Apply --set edits as if this node wrote them.")] = None,
     db: DbOption = None,
 ) -> None:
     """Start a new run from one of a run's checkpoints; the original run is unchanged."""
     from graphswarm.runs import Runner
 
-    updates = _parse_options(set_ or [], flag="--set")
+    updates = _parse_set(set_ or [])
 
     async def main():
         async with Runner(db) as runner:
             return await runner.fork(run_id, checkpoint, new_run_id=new_run_id, updates=updates, as_node=as_node)
 
     record = asyncio.run(main())
-    out.print(record.run_id, markup=False)
-    err.print(f"forked {run_id} at {checkpoint}; continue it with: {_resume_command(record.run_id, db)}", markup=False)
+    out.print(record.run_id)
+    err.print(f"forked {run_id} at {checkpoint}; continue it with: {_command('resume', record.run_id, db)}")
 
 
 @app.command("runs")
@@ -309,7 +324,7 @@ def report(
         path = export_report(run_id, output, db=db)
     except OSError as exc:
         raise ConfigError(f"cannot write report {str(output)!r}: {exc.strerror}") from None
-    err.print(f"wrote {path}", markup=False)
+    err.print(f"wrote {path}")
 
 
 @app.command()
@@ -320,7 +335,7 @@ def draw(
     """Print an architecture's graph (mermaid text by default), offline."""
     from graphswarm.viz import draw as draw_graph
 
-    out.print(draw_graph(architecture, ascii=ascii), markup=False)
+    out.print(draw_graph(architecture, ascii=ascii))
 
 
 # -- helpers -------------------------------------------------------------------
@@ -345,17 +360,35 @@ def _read_objective(objective: str | None, file: Path | None) -> str:
     return text.strip()
 
 
-def _parse_options(pairs: list[str], *, flag: str = "--option") -> dict[str, Any]:
+def _split_pair(pair: str, flag: str) -> tuple[str, str]:
+    key, sep, raw = pair.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"{flag} takes KEY=VALUE, got {pair!r}")
+    return key.strip(), raw
+
+
+def _parse_options(pairs: list[str]) -> dict[str, Any]:
+    """`-o KEY=VALUE` builder options: JSON values, anything else as a string."""
     options: dict[str, Any] = {}
     for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"{flag} takes KEY=VALUE, got {pair!r}")
+        key, raw = _split_pair(pair, "--option")
         try:
-            options[key.strip().replace("-", "_")] = json.loads(raw)
+            options[key.replace("-", "_")] = json.loads(raw)
         except json.JSONDecodeError:
-            options[key.strip().replace("-", "_")] = raw
+            options[key.replace("-", "_")] = raw
     return options
+
+
+def _parse_set(pairs: list[str]) -> dict[str, Any]:
+    """`--set KEY=JSON` state edits: the value must be JSON (the run checks keys and types)."""
+    updates: dict[str, Any] = {}
+    for pair in pairs:
+        key, raw = _split_pair(pair, "--set")
+        try:
+            updates[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            raise ConfigError(f"--set {key}: {raw!r} is not JSON (a string needs quotes: {key}='\"text\"')") from None
+    return updates
 
 
 def _decision(
@@ -409,6 +442,33 @@ def _read_agents(path: Path):
     return roles, [Agent.model_validate(m) for m in members]
 
 
+def _until_interrupted(main: Callable[[], Awaitable[Any]], run_id: str, db: str | None) -> Any:
+    """Run `main()`; on Ctrl-C say whether the run is saved and how to continue it, exit 130."""
+    from graphswarm.checkpoint import Backend, parse_db_url
+
+    try:
+        return asyncio.run(main())
+    except KeyboardInterrupt:
+        if parse_db_url(db).backend is Backend.MEMORY:
+            err.print(f"interrupted; run {run_id} is gone with this process (an in-memory database keeps nothing)")
+        elif asyncio.run(_is_saved(run_id, db)):
+            err.print(f"interrupted; run {run_id} is saved, continue it with: {_command('resume', run_id, db)}")
+        else:
+            err.print(f"interrupted before run {run_id} was saved")
+        raise typer.Exit(130) from None
+
+
+async def _is_saved(run_id: str, db: str | None) -> bool:
+    from graphswarm.runs import Runner
+
+    async with Runner(db) as runner:
+        try:
+            await runner.get(run_id)
+        except UnknownRunError:
+            return False
+    return True
+
+
 async def _run_with_progress(start, quiet: bool, stream: bool, db: str | None):
     from graphswarm.runs import RunFailedError
 
@@ -419,8 +479,8 @@ async def _run_with_progress(start, quiet: bool, stream: bool, db: str | None):
     def on_token(agent: str, node: str, text: str) -> None:
         if not speaking or speaking[-1] != agent:
             speaking.append(agent)
-            err.print(f"\n[bold]{agent or node}[/] [dim]({node})[/]: ", end="")
-        err.print(text, end="", markup=False, highlight=False)
+            err.print(Text.assemble("\n", (agent or node, "bold"), " ", (f"({node})", "dim"), ": "), end="")
+        err.print(text, end="")
 
     def on_update(node: str, update: dict[str, Any]) -> None:
         nonlocal calls
@@ -431,7 +491,7 @@ async def _run_with_progress(start, quiet: bool, stream: bool, db: str | None):
         if speaking:
             err.print()
             speaking.clear()
-        err.print(f"[green]✓[/] {node} [dim]({who})[/] {_summary(node, update)}")
+        err.print(Text.assemble(("✓", "green"), f" {node} ", (f"({who})", "dim"), f" {_summary(node, update)}"))
         if status is not None:
             status.update(f"running the swarm... {calls} model calls so far")
 
@@ -441,8 +501,8 @@ async def _run_with_progress(start, quiet: bool, stream: bool, db: str | None):
         return await start(on_update, on_token if stream and not quiet else None)
     except RunFailedError as exc:
         _stop_status(status)
-        err.print(f"error: {exc}", markup=False)
-        err.print(f"the run is saved; continue it with: {_resume_command(exc.run_id, db)}", markup=False)
+        err.print(f"error: {exc}")
+        err.print(f"the run is saved; continue it with: {_command('resume', exc.run_id, db)}")
         raise typer.Exit(1) from None
     finally:
         _stop_status(status)
@@ -498,41 +558,58 @@ def _finish(result, db: str | None, quiet: bool) -> None:
     from graphswarm.runs import RunStatus
 
     if result.status is RunStatus.DONE:
-        out.print(result.final_answer or "", markup=False)
+        out.print(result.final_answer or "")
         if not quiet:
-            err.print(f"run {result.run_id} done ({result.stop_reason}); details: graphswarm show {result.run_id}")
+            err.print(f"run {result.run_id} done ({result.stop_reason}); details: {_command('show', result.run_id, db)}")
         return
     pause = result.pauses[0] if result.pauses else {}
     detail = pause.get("detail") or (f"next: {', '.join(result.next)}" if result.next else "")
-    err.print(f"run {result.run_id} paused: {result.stop_reason} - {detail}".rstrip(" -"), markup=False)
+    err.print(f"run {result.run_id} paused: {result.stop_reason} - {detail}".rstrip(" -"))
     for task in pause.get("plan", []):
-        err.print(f"  {task['id']}: {task['title']} -> {task['worker']}", markup=False)
+        err.print(f"  {task['id']}: {task['title']} -> {task['worker']}")
     if result.final_answer:
-        out.print(result.final_answer, markup=False)
+        out.print(result.final_answer)
     if pause.get("question"):
         hint = " --answer TEXT | --stop"
     elif pause.get("tool_call"):
         hint = " --approve | --reject FEEDBACK | --stop"
+    elif pause.get("plan"):
+        hint = " --approve | --reject FEEDBACK | --edit-plan FILE"
     else:
-        hint = " --approve | --reject FEEDBACK | --edit-plan FILE" if pause.get("plan") else ""
-    err.print(f"continue it with: {_resume_command(result.run_id, db)}{hint}", markup=False)
+        hint = _raised_cap(result.stop_reason, result.record.budget)
+    err.print(f"continue it with: {_command('resume', result.run_id, db)}{hint}")
     raise typer.Exit(3)
 
 
-def _resume_command(run_id: str, db: str | None) -> str:
+_CAP_OPTIONS = {"call_cap": "max_calls", "token_cap": "max_tokens", "cost_cap": "max_cost", "time_cap": "max_seconds"}
+"""The budget field behind each cap a run can pause on."""
+
+
+def _raised_cap(stop_reason: str | None, budget: dict[str, Any]) -> str:
+    """For a run paused on a budget cap, the resume option that doubles that cap (resuming
+    with the same cap would pause again at once); "" for any other pause."""
+    field = _CAP_OPTIONS.get(stop_reason or "")
+    if field is None or budget.get(field) is None:
+        return ""
+    return f" --{field.replace('_', '-')} {budget[field] * 2:.12g}"
+
+
+def _command(verb: str, run_id: str, db: str | None) -> str:
+    """`graphswarm VERB RUN_ID`, with the database it was given."""
     from graphswarm.checkpoint import parse_db_url
 
-    return f"graphswarm resume {run_id}" + (f" --db {parse_db_url(db).label}" if db else "")
+    return f"graphswarm {verb} {run_id}" + (f" --db {parse_db_url(db).label}" if db else "")
 
 
 def _print_result(result) -> None:
     r = result.record
-    out.print(f"[bold]run {r.run_id}[/] · {r.architecture} · {r.effective_status.value} · {r.stop_reason or ''}")
-    out.print(f"objective: {_clip(r.objective, 300)}", markup=False)
+    about = f" · {r.architecture} · {r.effective_status.value} · {r.stop_reason or ''}"
+    out.print(Text.assemble((f"run {r.run_id}", "bold"), about))
+    out.print(f"objective: {_clip(r.objective, 300)}")
     if r.error:
-        out.print(f"error: {r.error}", markup=False)
+        out.print(f"error: {r.error}")
     for pause in result.pauses:
-        out.print(f"paused: {pause.get('stop_reason')} - {pause.get('detail', '')}", markup=False)
+        out.print(f"paused: {pause.get('stop_reason')} - {pause.get('detail', '')}")
     state = result.state
     if state.get("agent_stats"):
         _print_pool(state)
@@ -555,7 +632,6 @@ def _print_result(result) -> None:
         out.print(
             f"round {outcome['round']}: agreement {outcome['agreement']:.0%}, "
             f"leading: {_clip(outcome['winning_answer'] or '-', 80)}",
-            markup=False,
         )
     if state.get("trace"):
         table = Table("iteration", "best fitness", "mean fitness", "diversity", title="particle swarm")
@@ -569,7 +645,14 @@ def _print_result(result) -> None:
         out.print(table)
     for review in state.get("reviews", []):
         verdict = "approved" if review["approved"] else f"not approved: {_clip(review['feedback'], 120)}"
-        out.print(f"round {review['round']} review: {verdict}", markup=False)
+        out.print(f"round {review['round']} review: {verdict}")
+    if not result.record.spec:  # a graph built in Python: its state as it is, key by key
+        table = Table("key", "value", title="state")
+        for key, value in state.items():
+            if key not in ("calls", "final_answer"):  # shown below
+                text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+                table.add_row(key, _clip(text, 120))
+        out.print(table)
     usage = result.usage
     for kind in ("agent", "node"):
         table = Table(kind, "calls", "input tokens", "output tokens", "latency s", "cost $", title=f"accounting by {kind}")
@@ -578,8 +661,8 @@ def _print_result(result) -> None:
         table.add_row("total", *_usage_cells(usage["total"]), style="bold")
         out.print(table)
     if state.get("final_answer"):
-        out.print("[bold]final answer[/]")
-        out.print(state["final_answer"], markup=False)
+        out.print("final answer", style="bold")
+        out.print(state["final_answer"])
 
 
 def _print_task_loop(state: dict[str, Any]) -> None:
@@ -596,7 +679,7 @@ def _print_task_loop(state: dict[str, Any]) -> None:
             table.add_row(str(u["task_id"]), u["agent"], u["tool"], args, "yes" if u["ok"] else "no", _clip(u["output"], 50))
         out.print(table)
     for d in state.get("decisions", []):
-        out.print(f"task {d['task_id']} {d['kind']}: {_clip(d['request'], 80)} -> {d['action']} {d['text']}".rstrip(), markup=False)
+        out.print(f"task {d['task_id']} {d['kind']}: {_clip(d['request'], 80)} -> {d['action']} {d['text']}".rstrip())
 
 
 def _print_pool(state: dict[str, Any]) -> None:
@@ -660,19 +743,19 @@ def main(argv: list[str] | None = None) -> int:
         # Without standalone mode, click returns the code of a `typer.Exit` instead of exiting.
         code = command.main(args=argv, prog_name="graphswarm", standalone_mode=False)
     except click_errors.NoArgsIsHelpError as exc:
-        out.print(exc.format_message(), markup=False)
+        out.print(exc.format_message())
         return 0
     except click_errors.UsageError as exc:
-        err.print(f"error: {exc.format_message()}", markup=False)
+        err.print(f"error: {exc.format_message()}")
         return 2
-    except (typer.Abort, KeyboardInterrupt):
-        err.print("interrupted; the run is saved (graphswarm runs lists it)", markup=False)
+    except (typer.Abort, KeyboardInterrupt):  # `run` and `resume` say more about their run
+        err.print("interrupted")
         return 130
     except (UsageError, ValidationError) as exc:
-        err.print(f"error: {_one_line(exc)}", markup=False)
+        err.print(f"error: {_one_line(exc)}")
         return 2
     except GraphswarmError as exc:
-        err.print(f"error: {_one_line(exc)}", markup=False)
+        err.print(f"error: {_one_line(exc)}")
         return 1
     return code if isinstance(code, int) else 0
 

@@ -29,7 +29,6 @@ from typing import Any, Literal, get_args
 
 from graphswarm.errors import ConfigError, UsageError
 from graphswarm.runs import Runner, RunResult, Step
-from graphswarm.state import summarize_calls
 from graphswarm.viz import (
     CURRENT_STROKE,
     VISITED_FILL,
@@ -58,14 +57,15 @@ async def build_report(runner: Runner, run_id: str, *, format: ReportFormat = "h
         runner: an open `Runner` on the run's database.
         run_id: the run.
         format: ``"html"`` (self-contained page) or ``"md"`` (Markdown).
-        graph: the `StateGraph` of a run started from a graph you built (others are
-            rebuilt from their record, with stand-in models).
+        graph: the `StateGraph` of a run started from a graph you built, to draw it
+            (others are rebuilt from their record, with stand-in models); without it
+            such a report has everything but the picture of the graph.
     """
     if format not in get_args(ReportFormat):
         raise ConfigError(f"unknown report format {format!r} (choose one of: {', '.join(get_args(ReportFormat))})")
     result = await runner.result(run_id, graph=graph)
     steps = await runner.history(run_id, graph=graph)
-    shape = graph if graph is not None else record_graph(result.record.spec)
+    shape = graph if graph is not None or not result.record.spec else record_graph(result.record.spec)
     blocks = _blocks(result, steps, shape)
     return _render_html(result, blocks) if format == "html" else _render_markdown(result, blocks)
 
@@ -185,22 +185,8 @@ def _blocks(result: RunResult, steps: list[Step], graph: Any) -> list[_Block]:
     return blocks
 
 
-def _usage(result: RunResult) -> dict[str, Any]:
-    """`result.usage`, without counting twice the calls of an unfinished step.
-
-    LangGraph's state snapshot already holds the writes of the tasks that finished in a
-    step that did not complete, and `RunResult.calls` adds those tasks' calls again.
-    """
-    calls = list(result.state.get("calls", []))
-    extra = list(result.calls[len(calls):])
-    for call in calls:
-        if call in extra:
-            extra.remove(call)
-    return summarize_calls(calls + extra)
-
-
 def _summary_table(result: RunResult) -> _Table:
-    r, usage = result.record, _usage(result)["total"]
+    r, usage = result.record, result.usage["total"]
     rows: list[list[str | _Text]] = [
         ["architecture", r.architecture],
         ["status", result.status.value],
@@ -224,6 +210,8 @@ def _summary_table(result: RunResult) -> _Table:
 
 
 def _graph_section(result: RunResult, steps: list[Step], graph: Any) -> list[_Block]:
+    if graph is None:
+        return [_Heading("Graph"), _Text("This run was started from a graph built in Python: pass it as graph= to draw it.")]
     # Nodes with finished tasks in an unfinished step ran too, in part: filled and outlined.
     visited, current = visited_nodes(steps) | set(result.pending), set(result.next)
     drawable = drawable_graph(graph)
@@ -436,7 +424,7 @@ def _vote_table(votes: dict[str, Any]) -> _Table:
 
 
 def _accounting(result: RunResult) -> list[_Block]:
-    usage = _usage(result)
+    usage = result.usage
     blocks: list[_Block] = [_Heading("Accounting")]
     for kind in ("agent", "node"):
         rows = [[name, *_usage_cells(row)] for name, row in sorted(usage[f"{kind}s"].items())]

@@ -29,10 +29,14 @@ from pydantic import BaseModel, Field
 from graphswarm.budget import Budget, Governor, SwarmContext
 from graphswarm.checkpoint import Persistence, open_database
 from graphswarm.errors import ConfigError, RunError, UnknownRunError, UsageError
+from graphswarm.edits import apply_edit, checked_edit
 from graphswarm.registry import SwarmSpec
+from graphswarm.snapshots import CheckpointReader
 from graphswarm.state import StopReason, summarize_calls
 
-__all__ = ["RunStatus", "RunRecord", "RunResult", "RunFailedError", "Step", "Runner", "run_swarm", "resume_swarm"]
+__all__ = [
+    "RunStatus", "RunRecord", "RunResult", "RunFailedError", "Step", "Runner", "run_swarm", "resume_swarm", "new_run_id",
+]
 
 _NAMESPACE = ("graphswarm", "runs")
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -74,6 +78,9 @@ class RunRecord(BaseModel):
     """The run's shared memory: "embedded", "memory" or a Chroma server URL (None: no memory)."""
     forked_from: str | None = None
     """"RUN_ID@CHECKPOINT_ID" for a run forked from another run's checkpoint."""
+    unfinished_calls: list[dict[str, Any]] = Field(default_factory=list)
+    """Requests that reached a model from a node that never finished (paused by a cap
+    mid-node, failed, or retried after an error): not in the state's ledger, yet spent."""
 
     @property
     def effective_status(self) -> RunStatus:
@@ -119,12 +126,13 @@ class RunResult:
 
     @property
     def calls(self) -> list[dict[str, Any]]:
-        """Every finished model call, those of an unfinished step included.
+        """Every request that reached a model: the state's ledger, then those of nodes
+        that never finished (`RunRecord.unfinished_calls`).
 
         LangGraph's snapshot already applies the writes of tasks that finished in a step
         that did not complete, so `state` holds them: they are not added again here.
         """
-        return list(self.state.get("calls", []))
+        return [*self.state.get("calls", []), *self.record.unfinished_calls]
 
     @property
     def usage(self) -> dict[str, Any]:
@@ -290,14 +298,15 @@ class Runner:
         compiled = self._compile(graph, record)
         decision = _checked_decision(run_id, (await self._result(record, compiled)).pauses, decision)
         if updates:
-            await compiled.aupdate_state(_config(run_id), updates, as_node=as_node)
+            as_node = await checked_edit(compiled, _config(run_id), updates, as_node)
+            await apply_edit(compiled, _config(run_id), updates, as_node)
         graph_input = Command(resume=decision) if decision is not None else None
         return await self._execute(record, graph, graph_input, budget, on_update, on_token)
 
     async def state_at(self, run_id: str, checkpoint_id: str, *, graph: StateGraph | None = None) -> RunResult:
         """The run's state as it was at one of its checkpoints (see `history`)."""
         record = await self.get(run_id)
-        compiled = self._compile(graph or self._rebuild(record, lazy=True))
+        compiled = self._reader(record, graph)
         snapshot = await compiled.aget_state(_config(run_id, checkpoint_id))
         if snapshot.created_at is None:
             raise UsageError(f"run {run_id} has no checkpoint {checkpoint_id!r} (list them: graphswarm history {run_id})")
@@ -320,6 +329,9 @@ class Runner:
         """
         source = await self.get(run_id)
         await self.state_at(run_id, checkpoint_id, graph=graph)  # says clearly when the checkpoint is unknown
+        if updates:  # checked before anything is written
+            editor = self._compile(graph or self._rebuild(source, lazy=True))
+            as_node = await checked_edit(editor, _config(run_id, checkpoint_id), updates, as_node)
         new_run_id = await self._new_run_id(new_run_id)
         saver = self._p.checkpointer
         origin = await saver.aget_tuple(_config(run_id, checkpoint_id))
@@ -345,8 +357,11 @@ class Runner:
             }
         )
         if updates:
-            compiled = self._compile(graph or self._rebuild(record, lazy=True))
-            await compiled.aupdate_state(_config(new_run_id), updates, as_node=as_node)
+            try:
+                await apply_edit(editor, _config(new_run_id), updates, as_node)
+            except UsageError:
+                await saver.adelete_thread(new_run_id)  # no half-made fork
+                raise
         await self._save_record(record)
         return record
 
@@ -364,14 +379,12 @@ class Runner:
     async def result(self, run_id: str, *, graph: StateGraph | None = None) -> RunResult:
         """The run's record and its latest state."""
         record = await self.get(run_id)
-        compiled = self._compile(graph or self._rebuild(record, lazy=True))
-        return await self._result(record, compiled)
+        return await self._result(record, self._reader(record, graph))
 
     async def history(self, run_id: str, *, graph: StateGraph | None = None) -> list[Step]:
         """Every checkpoint of the run, oldest first, with the model calls made in each step."""
         record = await self.get(run_id)
-        compiled = self._compile(graph or self._rebuild(record, lazy=True))
-        snapshots = [s async for s in compiled.aget_state_history(_config(run_id))]
+        snapshots = [s async for s in self._reader(record, graph).aget_state_history(_config(run_id))]
         steps: list[Step] = []
         seen = 0
         for snap in reversed(snapshots):
@@ -431,7 +444,7 @@ class Runner:
     async def _new_run_id(self, run_id: str | None) -> str:
         if run_id is not None and not _RUN_ID.match(run_id):
             raise ConfigError(f"invalid run id {run_id!r}: use letters, digits, '.', '_' or '-' (max 64)")
-        run_id = run_id or uuid.uuid4().hex[:12]
+        run_id = run_id or new_run_id()
         if await self._load_record(run_id) is not None:
             raise ConfigError(f"run {run_id!r} already exists: resume it with graphswarm resume {run_id}")
         return run_id
@@ -444,11 +457,22 @@ class Runner:
             interrupt_after=record.pause_after if record else None,
         )
 
+    def _reader(self, record: RunRecord, graph: StateGraph | None) -> Any:
+        """What reads a run's state: its graph (given, or rebuilt from its record with
+        stand-in models), or for a run started from a graph built in Python that is not
+        given, its checkpoints alone; reading never needs a model."""
+        if graph is None and not record.spec:
+            return CheckpointReader(self._p.checkpointer)
+        return self._compile(graph or self._rebuild(record, lazy=True))
+
     def _rebuild(
         self, record: RunRecord, *, base_url: str | None = None, model: str | None = None, lazy: bool = False
     ) -> StateGraph:
         if not record.spec:
-            raise UsageError(f"run {record.run_id} was started from a custom graph: pass the same graph to resume it")
+            raise UsageError(
+                f"run {record.run_id} was started from a graph built in Python: resume or edit it from Python, "
+                "passing the same graph (graph=...)"
+            )
         if not record.spec.get("recordable", True) and not lazy:
             raise UsageError(
                 f"run {record.run_id} used model instances or tools that a record cannot hold: "
@@ -513,7 +537,7 @@ class Runner:
             raise
         finally:
             record.elapsed_s += time.monotonic() - started
-            await asyncio.shield(self._save_record(record))
+            await asyncio.shield(self._keep_unfinished_calls(record, compiled, governor))
         result = await self._result(record, compiled)
         if result.pauses:
             record.status = RunStatus.INTERRUPTED
@@ -526,12 +550,18 @@ class Runner:
         await self._save_record(record)
         return result
 
+    async def _keep_unfinished_calls(self, record: RunRecord, compiled: Any, governor: Governor) -> None:
+        """Save the run record with the requests of this execution that no checkpoint holds."""
+        saved = {c.get("id") for c in await self._spent_calls(record, compiled)}
+        record.unfinished_calls += [c for c in governor.records if c.get("id") not in saved]
+        await self._save_record(record)
+
     async def _spent_calls(self, record: RunRecord, compiled: Any) -> list[dict[str, Any]]:
-        """The run's finished calls, and those of a graph a task handed work to that has not
-        returned yet (its calls reach the parent's state only when it does), so that caps
-        count them on resume."""
+        """Every request the run has made: its ledger, those of a graph a task handed work
+        to that has not returned yet (its calls reach the parent's state only when it does),
+        and those of nodes that never finished, so that caps count them on resume."""
         snapshot = await compiled.aget_state(_config(record.run_id))
-        calls = list((snapshot.values or {}).get("calls", []))
+        calls = [*(snapshot.values or {}).get("calls", []), *record.unfinished_calls]
         for task in snapshot.tasks:
             # A graph run inside a node keeps its checkpoints under "node:task id".
             namespace = {"thread_id": record.run_id, "checkpoint_ns": f"{task.name}:{task.id}"}
@@ -610,6 +640,11 @@ def _alive(pid: int | None) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def new_run_id() -> str:
+    """A fresh random run id, as `Runner.start` makes when it is given none."""
+    return uuid.uuid4().hex[:12]
 
 
 def run_swarm(swarm: SwarmSpec | StateGraph, objective: str, *, db: str | None = None, **kwargs: Any) -> RunResult:

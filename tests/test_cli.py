@@ -237,3 +237,117 @@ def test_kill_9_while_workers_are_in_flight_then_resume_repeats_no_finished_call
     assert resumed_state["final_answer"] == reference["final_answer"]
     outputs = lambda state: {r["task_id"]: r["output"] for r in state["results"]}  # noqa: E731
     assert outputs(resumed_state) == outputs(reference)
+
+
+# -- what a first user meets -----------------------------------------------------------
+
+BRACKETED = ["see [docs](https://x)", "x[i]", "[gpt-4o-mini] answer"]
+"""Model answers that Rich markup would mangle: a link loses its text, x[i] its index,
+the prefix vanishes."""
+
+
+def streamed_answers(stderr: str) -> dict[str, str]:
+    """Each agent's streamed answer, put together from its `agent (answer): text` pieces
+    (agents answering in parallel take turns on stderr)."""
+    said: dict[str, str] = {}
+    for line in stderr.splitlines():
+        agent, sep, text = line.partition(" (answer): ")
+        if sep:
+            said[agent] = said.get(agent, "") + text
+    return said
+
+
+def test_model_and_user_text_prints_exactly_as_written(fake, sqlite_db, tmp_path):
+    team = tmp_path / "team.json"
+    team.write_text(json.dumps({"agents": [{"name": n, "model": f"m-{n}"} for n in ("a", "b", "c")]}))
+    for name, answer in zip("abc", BRACKETED):
+        fake.script(f"m-{name}", [{"content": answer}])
+
+    run = cli("run", "collaborative", "Pick [one] of x[i]", "--agents-file", str(team), "--base-url", fake.url,
+              "--run-id", "marks", "--stream", db=sqlite_db, check=True)
+    assert streamed_answers(run.stderr) == dict(zip("abc", BRACKETED))
+    assert "leading: see [docs](https://x)" in run.stderr  # the progress line
+    assert run.stdout.strip() == "see [docs](https://x)"
+
+    show = cli("show", "marks", db=sqlite_db, check=True).stdout
+    assert "objective: Pick [one] of x[i]" in show
+    vote_rows = [line for line in show.splitlines() if line.startswith("│")]
+    for answer in BRACKETED:
+        assert any(row.startswith(f"│ {answer} ") for row in vote_rows), show
+    assert "winner: see [docs](https://x)" in show
+
+    assert "Pick [one] of x[i]" in cli("runs", db=sqlite_db, check=True).stdout
+
+
+def continue_command(stderr: str) -> list[str]:
+    """The arguments of the `continue it with: graphswarm ...` line."""
+    line = next(line for line in stderr.splitlines() if line.startswith("continue it with: "))
+    return line.removeprefix("continue it with: graphswarm ").split()
+
+
+def test_a_budget_pause_prints_a_resume_command_with_the_cap_raised(fake, sqlite_db):
+    paused = cli("run", "debate", "q", "--agents", "2", "--base-url", fake.url, "--run-id", "capped",
+                 "--max-calls", "3", db=sqlite_db)
+    assert paused.returncode == 3, paused.stderr
+    assert "paused: call_cap" in paused.stderr
+    command = continue_command(paused.stderr)
+    assert command == ["resume", "capped", "--db", sqlite_db, "--max-calls", "6"]
+
+    resumed = subprocess.run([sys.executable, "-m", "graphswarm", *command], capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr  # the raised cap does not pause at once again
+
+
+@pytest.mark.parametrize(
+    "stop_reason, budget, option",
+    [
+        ("call_cap", {"max_calls": 3}, " --max-calls 6"),
+        ("token_cap", {"max_tokens": 4_000_000}, " --max-tokens 8000000"),
+        ("cost_cap", {"max_cost": 0.1}, " --max-cost 0.2"),
+        ("time_cap", {"max_seconds": 1.5}, " --max-seconds 3"),
+        ("stall", {"max_calls": 3}, ""),  # not a cap: the same command
+        ("breakpoint", {}, ""),
+    ],
+)
+def test_the_raised_cap_doubles_the_cap_that_was_reached(stop_reason, budget, option):
+    from graphswarm.cli import _raised_cap
+
+    assert _raised_cap(stop_reason, budget) == option
+
+
+def interrupt_when_asked(proc: subprocess.Popen, fake, requests: int) -> tuple[str, str]:
+    """Send Ctrl-C (SIGINT) once `requests` requests have reached the (slow) fake server;
+    the process's stdout and stderr."""
+    deadline = time.monotonic() + 60
+    try:
+        while fake.stats()["requests"] < requests:
+            if time.monotonic() > deadline:
+                pytest.fail("the run never reached the model")
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        return proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_ctrl_c_says_the_run_is_saved_and_how_to_continue_it(fake, sqlite_db):
+    fake.configure(latency_ms=30_000)
+    run = start_cli("run", "debate", "q", "--agents", "2", "--base-url", fake.url, "--run-id", "cc", db=sqlite_db)
+    _, stderr = interrupt_when_asked(run, fake, requests=2)
+    assert run.returncode == 130
+    saved = f"interrupted; run cc is saved, continue it with: graphswarm resume cc --db {sqlite_db}"
+    assert stderr.strip().splitlines()[-1] == saved
+    assert "Traceback" not in stderr
+
+    runs = cli("runs", db=sqlite_db, check=True).stdout
+    rows = [[cell.strip() for cell in line.split("│")[1:4]] for line in runs.splitlines()]
+    assert ["cc", "debate", "interrupted"] in rows
+    assert cli("show", "cc", db=sqlite_db, check=True).stdout.startswith("run cc · debate · interrupted · cancelled")
+
+    resume = start_cli("resume", "cc", db=sqlite_db)
+    _, stderr = interrupt_when_asked(resume, fake, requests=4)
+    assert resume.returncode == 130
+    assert stderr.strip().splitlines()[-1] == saved
+
+    fake.configure(latency_ms=0)
+    cli("resume", "cc", db=sqlite_db, check=True)

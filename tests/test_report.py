@@ -236,15 +236,19 @@ async def test_a_failed_run_shows_where_it_stopped_and_counts_each_call_once():
     assert len(model.calls_for("researcher")) == 1
 
 
-async def test_runs_from_a_graph_you_built_need_that_graph():
+async def test_runs_from_a_graph_you_built_are_reported_and_drawn_when_given_that_graph():
     model = ScriptedChatModel({"r1": ["Final answer: 1"], "r2": ["Final answer: 2"], "judge": [scores(1, 2)]})
     graph = SwarmSpec(architecture="competitive", agents=[Agent(name="r1"), Agent(name="r2")], model=model).build()
     async with Runner("memory") as runner:
         result = await runner.start(graph, "objective")
-        html = await build_report(runner, result.run_id, graph=graph)
-        with pytest.raises(UsageError, match="custom graph"):
-            await build_report(runner, result.run_id)
-    assert f"<title>graphswarm run {result.run_id} · custom</title>" in html
+        drawn = await build_report(runner, result.run_id, graph=graph)
+        undrawn = await build_report(runner, result.run_id)
+    for html in (drawn, undrawn):
+        assert f"<title>graphswarm run {result.run_id} · custom</title>" in html
+        assert "<td>r1</td>" in html and "<td>r2</td>" in html  # who said what, and the accounting
+    assert node_group(drawn, "select").startswith("node visited")
+    assert "<svg" not in undrawn.split("<h2>Graph</h2>")[1].split("<h2>")[0]
+    assert "started from a graph built in Python: pass it as graph= to draw it" in undrawn
 
 
 async def test_unknown_format_is_a_config_error():

@@ -191,3 +191,90 @@ async def test_a_fork_from_the_very_start_runs_everything_again():
         await runner.fork("orig-2", start.checkpoint_id, new_run_id="fork-2")
         result = await runner.resume("fork-2", graph=debate(second).build())
     assert result.final_answer == "3" and len(second.calls) == 2
+
+
+# -- editing state from the command line ---------------------------------------------
+
+
+def show_json(capsys, run_id: str, db: str, *args: str) -> dict:
+    assert main(["show", run_id, "--json", *args, "--db", db]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def checkpoint_before(capsys, run_id: str, db: str, node: str) -> str:
+    """The id of the run's first checkpoint after which `node` runs (from `graphswarm history`)."""
+    assert main(["history", run_id, "--db", db]) == 0
+    rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in capsys.readouterr().out.splitlines()]
+    return next(row[1] for row in rows if len(row) == 5 and row[3] == node)
+
+
+def paused_debate(fake, capsys, db: str, run_id: str, *pause: str) -> None:
+    """A debate of two agents on the fake server, paused at a breakpoint."""
+    assert main(["run", "debate", "q", "--agents", "2", "--base-url", fake.url, "--run-id", run_id, *pause,
+                 "--quiet", "--db", db]) == 3
+    capsys.readouterr()
+
+
+DEBATE_KEYS = (
+    "objective, calls (appended to), final_answer, stop_reason, round, transcript (appended to), "
+    "rounds (appended to), moderator_notes (appended to)"
+)
+
+
+@pytest.mark.parametrize("command", ["resume", "fork"])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        ("moderator_notes=not json", "--set moderator_notes: 'not json' is not JSON (a string needs quotes"),
+        ("bogus=1", f"cannot set 'bogus': this run's state keys are {DEBATE_KEYS}"),
+        ("moderator_notes=\"be brief\"",
+         "cannot set 'moderator_notes': input should be a valid list (give a list of the items to append)"),
+        ("round=\"2\"", "cannot set 'round': input should be a valid integer"),
+        ('transcript=[{"agent": "ann"}]', "cannot set 'transcript': item 0 round: field required"),
+    ],
+)
+def test_a_bad_edit_exits_2_with_one_line_and_changes_nothing(fake, sqlite_db, capsys, command, edit, message):
+    paused_debate(fake, capsys, sqlite_db, "ed", "--pause-after", "assess")
+    before = show_json(capsys, "ed", sqlite_db)
+    at = []
+    if command == "fork":
+        at = ["--checkpoint", checkpoint_before(capsys, "ed", sqlite_db, "assess"), "--run-id", "ed-fork"]
+
+    code = main([command, "ed", *at, "--set", edit, "--db", sqlite_db])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+
+    assert show_json(capsys, "ed", sqlite_db) == before
+    assert main(["show", "ed-fork", "--db", sqlite_db]) == 2  # no fork was made
+
+
+def test_an_edit_appends_to_the_lists_the_graph_appends_to_and_replaces_other_keys(fake, sqlite_db, capsys):
+    paused_debate(fake, capsys, sqlite_db, "ed", "--pause-after", "assess")
+    checkpoint = checkpoint_before(capsys, "ed", sqlite_db, "assess")  # both agents have argued round 1
+    then = show_json(capsys, "ed", sqlite_db, "--checkpoint", checkpoint)
+    note = {"agent": "moderator", "round": 1, "text": "cite [sources]"}
+
+    assert main(["fork", "ed", "--checkpoint", checkpoint, "--run-id", "ed-2", "--set", f"transcript=[{json.dumps(note)}]",
+                 "--set", 'objective="q, asked again"', "--db", sqlite_db]) == 0
+    capsys.readouterr()
+    fork = show_json(capsys, "ed-2", sqlite_db)
+    assert fork["state"]["transcript"] == [*then["state"]["transcript"], note]
+    assert fork["state"]["objective"] == "q, asked again"
+    assert fork["next"] == ["assess"]  # what runs next is what ran next there
+
+    assert main(["resume", "--help"]) == 0
+    assert "gets the items of the JSON list appended" in " ".join(capsys.readouterr().out.split())
+
+
+def test_an_edit_on_resume_lands_and_does_not_run_the_step_again(fake, sqlite_db, capsys):
+    paused_debate(fake, capsys, sqlite_db, "ed", "--pause-before", "assess")  # round 1 argued, not yet assessed
+    assert fake.stats()["requests"] == 2
+
+    assert main(["resume", "ed", "--set", 'moderator_notes=["be brief"]', "--no-pause", "--quiet", "--db", sqlite_db]) == 0
+    capsys.readouterr()
+    state = show_json(capsys, "ed", sqlite_db)["state"]
+    assert state["moderator_notes"] == ["be brief"]
+    assert [turn["round"] for turn in state["transcript"]] == [1, 1, 2, 2]
+    assert fake.stats()["requests"] == 4  # two rounds of two agents: round 1 was not argued again
