@@ -105,8 +105,6 @@ def _cached_openai_client(
 ) -> BaseChatModel:
     # One client per (model, server, temperature): agents that share a model share its
     # client, instead of each paying for client set-up on every run.
-    from langchain_openai import ChatOpenAI
-
     kwargs: dict[str, Any] = {
         "model": name,
         "http_async_client": _shared_async_client(),
@@ -122,7 +120,29 @@ def _cached_openai_client(
         kwargs["api_key"] = api_key or "not-needed"
     if temperature is not None:
         kwargs["temperature"] = temperature
-    return ChatOpenAI(**kwargs)
+    return _compatible_chat_openai()(**kwargs)
+
+
+@cache
+def _compatible_chat_openai() -> type[BaseChatModel]:
+    from langchain_openai import ChatOpenAI
+
+    class CompatibleChatOpenAI(ChatOpenAI):
+        """ChatOpenAI whose requests every OpenAI-compatible server takes.
+
+        An assistant turn that only calls tools is sent with `content: ""` instead of
+        null: OpenAI takes both, llama-cpp-python's server rejects null (HTTP 500,
+        "Input should be a valid string"), which ended every tool loop there.
+        """
+
+        def _get_request_payload(self, input_: Any, *, stop: list[str] | None = None, **kwargs: Any) -> dict:
+            payload = super()._get_request_payload(input_, stop=stop, **kwargs)
+            for message in payload.get("messages", ()):
+                if message.get("role") == "assistant" and message.get("content") is None:
+                    message["content"] = ""
+            return payload
+
+    return CompatibleChatOpenAI
 
 
 @cache
@@ -189,7 +209,8 @@ def model_label(spec: Any) -> str:
     if isinstance(spec, str):
         return spec
     name = getattr(spec, "model_name", None) or getattr(spec, "model", None)
-    label = type(spec).__name__
+    # Named after the LangChain class, not graphswarm's thin subclasses of it.
+    label = next(c.__name__ for c in type(spec).__mro__ if not c.__module__.startswith("graphswarm"))
     if isinstance(name, str) and name:
         label += f":{os.path.basename(name) if name.endswith('.gguf') else name}"
     base_url = getattr(spec, "openai_api_base", None)

@@ -293,7 +293,7 @@ async def ask_once(
     """One governed model call offering `tools`; the reply may ask for tool calls, which
     the caller runs (the task loop does, one checkpointed step at a time). `recall` as in `ask`."""
     messages, requests = await _prepare(member, messages, node, runtime, config, recall)
-    model = member.model.bind_tools(list(tools)) if tools else member.model
+    model = _with_tool_choice(member.model, tools) if tools else member.model
     return await requests.send(model, messages), requests.records
 
 
@@ -301,7 +301,7 @@ async def _with_tools(requests: _Requests, messages: list[BaseMessage]) -> str:
     """A bounded tool-calling loop: call, run the requested tools, show the results, repeat."""
     member = requests.member
     tools = {t.name: t for t in member.agent.tools}
-    with_tools = member.model.bind_tools(list(tools.values()))
+    with_tools = _with_tool_choice(member.model, tools.values())
     conversation = list(messages)
     for _ in range(MAX_TOOL_STEPS - 1):
         reply = await requests.send(with_tools, conversation)
@@ -312,6 +312,12 @@ async def _with_tools(requests: _Requests, messages: list[BaseMessage]) -> str:
             conversation.append(await run_tool(tools, tool_call, requests.config))
     conversation.append(HumanMessage(TOOL_STEPS_USED))
     return str((await requests.send(member.model, conversation)).text)
+
+
+def _with_tool_choice(model: BaseChatModel, tools: Any) -> Any:
+    # "auto" said outright: servers differ on what no tool_choice means, and
+    # llama-cpp-python's server takes it as "none" and never shows the model its tools.
+    return model.bind_tools(list(tools), tool_choice="auto")
 
 
 async def run_tool(tools: dict[str, Any], call: dict[str, Any], config: RunnableConfig | None) -> ToolMessage:

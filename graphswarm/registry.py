@@ -24,7 +24,8 @@ from graphswarm.models import model_label, redact_url
 __all__ = ["Architecture", "ARCHITECTURES", "SwarmSpec", "get_architecture"]
 
 _UNRECORDABLE = frozenset({"embeddings", "scorer"})
-"""Options that hold objects (functions, clients) a run record cannot keep."""
+"""Options that may hold objects (functions, clients) a run record cannot keep; a name
+(``-o embeddings=minilm``) is kept."""
 
 
 @dataclass(frozen=True)
@@ -160,10 +161,11 @@ class SwarmSpec(BaseModel):
                 if role not in arch.roles:
                     raise ConfigError(f"{arch.name} has no {role} (its roles: {', '.join(arch.roles) or 'none'})")
                 kwargs[role] = agent
-        if (arch.name == "particle" or kwargs.get("method") == "semantic") and "embeddings" not in kwargs:
+        if arch.name == "particle" or kwargs.get("method") == "semantic" or "embeddings" in kwargs:
             from graphswarm.embeddings import resolve_embeddings
 
-            kwargs["embeddings"] = resolve_embeddings(base_url=self.base_url)
+            # None: the best available; a name (-o embeddings=minilm) becomes the embeddings.
+            kwargs["embeddings"] = resolve_embeddings(kwargs.get("embeddings"), base_url=self.base_url)
         builder = arch.load_builder()
         return builder(self.agents, model=self.model, base_url=self.base_url, **_typed_options(builder, kwargs))
 
@@ -178,7 +180,7 @@ class SwarmSpec(BaseModel):
         return (
             not isinstance(self.model, BaseChatModel)
             and all(not isinstance(a.model, BaseChatModel) and not a.tools for a in self.members)
-            and not _UNRECORDABLE & set(self.options)
+            and not any(k in _UNRECORDABLE and not isinstance(v, str) for k, v in self.options.items())
             and not isinstance(self.options.get("subgraphs"), Mapping)
         )
 
@@ -201,7 +203,7 @@ class SwarmSpec(BaseModel):
             "options": {
                 k: (v.value if hasattr(v, "value") else v)
                 for k, v in self.options.items()
-                if k not in _UNRECORDABLE and not (k == "subgraphs" and isinstance(v, Mapping))
+                if (k not in _UNRECORDABLE or isinstance(v, str)) and not (k == "subgraphs" and isinstance(v, Mapping))
             },
             "recordable": self.recordable,
         }

@@ -124,3 +124,22 @@ def test_diversity_is_zero_for_identical_positions():
 def test_bad_options_are_config_errors(options, message):
     with pytest.raises(ConfigError, match=message):
         spec(ScriptedChatModel([]), **options).build()
+
+
+async def test_embeddings_named_as_an_option_come_from_the_base_url_server(fake):
+    # What `-o embeddings=openai:NAME` gives with --base-url: a name, which the swarm resolves.
+    model = ScriptedChatModel({"p1": ["Final answer: a"], "p2": ["Final answer: b"], "p3": ["Final answer: c"],
+                               "judge": [scores(3, 2, 1)]})
+    swarm = SwarmSpec(architecture="particle", agents=PARTICLES, model=model, base_url=fake.url,
+                      options={"embeddings": "openai:any-embedder", "iterations": 1})
+    result = await run(swarm)
+    assert result.status is RunStatus.DONE
+    assert fake.stats()["embeddings"] >= 1
+
+
+def test_embeddings_named_as_an_option_are_kept_in_the_run_record():
+    named = SwarmSpec(architecture="particle", agents=PARTICLES, model="m", base_url="http://127.0.0.1:9/v1",
+                      options={"embeddings": "minilm", "iterations": 1})
+    assert named.recordable  # so `graphswarm resume` rebuilds the run with the same embeddings
+    assert named.to_record()["options"] == {"embeddings": "minilm", "iterations": 1}
+    assert not spec(ScriptedChatModel([])).recordable  # an Embeddings object cannot be recorded
