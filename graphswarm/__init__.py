@@ -21,6 +21,14 @@ _EXPORTS: dict[str, str] = {
     "create_particle": "graphswarm.architectures.particle",
     "create_task_loop": "graphswarm.architectures.task_loop",
     "create_orchestrator": "graphswarm.architectures.orchestrator",
+    "SwarmOptions": "graphswarm.architectures.options",
+    "HierarchicalOptions": "graphswarm.architectures.hierarchical",
+    "CollaborativeOptions": "graphswarm.architectures.collaborative",
+    "CompetitiveOptions": "graphswarm.architectures.competitive",
+    "DebateOptions": "graphswarm.architectures.debate",
+    "ParticleOptions": "graphswarm.architectures.particle",
+    "TaskLoopOptions": "graphswarm.architectures.task_loop",
+    "OrchestratorOptions": "graphswarm.architectures.orchestrator",
     "Workspace": "graphswarm.toolbox",
     "BUILTIN_TOOLS": "graphswarm.toolbox",
     "Selection": "graphswarm.architectures.competitive",
@@ -60,13 +68,14 @@ __all__ = sorted(_EXPORTS)
 if TYPE_CHECKING:
     from graphswarm.agents import Agent, ModelPrice
     from graphswarm.aggregation import TieBreak, VoteMethod, count_votes, extract_answer, make_ballot
-    from graphswarm.architectures.collaborative import create_collaborative
-    from graphswarm.architectures.competitive import Selection, create_competitive
-    from graphswarm.architectures.debate import Topology, create_debate
-    from graphswarm.architectures.hierarchical import create_hierarchical
-    from graphswarm.architectures.orchestrator import create_orchestrator
-    from graphswarm.architectures.particle import create_particle
-    from graphswarm.architectures.task_loop import create_task_loop
+    from graphswarm.architectures.collaborative import CollaborativeOptions, create_collaborative
+    from graphswarm.architectures.competitive import CompetitiveOptions, Selection, create_competitive
+    from graphswarm.architectures.debate import DebateOptions, Topology, create_debate
+    from graphswarm.architectures.hierarchical import HierarchicalOptions, create_hierarchical
+    from graphswarm.architectures.options import SwarmOptions
+    from graphswarm.architectures.orchestrator import OrchestratorOptions, create_orchestrator
+    from graphswarm.architectures.particle import ParticleOptions, create_particle
+    from graphswarm.architectures.task_loop import TaskLoopOptions, create_task_loop
     from graphswarm.budget import Budget
     from graphswarm.checkpoint import open_database
     from graphswarm.errors import (

@@ -19,8 +19,11 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+from typer.core import TyperCommand
 
+from graphswarm import view
 from graphswarm.errors import ConfigError, GraphswarmError, UnknownRunError, UsageError
+from graphswarm.view import Block, shorten
 
 try:  # Typer >= 0.17 ships its own copy of click
     from typer._click import exceptions as click_errors
@@ -58,8 +61,8 @@ SetOption = Annotated[
     typer.Option(
         "--set",
         help="Edit the state first: KEY=JSON (repeatable; a string needs quotes: KEY='\"text\"'), applied as if the "
-        "node that wrote the state had written it (or --as-node). A list the graph appends to, such as a debate's "
-        "transcript or moderator_notes, gets the items of the JSON list appended (entries already there stay as "
+        "node that wrote the state had written it (or --as-node). A list the graph appends to (a transcript, "
+        "notes: a key with an adding reducer) gets the items of the JSON list appended (entries already there stay as "
         "they are); any other key is replaced. Unknown keys and values of the wrong type are refused.",
     ),
 ]
@@ -71,16 +74,44 @@ def _budget(max_calls, max_tokens, max_cost, max_seconds):
     return Budget(max_calls=max_calls, max_tokens=max_tokens, max_cost=max_cost, max_seconds=max_seconds)
 
 
-@app.command()
+class _RunCommand(TyperCommand):
+    """`run`, which also takes each architecture option as a flag of its own: `--max-rounds 3`
+    is `-o max_rounds=3`. The flags are the fields of the architectures' Options models
+    (`graphswarm options ARCH`); a flag of `run` itself wins (`--concurrency`, `--embeddings`:
+    an architecture's own option of that name is given with -o)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, _flags_as_options(args, _own_flags(self)))
+
+    def format_epilog(self, ctx: Any, formatter: Any) -> None:
+        super().format_epilog(ctx, formatter)
+        own = _own_flags(self)
+        with formatter.section("Architecture options (--NAME VALUE or -o NAME=VALUE; see: graphswarm options ARCH)"):
+            formatter.write_dl(
+                [(name, " ".join(_flag(f, own) for f in model.flags())) for name, model in _options_models().items()]
+            )
+
+
+def _own_flags(command: Any) -> set[str]:
+    return {flag for param in command.params for flag in (*param.opts, *param.secondary_opts)}
+
+
+def _flag(flag: str, own: set[str]) -> str:
+    """How an architecture option is given on the command line: its flag, or `-o` where
+    `run` has a flag of that name itself."""
+    return f"-o {flag[2:].replace('-', '_')}=..." if flag in own else flag
+
+
+@app.command(cls=_RunCommand)
 def run(
     architecture: Annotated[
         str,
-        typer.Argument(help="hierarchical, collaborative, competitive, debate, particle, task_loop or orchestrator"),
+        typer.Argument(help="The architecture (each is listed below, with its options)."),
     ],
     objective: Annotated[Optional[str], typer.Argument(help="The objective; '-' reads it from stdin.")] = None,
     file: Annotated[Optional[Path], typer.Option("--file", "-f", help="Read the objective from a file.")] = None,
     agents: Annotated[
-        int, typer.Option("--agents", "--nodes", "-n", help="Number of worker agents (orchestrator: the pool size).")
+        int, typer.Option("--agents", "--nodes", "-n", help="Number of member agents (workers, voters, or a pool's size).")
     ] = 3,
     agents_file: Annotated[
         Optional[Path],
@@ -91,18 +122,13 @@ def run(
     base_url: BaseUrlOption = None,
     db: DbOption = None,
     run_id: Annotated[Optional[str], typer.Option("--run-id", help="Choose the run id (default: random).")] = None,
-    max_rounds: Annotated[Optional[int], typer.Option(help="hierarchical: rounds of plan/work/review.")] = None,
-    max_tasks: Annotated[Optional[int], typer.Option(help="hierarchical: tasks per round.")] = None,
-    join: Annotated[Optional[str], typer.Option(help="hierarchical: when a worker fails: fail_fast, continue or wait.")] = None,
-    rounds: Annotated[Optional[int], typer.Option(help="collaborative: sharing rounds; debate: most rounds.")] = None,
-    method: Annotated[Optional[str], typer.Option(help="collaborative, debate: plurality, semantic or weighted.")] = None,
-    threshold: Annotated[Optional[float], typer.Option(help="debate: agreement to stop early; semantic: similarity.")] = None,
-    tie_break: Annotated[Optional[str], typer.Option(help="collaborative: first, judge or new_round.")] = None,
-    topology: Annotated[Optional[str], typer.Option(help="debate: full or ring.")] = None,
-    selection: Annotated[Optional[str], typer.Option(help="competitive: judge, pairwise or confidence.")] = None,
-    iterations: Annotated[Optional[int], typer.Option(help="particle: most iterations.")] = None,
     option: Annotated[
-        Optional[list[str]], typer.Option("--option", "-o", help="Any builder option as KEY=VALUE (repeatable).")
+        Optional[list[str]],
+        typer.Option(
+            "--option", "-o",
+            help="An architecture option as KEY=VALUE (repeatable; or --KEY VALUE, e.g. --max-rounds 3). "
+            "List them with: graphswarm options ARCH.",
+        ),
     ] = None,
     max_calls: Annotated[Optional[int], typer.Option(help="Cap on model calls.")] = None,
     max_tokens: Annotated[Optional[int], typer.Option(help="Cap on tokens.")] = None,
@@ -131,16 +157,13 @@ def run(
     run_id = run_id or new_run_id()  # known here, so that Ctrl-C can name it
     parse_db_url(db)
     text = _read_objective(objective, file)
-    given = {
-        "max_rounds": max_rounds, "max_tasks": max_tasks, "join": join, "rounds": rounds, "method": method,
-        "threshold": threshold, "tie_break": tie_break, "topology": topology, "selection": selection,
-        "iterations": iterations, **_parse_options(option or []),
-    }
-    options = {k: v for k, v in given.items() if v is not None}
     roles, members = _read_agents(agents_file) if agents_file else ({}, None)
     if members is None:  # no file, or a file giving only the leader/judge/moderator
         members = SwarmSpec.with_workers(architecture, agents).agents
-    spec = SwarmSpec(architecture=architecture, agents=members, base_url=base_url, options=options, **roles)
+    spec = SwarmSpec(
+        architecture=architecture, agents=members, base_url=base_url, options=_parse_options(option or []), **roles
+    )
+    spec.checked_options()  # a bad option is refused before any model is looked for
     # Default roles, and every agent naming no model, use the default model.
     if model is None and base_url is None and (not roles or any(a.model is None for a in spec.members)):
         model = default_model_spec()
@@ -164,7 +187,7 @@ def run(
                     spec, text, run_id=run_id, budget=budget, pause_before=pause_before or (),
                     pause_after=pause_after or (), on_update=on_update, on_token=on_token,
                 ),
-                quiet, stream, db,
+                quiet, stream, db, architecture=spec.architecture,
             )
 
     _finish(_until_interrupted(main, run_id, db), db, quiet)
@@ -188,7 +211,7 @@ def resume(
         Optional[Path], typer.Option(help='Replace the plan: a JSON list of {"title", "worker"} tasks.')
     ] = None,
     answer: Annotated[Optional[str], typer.Option(help="Answer the question an agent asked.")] = None,
-    stop: Annotated[bool, typer.Option("--stop", help="Stop the run at this pause (task loop).")] = False,
+    stop: Annotated[bool, typer.Option("--stop", help="Stop the run at this pause (a question or a tool call waiting).")] = False,
     pause_before: Annotated[Optional[list[str]], typer.Option(help="New breakpoints (replace the run's).")] = None,
     pause_after: Annotated[Optional[list[str]], typer.Option(help="New breakpoints after nodes.")] = None,
     no_pause: Annotated[bool, typer.Option("--no-pause", help="Clear the run's breakpoints.")] = False,
@@ -214,7 +237,7 @@ def resume(
                     run_id, budget=budget, base_url=base_url, model=model, updates=updates, as_node=as_node,
                     decision=decision, pause_before=before, pause_after=after, on_update=on_update, on_token=on_token,
                 ),
-                quiet, stream, db,
+                quiet, stream, db, architecture=record.architecture,
             )
 
     _finish(_until_interrupted(main, run_id, db), db, quiet)
@@ -265,7 +288,7 @@ def list_runs(db: DbOption = None) -> None:
             r.stop_reason or "",
             datetime.fromtimestamp(r.created_at).strftime("%Y-%m-%d %H:%M:%S"),
             str(len(r.agent_names)),
-            _clip(r.objective, 60),
+            shorten(r.objective, 60),
         )
     out.print(table if records else "no runs yet")
 
@@ -338,6 +361,24 @@ def draw(
     out.print(draw_graph(architecture, ascii=ascii))
 
 
+@app.command("options")
+def list_options(
+    architecture: Annotated[Optional[str], typer.Argument(help="An architecture; all of them when omitted.")] = None,
+) -> None:
+    """List an architecture's options: name, flag, type, default, range and description."""
+    from graphswarm.architectures.options import flag_of
+    from graphswarm.registry import ARCHITECTURES, get_architecture
+
+    own = _own_flags(typer.main.get_command(app).commands["run"])  # type: ignore[attr-defined]
+    for name in [get_architecture(architecture).name] if architecture else list(ARCHITECTURES):
+        table = Table("option", "flag", "type", "default", "range", "description", title=f"{name} options")
+        for info in get_architecture(name).load_options().describe():
+            flag = _flag(flag_of(info.name), own) if info.text else "(Python only)"
+            table.add_row(info.name, flag, info.type, info.default, info.range, info.description)
+        table.caption = f"graphswarm run {name} OBJECTIVE --NAME VALUE, or -o NAME=VALUE"
+        out.print(table)
+
+
 # -- helpers -------------------------------------------------------------------
 
 
@@ -368,15 +409,54 @@ def _split_pair(pair: str, flag: str) -> tuple[str, str]:
 
 
 def _parse_options(pairs: list[str]) -> dict[str, Any]:
-    """`-o KEY=VALUE` builder options: JSON values, anything else as a string."""
+    """`-o KEY=VALUE` architecture options: JSON values, anything else as a string (the
+    architecture's Options model checks and coerces them)."""
+    from graphswarm.architectures.options import parse_value
+
     options: dict[str, Any] = {}
     for pair in pairs:
         key, raw = _split_pair(pair, "--option")
-        try:
-            options[key.replace("-", "_")] = json.loads(raw)
-        except json.JSONDecodeError:
-            options[key.replace("-", "_")] = raw
+        options[key.replace("-", "_")] = parse_value(raw)
     return options
+
+
+def _options_models() -> dict[str, Any]:
+    """Each architecture's Options model, by architecture name."""
+    from graphswarm.registry import ARCHITECTURES
+
+    return {name: arch.load_options() for name, arch in ARCHITECTURES.items()}
+
+
+def _flags_as_options(args: list[str], own: set[str]) -> list[str]:
+    """`--max-rounds 3` (or `--max-rounds=3`) becomes `--option max_rounds=3` for every flag
+    naming a field of some architecture's Options model that is not one of `own`; a flag
+    of a true-or-false option takes no value (`--approve-plan`). Whether the chosen
+    architecture has that option is checked with the rest of its options."""
+    switches: dict[str, bool] = {}
+    for model in _options_models().values():
+        for name in model.model_fields:
+            switches[name] = switches.get(name, False) or model.is_switch(name)
+    rewritten: list[str] = []
+    tokens = iter(args)
+    for token in tokens:
+        if token == "--":
+            rewritten += [token, *tokens]
+            break
+        flag, eq, value = token.partition("=")
+        name = flag[2:].replace("-", "_")
+        if not flag.startswith("--") or flag in own or name not in switches:
+            rewritten.append(token)
+            continue
+        if not eq:
+            if switches[name]:
+                value = "true"
+            else:
+                following = next(tokens, None)
+                if following is None or following.partition("=")[0] in own:
+                    raise ConfigError(f"{flag} needs a value (or -o {name}=VALUE)")
+                value = following
+        rewritten += ["--option", f"{name}={value}"]
+    return rewritten
 
 
 def _parse_set(pairs: list[str]) -> dict[str, Any]:
@@ -469,8 +549,11 @@ async def _is_saved(run_id: str, db: str | None) -> bool:
     return True
 
 
-async def _run_with_progress(start, quiet: bool, stream: bool, db: str | None):
+async def _run_with_progress(start, quiet: bool, stream: bool, db: str | None, *, architecture: str):
     from graphswarm.runs import RunFailedError
+    from graphswarm.view import view_of
+
+    progress = view_of(architecture).update
 
     status = None if quiet or stream else err.status("running the swarm...")
     calls = 0
@@ -491,7 +574,7 @@ async def _run_with_progress(start, quiet: bool, stream: bool, db: str | None):
         if speaking:
             err.print()
             speaking.clear()
-        err.print(Text.assemble(("✓", "green"), f" {node} ", (f"({who})", "dim"), f" {_summary(node, update)}"))
+        err.print(Text.assemble(("✓", "green"), f" {node} ", (f"({who})", "dim"), f" {progress(node, update)}"))
         if status is not None:
             status.update(f"running the swarm... {calls} model calls so far")
 
@@ -511,47 +594,6 @@ async def _run_with_progress(start, quiet: bool, stream: bool, db: str | None):
 def _stop_status(status) -> None:
     if status is not None:
         status.stop()
-
-
-def _summary(node: str, update: dict[str, Any]) -> str:
-    if node in ("plan", "approve") and update.get("tasks"):
-        tasks = update["tasks"]
-        latest = [t for t in tasks if t.get("round") == tasks[-1].get("round") and t.get("status") != "dropped"]
-        who = lambda t: t.get("worker") or t.get("assignee")  # noqa: E731
-        return _clip(f"{len(latest)} tasks: " + "; ".join(t["title"] + (f" -> {who(t)}" if who(t) else "") for t in latest), 200)
-    if node == "work" and update.get("attempts"):
-        a = update["attempts"][0]
-        return f"{a['task_id']} by {a['agent']}: " + ("done" if a["ok"] else "failed: " + a["error"])
-    if node == "schedule" and update.get("tasks"):
-        running = [t for t in update["tasks"] if t["status"] == "running"]
-        done = sum(t["status"] == "done" for t in update["tasks"])
-        down = [n for n, s in update.get("agent_stats", {}).items() if not s["up"]]
-        return f"wave {update.get('wave')}: {len(running)} assigned, {done}/{len(update['tasks'])} done" + (
-            f", down: {', '.join(down)}" if down else ""
-        )
-    if node == "pick" and update.get("current"):
-        return f"task {update['current']}"
-    if node == "act" and update.get("tool_uses"):
-        return ", ".join(f"{u['tool']}({'ok' if u['ok'] else 'error'})" for u in update["tool_uses"])
-    if node == "review" and update.get("tasks"):
-        pending = [t for t in update["tasks"] if t["status"] == "pending"]
-        return f"{len(pending)} tasks pending" + (f"; stop: {update['stop_reason']}" if update.get("stop_reason") else "")
-    if node == "work" and update.get("results"):
-        r = update["results"][0]
-        return f"{r['task_id']} {'done' if r['ok'] else 'failed: ' + r['error']}"
-    for key in ("votes", "rounds"):
-        if isinstance(update.get(key), list) and update[key] and isinstance(update[key][-1], dict):
-            table = update[key][-1].get("votes", update[key][-1])
-            if "agreement" in table:
-                summary = f"agreement {table['agreement']:.0%}, leading: {_clip(table.get('winning_answer') or '-', 60)}"
-                return summary + (f"; stop: {update['stop_reason']}" if update.get("stop_reason") else "")
-    if update.get("winner"):
-        return f"winner: {update['winner']}"
-    if update.get("stop_reason"):
-        return f"stop: {update['stop_reason']}"
-    if update.get("reviews"):
-        return "review: " + ("approved" if update["reviews"][-1]["approved"] else "needs another round")
-    return ""
 
 
 def _finish(result, db: str | None, quiet: bool) -> None:
@@ -602,57 +644,17 @@ def _command(verb: str, run_id: str, db: str | None) -> str:
 
 
 def _print_result(result) -> None:
+    from graphswarm.view import run_blocks
+
     r = result.record
     about = f" · {r.architecture} · {r.effective_status.value} · {r.stop_reason or ''}"
     out.print(Text.assemble((f"run {r.run_id}", "bold"), about))
-    out.print(f"objective: {_clip(r.objective, 300)}")
+    out.print(f"objective: {shorten(r.objective, 300)}")
     if r.error:
         out.print(f"error: {r.error}")
     for pause in result.pauses:
         out.print(f"paused: {pause.get('stop_reason')} - {pause.get('detail', '')}")
-    state = result.state
-    if state.get("agent_stats"):
-        _print_pool(state)
-    elif state.get("tasks") and "assignee" in state["tasks"][0]:
-        _print_task_loop(state)
-    elif state.get("tasks"):
-        table = Table("round", "task", "worker", "assigned by", "result", title="plan and assignments")
-        results = {x["task_id"]: x for x in state.get("results", [])}
-        for w in result.pending.get("work", []):
-            for x in w.get("results", []):
-                results.setdefault(x["task_id"], x)
-        for t in state["tasks"]:
-            x = results.get(t["id"])
-            outcome = "pending" if x is None else ("ok" if x["ok"] else "failed")
-            table.add_row(str(t["round"]), _clip(t["title"], 50), t["worker"], t["assigned_by"], outcome)
-        out.print(table)
-    if state.get("votes"):
-        out.print(_vote_table(state["votes"][-1], title=f"vote (round {state.get('round', 1)})"))
-    for outcome in state.get("rounds", []):
-        out.print(
-            f"round {outcome['round']}: agreement {outcome['agreement']:.0%}, "
-            f"leading: {_clip(outcome['winning_answer'] or '-', 80)}",
-        )
-    if state.get("trace"):
-        table = Table("iteration", "best fitness", "mean fitness", "diversity", title="particle swarm")
-        for t in state["trace"]:
-            table.add_row(str(t["iteration"]), f"{t['best_fitness']:g}", f"{t['mean_fitness']:.2f}", f"{t['diversity']:.3f}")
-        out.print(table)
-    if state.get("ranking"):
-        table = Table("rank", "agent", "score", "rationale", "answer", title="ranking")
-        for r in state["ranking"]:
-            table.add_row(str(r["rank"]), r["agent"], f"{r['score']:g}", _clip(r["rationale"], 60), _clip(r["answer"], 40))
-        out.print(table)
-    for review in state.get("reviews", []):
-        verdict = "approved" if review["approved"] else f"not approved: {_clip(review['feedback'], 120)}"
-        out.print(f"round {review['round']} review: {verdict}")
-    if not result.record.spec:  # a graph built in Python: its state as it is, key by key
-        table = Table("key", "value", title="state")
-        for key, value in state.items():
-            if key not in ("calls", "final_answer"):  # shown below
-                text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
-                table.add_row(key, _clip(text, 120))
-        out.print(table)
+    _print_blocks(run_blocks(result, brief=True))
     usage = result.usage
     for kind in ("agent", "node"):
         table = Table(kind, "calls", "input tokens", "output tokens", "latency s", "cost $", title=f"accounting by {kind}")
@@ -660,56 +662,41 @@ def _print_result(result) -> None:
             table.add_row(name, *_usage_cells(row))
         table.add_row("total", *_usage_cells(usage["total"]), style="bold")
         out.print(table)
-    if state.get("final_answer"):
+    if result.state.get("final_answer"):
         out.print("final answer", style="bold")
-        out.print(state["final_answer"])
+        out.print(result.state["final_answer"])
 
 
-def _print_task_loop(state: dict[str, Any]) -> None:
-    table = Table("task", "status", "priority", "assignee", "title", "result", title="task list")
-    for t in sorted(state["tasks"], key=lambda t: (t["status"] != "done", t["status"] != "pending", t["priority"])):
-        status = t["status"] + (f" (repeats {t['duplicate_of']})" if t["duplicate_of"] else "")
-        table.add_row(str(t["id"]), status, str(t["priority"]), t["assignee"], _clip(t["title"], 50), _clip(t["result"], 50))
-    out.print(table)
-    uses = state.get("tool_uses", [])
-    if uses:
-        table = Table("task", "agent", "tool", "arguments", "ok", "output", title="tool calls")
-        for u in uses:
-            args = _clip(json.dumps(u["args"], ensure_ascii=False), 50)
-            table.add_row(str(u["task_id"]), u["agent"], u["tool"], args, "yes" if u["ok"] else "no", _clip(u["output"], 50))
-        out.print(table)
-    for d in state.get("decisions", []):
-        out.print(f"task {d['task_id']} {d['kind']}: {_clip(d['request'], 80)} -> {d['action']} {d['text']}".rstrip())
+def _print_blocks(blocks: list[Block]) -> None:
+    """A view's blocks in the terminal; text prints as written (the consoles read no markup)."""
+    for block in blocks:
+        if isinstance(block, view.Table):
+            out.print(_rich_table(block))
+        elif isinstance(block, view.Chart):
+            out.print(_rich_table(_chart_table(block)))
+        elif isinstance(block, view.Heading):
+            out.print(block.text, style="bold")
+        else:
+            out.print(block.text)
 
 
-def _print_pool(state: dict[str, Any]) -> None:
-    from graphswarm.architectures.orchestrator import load_spread
-
-    table = Table("task", "round", "status", "agent", "attempts", "failed on", "title", title="tasks")
-    for t in state.get("tasks", []):
-        table.add_row(
-            t["id"], str(t["round"]), t["status"], t["agent"], str(t["attempts"]),
-            _clip(", ".join(t["failed_agents"]), 30), _clip(t["title"], 50),
-        )
-    out.print(table)
-    stats = state["agent_stats"]
-    table = Table("agent", "status", "assigned", "tasks", "failures", "mean latency s", title="agents")
-    for name, s in stats.items():
-        mean = s["latency_s"] / max(1, s["tasks"] + s["failures"])
-        table.add_row(name, "up" if s["up"] else "down", str(s["assigned"]), str(s["tasks"]), str(s["failures"]), f"{mean:.2f}")
-    spread = load_spread(stats)
-    table.caption = f"tasks per agent that is up: min {spread['min']:g}, mean {spread['mean']:g}, max {spread['max']:g}"
-    out.print(table)
-
-
-def _vote_table(votes: dict[str, Any], *, title: str) -> Table:
-    table = Table("answer", "votes", "agents", title=title)
-    for cluster in votes["clusters"]:
-        table.add_row(_clip(cluster["answers"][0], 60), f"{cluster['votes']:g}", _clip(", ".join(cluster["agents"]), 60))
-    if votes["abstentions"]:
-        table.add_row("(abstained)", "0", _clip(", ".join(votes["abstentions"]), 60))
-    table.caption = f"winner: {votes['winner']!s} · margin {votes['margin']:g} · agreement {votes['agreement']:.0%}"
+def _rich_table(block: view.Table) -> Table:
+    table = Table(*block.columns, title=block.title or None, caption=block.caption or None)
+    for index, row in enumerate(block.rows):
+        cells = [cell.text if isinstance(cell, view.Text) else cell for cell in row]
+        table.add_row(*cells, style="bold" if index in block.strong else None)
     return table
+
+
+def _chart_table(chart: view.Chart) -> view.Table:
+    """A chart's points as a table: one row per x, one column per series."""
+    series = {
+        name: dict(v if isinstance(v, (tuple, list)) else (i, v) for i, v in enumerate(values, start=1))
+        for name, values in chart.series.items()
+    }
+    xs = sorted({x for points in series.values() for x in points})
+    rows: list[list[view.Cell]] = [[f"{x:g}", *(f"{s[x]:g}" if x in s else "" for s in series.values())] for x in xs]
+    return view.Table([chart.x_label or "x", *series], rows, title=chart.title)
 
 
 def _usage_cells(row: dict[str, float]) -> list[str]:
@@ -720,11 +707,6 @@ def _usage_cells(row: dict[str, float]) -> list[str]:
         f"{row['latency_s']:.2f}",
         f"{row['cost']:.4f}",
     ]
-
-
-def _clip(text: str, limit: int) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _one_line(exc: BaseException) -> str:

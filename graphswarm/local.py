@@ -71,16 +71,7 @@ def load_local_model(path: str | None = None, *, temperature: float | None = Non
     The file is loaded once per process; later calls return a new lightweight
     wrapper around the same weights.
     """
-    if path is None:
-        model_path = bundled_model_path()
-    else:
-        model_path = Path(path).expanduser()
-        if not model_path.exists():
-            raise ModelConfigError(f"local model file not found: {path}")
-        if not model_path.is_file() or model_path.suffix.lower() != ".gguf":
-            raise ModelConfigError(f"local model must be a .gguf file: {path}")
-        if importlib.util.find_spec("llama_cpp") is None:
-            raise MissingExtraError("local GGUF models", "local")
+    model_path = check_local_model(path)
     settings: dict[str, Any] = {"model_path": str(model_path.resolve())}
     if temperature is not None:
         settings["temperature"] = temperature
@@ -90,6 +81,21 @@ def load_local_model(path: str | None = None, *, temperature: float | None = Non
         # llama.cpp's "failed to load" arrives wrapped by the model's validator.
         cause = exc.errors()[0].get("ctx", {}).get("error", exc)
         raise ModelConfigError(f"cannot load local model {path or model_path}: {_first_line(cause)}") from None
+
+
+def check_local_model(path: str | None = None) -> Path:
+    """The GGUF file `path` names (`None`: the bundled one), checked to exist with
+    llama.cpp installed, without loading it."""
+    if path is None:
+        return bundled_model_path()
+    model_path = Path(path).expanduser()
+    if not model_path.exists():
+        raise ModelConfigError(f"local model file not found: {path}")
+    if not model_path.is_file() or model_path.suffix.lower() != ".gguf":
+        raise ModelConfigError(f"local model must be a .gguf file: {path}")
+    if importlib.util.find_spec("llama_cpp") is None:
+        raise MissingExtraError("local GGUF models", "local")
+    return model_path
 
 
 @dataclass(frozen=True)

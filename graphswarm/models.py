@@ -27,7 +27,7 @@ from langchain_core.language_models import BaseChatModel
 
 from graphswarm.errors import ConfigError, MissingExtraError, ModelConfigError
 
-__all__ = ["LOCAL", "resolve_model", "default_model_spec", "model_label", "redact_url"]
+__all__ = ["LOCAL", "resolve_model", "check_model", "default_model_spec", "model_label", "redact_url"]
 
 LOCAL = "local"
 DEFAULT_OPENAI_MODEL = "openai:gpt-4o-mini"
@@ -65,36 +65,59 @@ def resolve_model(
     """Return a chat model for `spec` (see the module docstring for the forms)."""
     if isinstance(spec, BaseChatModel):
         return spec
+    provider, name = _parse(spec, base_url, notice=True)
+    if provider == LOCAL:
+        from graphswarm.local import load_local_model
+
+        return load_local_model(name or None, temperature=temperature)
+    if provider == "openai":
+        return _openai_compatible(name, base_url, temperature)
+    return _init_chat_model(provider, name, temperature)
+
+
+def check_model(spec: str | BaseChatModel | None, *, base_url: str | None = None) -> None:
+    """Raise `ModelConfigError` (or `ConfigError`) for a model spec that cannot work,
+    without creating a client: graphs resolve their models only when a node calls one."""
+    if isinstance(spec, BaseChatModel):
+        return
+    provider, name = _parse(spec, base_url, notice=False)
+    if provider == LOCAL:
+        from graphswarm.local import check_local_model
+
+        check_local_model(name or None)
+
+
+def _parse(spec: str | None, base_url: str | None, *, notice: bool) -> tuple[str, str]:
+    """(provider, name) for a model spec: provider "local" (name: a GGUF path, or "" for the
+    bundled model), "openai" (also any --base-url server), or a LangChain provider."""
     if spec is None:
-        spec = DEFAULT_SERVER_MODEL if base_url else default_model_spec()
+        spec = DEFAULT_SERVER_MODEL if base_url else default_model_spec(notice=notice)
     if not isinstance(spec, str) or not spec.strip():
         raise ModelConfigError(f"a model must be a chat model instance or a non-empty string, got {spec!r}")
     spec = spec.strip()
     if spec == LOCAL or spec.startswith(LOCAL + ":"):
-        from graphswarm.local import load_local_model
-
-        path = spec[len(LOCAL) + 1 :] or None
-        return load_local_model(path, temperature=temperature)
+        return LOCAL, spec[len(LOCAL) + 1 :]
     if base_url:
-        return _openai_compatible(spec.removeprefix("openai:"), base_url, temperature)
+        _check_base_url(base_url)
+        return "openai", spec.removeprefix("openai:")
     if ":" not in spec:
         raise ModelConfigError(
             f"unknown model {spec!r}: use provider:name (e.g. openai:gpt-4o-mini), "
             "local, local:/path/model.gguf, or pass --base-url for an OpenAI-compatible server"
         )
     provider, name = spec.split(":", 1)
-    if provider == "openai":
-        if not os.environ.get("OPENAI_API_KEY"):
-            raise ModelConfigError(f"model {spec!r} needs OPENAI_API_KEY in the environment")
-        return _openai_compatible(name, None, temperature)
-    return _init_chat_model(provider, name, temperature)
+    if provider == "openai" and not os.environ.get("OPENAI_API_KEY"):
+        raise ModelConfigError(f"model {spec!r} needs OPENAI_API_KEY in the environment")
+    return provider, name
+
+
+def _check_base_url(base_url: str) -> None:
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"base URL must be http(s)://host[:port]/..., got {redact_url(base_url)!r}")
 
 
 def _openai_compatible(name: str, base_url: str | None, temperature: float | None) -> BaseChatModel:
-    if base_url is not None:
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ConfigError(f"base URL must be http(s)://host[:port]/..., got {redact_url(base_url)!r}")
     timeout = float(os.environ.get("GRAPHSWARM_MODEL_TIMEOUT", "120"))
     return _cached_openai_client(name, base_url, temperature, timeout, os.environ.get("OPENAI_API_KEY"))
 

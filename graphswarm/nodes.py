@@ -98,24 +98,31 @@ class Member:
 
 
 class Crew:
-    """The members of one graph, resolved once when the graph is built."""
+    """The agents of one graph. Each agent's model is resolved when a node first calls
+    it, so a graph is built, drawn and read without creating any model client."""
 
     def __init__(self, agents: Sequence[Agent], *, model: Any = None, base_url: str | None = None):
+        self._agents = {agent.name: agent for agent in agents}
+        self._model, self._base_url = model, base_url
         self._members: dict[str, Member] = {}
-        for agent in agents:
-            spec = agent.model if agent.model is not None else model
-            self._members[agent.name] = Member(
-                agent, resolve_model(spec, base_url=base_url, temperature=agent.temperature)
-            )
+
+    def agent(self, name: str) -> Agent:
+        return self._agents[name]
 
     def __getitem__(self, name: str) -> Member:
-        return self._members[name]
+        member = self._members.get(name)
+        if member is None:
+            agent = self._agents[name]
+            spec = agent.model if agent.model is not None else self._model
+            model = resolve_model(spec, base_url=self._base_url, temperature=agent.temperature)
+            member = self._members[name] = Member(agent, model)
+        return member
 
     def __iter__(self):
-        return iter(self._members.values())
+        return (self[name] for name in self._agents)
 
     def __len__(self) -> int:
-        return len(self._members)
+        return len(self._agents)
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -3,29 +3,38 @@
 A `SwarmSpec` says which architecture to build with which agents and options. It is
 what a run records (without clients or keys), so a run can be rebuilt and resumed
 from the CLI in another process.
+
+Options: each architecture's module declares one pydantic Options model (a
+`graphswarm.architectures.options.SwarmOptions`: defaults, ranges, types, help), named
+here by `Architecture.options`. `SwarmSpec.build` validates `spec.options` with it
+(``-o rounds=3`` arrives as text and is coerced; an unknown key or a bad value is a
+one-line `ConfigError` naming the option) and passes the model to the builder. Some
+fields accept objects as well as names: embeddings (an `Embeddings` instance or
+"minilm"), a scoring function, a mapping of subgraphs. Which options a record keeps is
+derived from the values, not from a list of names: an option given as plain data (JSON)
+is recorded, one given as an object is used but not recorded, and it makes the spec
+unrecordable (such a run is resumed from Python with the same graph).
 """
 
 from __future__ import annotations
 
 import importlib
-import typing
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.language_models import BaseChatModel
 from langgraph.graph import StateGraph
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from graphswarm.agents import Agent, make_workers
 from graphswarm.errors import ConfigError
-from graphswarm.models import model_label, redact_url
+from graphswarm.models import check_model, model_label, redact_url
+
+if TYPE_CHECKING:
+    from graphswarm.architectures.options import SwarmOptions
+    from graphswarm.view import View
 
 __all__ = ["Architecture", "ARCHITECTURES", "SwarmSpec", "get_architecture"]
-
-_UNRECORDABLE = frozenset({"embeddings", "scorer"})
-"""Options that may hold objects (functions, clients) a run record cannot keep; a name
-(``-o embeddings=minilm``) is kept."""
 
 
 @dataclass(frozen=True)
@@ -34,8 +43,8 @@ class Architecture:
     builder: str
     """"module:function" of the builder, imported only when needed."""
     summary: str
-    options: tuple[str, ...] = ()
-    """The builder's options that the CLI may set."""
+    options: str
+    """"module:Class" of its Options model (a `SwarmOptions`), imported only when needed."""
     roles: tuple[str, ...] = ()
     """Special agents the builder takes besides its members (leader, judge, moderator)."""
     min_agents: int = 1
@@ -45,6 +54,18 @@ class Architecture:
         module, func = self.builder.split(":")
         return getattr(importlib.import_module(module), func)
 
+    def load_options(self) -> type[SwarmOptions]:
+        module, name = self.options.split(":")
+        return getattr(importlib.import_module(module), name)
+
+    def load_view(self) -> View:
+        """How its updates and runs are shown: `view_update` and `view_run`, the "view"
+        section at the end of the builder's module (see `graphswarm.view`)."""
+        from graphswarm.view import View
+
+        module = importlib.import_module(self.builder.split(":")[0])
+        return View(update=module.view_update, run=module.view_run)
+
 
 ARCHITECTURES: dict[str, Architecture] = {
     arch.name: arch
@@ -53,14 +74,14 @@ ARCHITECTURES: dict[str, Architecture] = {
             "hierarchical",
             "graphswarm.architectures.hierarchical:create_hierarchical",
             "a leader plans, delegates by strengths, consolidates and reviews in rounds",
-            options=("max_rounds", "max_tasks", "join", "approve_plan"),
+            options="graphswarm.architectures.hierarchical:HierarchicalOptions",
             roles=("leader",),
         ),
         Architecture(
             "collaborative",
             "graphswarm.architectures.collaborative:create_collaborative",
             "agents answer in parallel, may revise after seeing the tally, and a counted vote decides",
-            options=("rounds", "method", "threshold", "tie_break"),
+            options="graphswarm.architectures.collaborative:CollaborativeOptions",
             roles=("judge",),
             min_agents=2,
             default_agents=5,
@@ -69,7 +90,7 @@ ARCHITECTURES: dict[str, Architecture] = {
             "competitive",
             "graphswarm.architectures.competitive:create_competitive",
             "agents answer independently and a judge, a scorer or their confidence picks the best",
-            options=("selection",),
+            options="graphswarm.architectures.competitive:CompetitiveOptions",
             roles=("judge",),
             min_agents=2,
         ),
@@ -77,7 +98,7 @@ ARCHITECTURES: dict[str, Architecture] = {
             "particle",
             "graphswarm.architectures.particle:create_particle",
             "particles revise their answers toward the best found so far, moving through embedding space",
-            options=("iterations", "inertia", "exploration", "diversity_threshold", "patience", "neighbours"),
+            options="graphswarm.architectures.particle:ParticleOptions",
             roles=("judge",),
             min_agents=2,
             default_agents=4,
@@ -86,7 +107,7 @@ ARCHITECTURES: dict[str, Architecture] = {
             "debate",
             "graphswarm.architectures.debate:create_debate",
             "agents argue over rounds, seeing each other's answers, until they agree; then a verdict",
-            options=("rounds", "threshold", "topology", "method"),
+            options="graphswarm.architectures.debate:DebateOptions",
             roles=("moderator", "judge"),
             min_agents=2,
         ),
@@ -94,10 +115,7 @@ ARCHITECTURES: dict[str, Architecture] = {
             "task_loop",
             "graphswarm.architectures.task_loop:create_task_loop",
             "a planner keeps a task list; agents do the tasks with tools, or hand them to another swarm",
-            options=(
-                "tools", "allow_shell", "approve_tools", "workspace", "subgraphs",
-                "max_tasks", "max_steps", "duplicate_similarity",
-            ),
+            options="graphswarm.architectures.task_loop:TaskLoopOptions",
             roles=("leader",),
             default_agents=2,
         ),
@@ -105,10 +123,7 @@ ARCHITECTURES: dict[str, Architecture] = {
             "orchestrator",
             "graphswarm.architectures.orchestrator:create_orchestrator",
             "an orchestrator spreads tasks over a pool of agents, reassigning the work of those that fail",
-            options=(
-                "concurrency", "max_tasks", "max_rounds", "max_failures", "max_attempts",
-                "max_task_attempts", "task_timeout",
-            ),
+            options="graphswarm.architectures.orchestrator:OrchestratorOptions",
             roles=("leader",),
             default_agents=8,
         ),
@@ -137,6 +152,12 @@ class SwarmSpec(BaseModel):
     """A model string, a chat model instance (not recordable), or None for the default."""
     base_url: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
+    """Options of the architecture's Options model (or the model itself); checked by `build`."""
+
+    @field_validator("options", mode="before")
+    @classmethod
+    def _options_given_as_a_model(cls, value: Any) -> Any:
+        return value.model_dump(exclude_unset=True) if isinstance(value, BaseModel) else value
 
     @classmethod
     def with_workers(cls, architecture: str, count: int, **kwargs: Any) -> SwarmSpec:
@@ -145,34 +166,35 @@ class SwarmSpec(BaseModel):
             raise ConfigError(f"{architecture} needs at least {arch.min_agents} agent(s), got {count}")
         return cls(architecture=architecture, agents=make_workers(count), **kwargs)
 
+    def checked_options(self) -> SwarmOptions:
+        """`options` validated by the architecture's Options model (a `ConfigError` if they do not fit)."""
+        return get_architecture(self.architecture).load_options().check(self.options)
+
     def build(self) -> StateGraph:
         arch = get_architecture(self.architecture)
         if len(self.agents) < arch.min_agents:
             raise ConfigError(f"{arch.name} needs at least {arch.min_agents} agent(s), got {len(self.agents)}")
-        unknown = sorted(set(self.options) - set(arch.options) - {"embeddings", "weights", "scorer"})
-        if unknown:
-            raise ConfigError(
-                f"{arch.name} has no option {unknown[0]!r} (its options: {', '.join(arch.options) or 'none'})"
-            )
-        kwargs = dict(self.options)
+        options = self.checked_options()
+        roles: dict[str, Agent] = {}
         for role in ("leader", "judge", "moderator"):
             agent = getattr(self, role)
             if agent is not None:
                 if role not in arch.roles:
                     raise ConfigError(f"{arch.name} has no {role} (its roles: {', '.join(arch.roles) or 'none'})")
-                kwargs[role] = agent
-        if arch.name == "particle" or kwargs.get("method") == "semantic" or "embeddings" in kwargs:
-            from graphswarm.embeddings import resolve_embeddings
-
-            # None: the best available; a name (-o embeddings=minilm) becomes the embeddings.
-            kwargs["embeddings"] = resolve_embeddings(kwargs.get("embeddings"), base_url=self.base_url)
+                roles[role] = agent
         builder = arch.load_builder()
-        return builder(self.agents, model=self.model, base_url=self.base_url, **_typed_options(builder, kwargs))
+        return builder(self.agents, model=self.model, base_url=self.base_url, options=options, **roles)
 
     @property
     def members(self) -> list[Agent]:
         """Every agent of the swarm: the special roles first, then the members."""
         return [a for a in (self.leader, self.judge, self.moderator) if a is not None] + list(self.agents)
+
+    def check_models(self) -> None:
+        """Raise `ModelConfigError` if a member's model cannot work, creating no client
+        (a built graph resolves its models only when its nodes call them)."""
+        for agent in self.members:
+            check_model(agent.model if agent.model is not None else self.model, base_url=self.base_url)
 
     @property
     def recordable(self) -> bool:
@@ -180,8 +202,7 @@ class SwarmSpec(BaseModel):
         return (
             not isinstance(self.model, BaseChatModel)
             and all(not isinstance(a.model, BaseChatModel) and not a.tools for a in self.members)
-            and not any(k in _UNRECORDABLE and not isinstance(v, str) for k, v in self.options.items())
-            and not isinstance(self.options.get("subgraphs"), Mapping)
+            and self.checked_options().recordable
         )
 
     def to_record(self) -> dict[str, Any]:
@@ -200,11 +221,7 @@ class SwarmSpec(BaseModel):
             "moderator": agent(self.moderator) if self.moderator else None,
             "model": self.model if isinstance(self.model, str) or self.model is None else model_label(self.model),
             "base_url": redact_url(self.base_url) if self.base_url else None,
-            "options": {
-                k: (v.value if hasattr(v, "value") else v)
-                for k, v in self.options.items()
-                if (k not in _UNRECORDABLE or isinstance(v, str)) and not (k == "subgraphs" and isinstance(v, Mapping))
-            },
+            "options": self.checked_options().recorded(),
             "recordable": self.recordable,
         }
 
@@ -213,25 +230,3 @@ class SwarmSpec(BaseModel):
         data = {k: v for k, v in data.items() if k != "recordable"}
         return cls.model_validate(data)
 
-
-_NUMBERS = {int: "a whole number", float: "a number", bool: "true or false"}
-
-
-def _typed_options(builder: Any, options: dict[str, Any]) -> dict[str, Any]:
-    """Options of the builder's number and flag parameters, checked and converted
-    (``"3"`` becomes 3), so a wrong value is a one-line `ConfigError`, not a `TypeError`."""
-    try:
-        hints = typing.get_type_hints(builder)
-    except Exception:  # hints naming types the module only imports for type checkers
-        return options
-    checked = dict(options)
-    for key, value in options.items():
-        hint = hints.get(key)
-        plain = [t for t in typing.get_args(hint) if t is not type(None)] if typing.get_args(hint) else [hint]
-        if len(plain) != 1 or plain[0] not in _NUMBERS or (value is None and hint is not plain[0]):
-            continue
-        try:
-            checked[key] = TypeAdapter(plain[0]).validate_python(value)
-        except ValidationError:
-            raise ConfigError(f"option {key} must be {_NUMBERS[plain[0]]}, got {value!r}") from None
-    return checked

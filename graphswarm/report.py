@@ -18,29 +18,28 @@ from __future__ import annotations
 
 import asyncio
 import html
-import inspect
-import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 from graphswarm.errors import ConfigError, UsageError
 from graphswarm.runs import Runner, RunResult, Step
+from graphswarm.view import Chart, Heading, Table, Text, run_blocks
 from graphswarm.viz import (
     CURRENT_STROKE,
     VISITED_FILL,
+    chart_svg,
     drawable_graph,
     graph_svg,
     inline_svg,
-    line_chart_svg,
     record_graph,
     visited_nodes,
 )
 
-__all__ = ["ReportFormat", "build_report", "export_report", "agreement_chart", "particle_charts"]
+__all__ = ["ReportFormat", "build_report", "export_report"]
 
 ReportFormat = Literal["html", "md"]
 """`html`: one self-contained page; `md`: Markdown tables and a mermaid graph."""
@@ -96,60 +95,13 @@ def export_report(
     return path
 
 
-def agreement_chart(state: dict[str, Any], *, threshold: float | None = None) -> str:
-    """Agreement per round of a debate (`rounds`) or a collaborative vote (`votes`), as SVG."""
-    values = [r["agreement"] for r in state.get("rounds", [])] or [v["agreement"] for v in state.get("votes", [])]
-    reference = {"threshold": threshold} if threshold is not None else None
-    return line_chart_svg(
-        {"agreement": values}, title="Agreement per round", x_label="round", y_range=(0, 1), reference=reference
-    )
-
-
-def particle_charts(state: dict[str, Any]) -> tuple[str, str]:
-    """Best and mean fitness, and diversity, per iteration of a particle swarm, as two SVGs."""
-    trace = state.get("trace", [])
-    fitness = line_chart_svg(
-        {
-            "best fitness": [(t["iteration"], t["best_fitness"]) for t in trace],
-            "mean fitness": [(t["iteration"], t["mean_fitness"]) for t in trace],
-        },
-        title="Fitness per iteration",
-        x_label="iteration",
-    )
-    spread = line_chart_svg(
-        {"diversity": [(t["iteration"], t["diversity"]) for t in trace]},
-        title="Diversity per iteration",
-        x_label="iteration",
-        y_range=(0, 1),
-    )
-    return fitness, spread
-
-
 # -- the report as blocks, rendered as HTML or Markdown ------------------------------
-
-
-@dataclass
-class _Text:
-    """Text a model (or a person) wrote: escaped, line breaks kept, long text folded."""
-
-    text: str
 
 
 @dataclass
 class _Heading:
     text: str
     level: int = 2
-
-
-@dataclass
-class _Table:
-    header: list[str]
-    rows: list[list[str | _Text]]
-    caption: str = ""
-    strong: set[int] = field(default_factory=set)
-    """Rows shown in bold (a winner, a total)."""
-    compact: bool = False
-    """Short cells (numbers): as wide as they need, not the whole page."""
 
 
 @dataclass
@@ -168,15 +120,15 @@ class _Figure:
     legend: bool = False
 
 
-_Block = _Heading | _Table | _Text | _Figure | _Columns
+_Block = _Heading | Table | Text | _Figure | _Columns
 
 
 def _blocks(result: RunResult, steps: list[Step], graph: Any) -> list[_Block]:
     state = result.state
     overview: list[_Block] = [_Heading("Summary"), _summary_table(result)]
-    overview += [_Heading("Objective"), _Text(result.record.objective)]
+    overview += [_Heading("Objective"), Text(result.record.objective)]
     if state.get("final_answer"):
-        overview += [_Heading("Final answer"), _Text(state["final_answer"])]
+        overview += [_Heading("Final answer"), Text(state["final_answer"])]
     blocks: list[_Block] = [_Columns(overview, _graph_section(result, steps, graph))]
     blocks += _who_said_what(result)
     blocks += _accounting(result)
@@ -185,9 +137,9 @@ def _blocks(result: RunResult, steps: list[Step], graph: Any) -> list[_Block]:
     return blocks
 
 
-def _summary_table(result: RunResult) -> _Table:
+def _summary_table(result: RunResult) -> Table:
     r, usage = result.record, result.usage["total"]
-    rows: list[list[str | _Text]] = [
+    rows: list[list[str | Text]] = [
         ["architecture", r.architecture],
         ["status", result.status.value],
         ["stop reason", r.stop_reason or "-"],
@@ -201,17 +153,17 @@ def _summary_table(result: RunResult) -> _Table:
     if r.forked_from:
         rows.append(["forked from", r.forked_from])
     if r.error:
-        rows.append(["error", _Text(r.error)])
+        rows.append(["error", Text(r.error)])
     for pause in result.pauses:
-        rows.append(["paused", _Text(f"{pause.get('stop_reason', 'human')}: {pause.get('detail', '')}".strip(": "))])
+        rows.append(["paused", Text(f"{pause.get('stop_reason', 'human')}: {pause.get('detail', '')}".strip(": "))])
     if result.next:
         rows.append(["runs next", ", ".join(_counted(result.next))])
-    return _Table(["", ""], rows)
+    return Table(["", ""], rows)
 
 
 def _graph_section(result: RunResult, steps: list[Step], graph: Any) -> list[_Block]:
     if graph is None:
-        return [_Heading("Graph"), _Text("This run was started from a graph built in Python: pass it as graph= to draw it.")]
+        return [_Heading("Graph"), Text("This run was started from a graph built in Python: pass it as graph= to draw it.")]
     # Nodes with finished tasks in an unfinished step ran too, in part: filled and outlined.
     visited, current = visited_nodes(steps) | set(result.pending), set(result.next)
     drawable = drawable_graph(graph)
@@ -230,197 +182,19 @@ def _mermaid_ids(names: set[str], drawable: Any) -> str:
 
 
 def _who_said_what(result: RunResult) -> list[_Block]:
-    state = result.state
+    """The run's view (`graphswarm.view`): its headings under this section's, charts side by side."""
     blocks: list[_Block] = []
-    if state.get("agent_stats"):
-        blocks += _pool(state)
-    elif state.get("tasks") and "assignee" in state["tasks"][0]:
-        blocks += _task_loop(state)
-    elif state.get("tasks"):
-        blocks += _hierarchical(result)
-    if state.get("answers") and state.get("votes"):
-        blocks += _collaborative(state)
-    if state.get("transcript"):
-        blocks += _debate(result)
-    if state.get("ranking") or state.get("entries"):
-        blocks += _competitive(state)
-    if state.get("trace") or state.get("scored"):
-        blocks += _particle(state)
+    for block in run_blocks(result):
+        if isinstance(block, Heading):
+            blocks.append(_Heading(block.text, 3))
+        elif isinstance(block, Chart):
+            if blocks and isinstance(blocks[-1], _Figure) and not blocks[-1].legend:
+                blocks[-1].svgs.append(chart_svg(block))
+            else:
+                blocks.append(_Figure([chart_svg(block)]))
+        else:
+            blocks.append(block)
     return [_Heading("Who said what"), *blocks] if blocks else []
-
-
-def _hierarchical(result: RunResult) -> list[_Block]:
-    state = result.state
-    outcomes = {x["task_id"]: x for x in state.get("results", [])}
-    for writes in result.pending.get("work", []):
-        for x in writes.get("results", []) if isinstance(writes, dict) else []:
-            outcomes.setdefault(x["task_id"], x)
-    rows: list[list[str | _Text]] = []
-    for task in state["tasks"]:
-        done = outcomes.get(task["id"])
-        status = "pending" if done is None else ("ok" if done["ok"] else "failed")
-        output = "" if done is None else (done["output"] if done["ok"] else done["error"])
-        title = task["title"] + (f"\n{task['description']}" if task.get("description") else "")
-        rows.append([str(task["round"]), task["id"], _Text(title), task["worker"], task["assigned_by"], status, _Text(output)])
-    blocks: list[_Block] = [
-        _Heading("Plan, assignments and results", 3),
-        _Table(["round", "task", "title", "worker", "assigned by", "status", "output"], rows),
-    ]
-    if state.get("approvals"):
-        approvals = [[str(a["round"]), a["action"], _Text(a.get("feedback", ""))] for a in state["approvals"]]
-        blocks += [_Heading("Plan approvals", 3), _Table(["round", "decision", "feedback"], approvals)]
-    if state.get("reviews"):
-        reviews = [
-            [str(r["round"]), "approved" if r["approved"] else "another round", _Text(r["feedback"]), _Text(r["answer"])]
-            for r in state["reviews"]
-        ]
-        blocks += [_Heading("Leader's reviews", 3), _Table(["round", "verdict", "feedback", "answer"], reviews)]
-    return blocks
-
-
-def _task_loop(state: dict[str, Any]) -> list[_Block]:
-    rows: list[list[str | _Text]] = [
-        [str(t["id"]), t["status"], str(t["priority"]), t["assignee"], _Text(t["title"]), _Text(t["result"])]
-        for t in state["tasks"]
-    ]
-    blocks: list[_Block] = [
-        _Heading("Task list", 3),
-        _Table(["task", "status", "priority", "assignee", "title", "result"], rows),
-    ]
-    if state.get("tool_uses"):
-        uses = [
-            [str(u["task_id"]), u["agent"], u["tool"], _Text(json.dumps(u["args"], ensure_ascii=False)),
-             "ok" if u["ok"] else "refused/failed", _Text(u["output"])]
-            for u in state["tool_uses"]
-        ]  # fmt: skip
-        blocks += [_Heading("Tool calls", 3), _Table(["task", "agent", "tool", "arguments", "outcome", "output"], uses)]
-    if state.get("decisions"):
-        decisions = [
-            [str(d["task_id"]), d["kind"], _Text(d["request"]), d["action"], _Text(d["text"])] for d in state["decisions"]
-        ]
-        blocks += [_Heading("A person's decisions", 3), _Table(["task", "kind", "request", "decision", "text"], decisions)]
-    return blocks
-
-
-def _pool(state: dict[str, Any]) -> list[_Block]:
-    tasks: list[list[str | _Text]] = [
-        [t["id"], str(t["round"]), t["status"], t["agent"], str(t["attempts"]), ", ".join(t["failed_agents"]),
-         _Text(t["title"]), _Text(t["result"])]
-        for t in state["tasks"]
-    ]  # fmt: skip
-    agents: list[list[str | _Text]] = [
-        [name, "up" if s["up"] else "down", str(s["assigned"]), str(s["tasks"]), str(s["failures"]), f"{s['latency_s']:.2f}"]
-        for name, s in state["agent_stats"].items()
-    ]
-    return [
-        _Heading("Tasks", 3),
-        _Table(["task", "round", "status", "agent", "attempts", "failed on", "title", "result"], tasks),
-        _Heading("Agents", 3),
-        _Table(["agent", "status", "assigned", "finished", "failures", "time s"], agents),
-    ]
-
-
-def _collaborative(state: dict[str, Any]) -> list[_Block]:
-    blocks: list[_Block] = []
-    for number, table in enumerate(state["votes"], start=1):
-        ballots = {b["agent"]: b for b in table["ballots"]}
-        answers = [a for a in state["answers"] if a["round"] == number]
-        rows: list[list[str | _Text]] = []
-        for a in answers:
-            ballot = ballots.get(a["agent"], {})
-            rows.append([a["agent"], _Text(a["text"]), ballot.get("label") or "(abstained)"])
-        blocks += [_Heading(f"Round {number}", 3), _Table(["agent", "answer", "counted as"], rows), _vote_table(table)]
-    if len(state["votes"]) > 1:
-        blocks.append(_Figure([agreement_chart(state)]))
-    return blocks
-
-
-def _debate(result: RunResult) -> list[_Block]:
-    state = result.state
-    outcomes = {o["round"]: o for o in state.get("rounds", [])}
-    blocks: list[_Block] = []
-    for number in sorted({t["round"] for t in state["transcript"]}):
-        turns = [[t["agent"], _Text(t["text"])] for t in state["transcript"] if t["round"] == number]
-        blocks += [_Heading(f"Round {number}", 3), _Table(["agent", "argument"], turns)]
-        if outcome := outcomes.get(number):
-            blocks.append(_vote_table(outcome["votes"]))
-    if state.get("rounds"):
-        agreement = [
-            [str(o["round"]), f"{o['agreement']:.0%}", _Text(o.get("winning_answer") or "-")] for o in state["rounds"]
-        ]
-        blocks += [
-            _Heading("Agreement per round", 3),
-            _Figure([agreement_chart(state, threshold=_debate_threshold(result))]),
-            _Table(["round", "agreement", "leading answer"], agreement, compact=True),
-        ]
-    if state.get("moderator_notes"):
-        blocks += [_Heading("Moderator", 3), _Table(["note"], [[_Text(n)] for n in state["moderator_notes"]])]
-    return blocks
-
-
-def _competitive(state: dict[str, Any]) -> list[_Block]:
-    blocks: list[_Block] = []
-    if state.get("ranking"):
-        rows: list[list[str | _Text]] = [
-            [str(r["rank"]), r["agent"], f"{r['score']:g}", _Text(r["rationale"]), _Text(r["answer"])]
-            for r in state["ranking"]
-        ]
-        winners = {i for i, r in enumerate(state["ranking"]) if r["agent"] == state.get("winner")}
-        caption = f"winner: {state['winner']}" if state.get("winner") else ""
-        blocks += [
-            _Heading("Ranking", 3),
-            _Table(["rank", "agent", "score", "rationale", "answer"], rows, caption=caption, strong=winners),
-        ]
-    if state.get("entries"):
-        entries: list[list[str | _Text]] = [
-            [e["agent"], _Text(e["text"]), "-" if e.get("confidence") is None else f"{e['confidence']:g}"]
-            for e in state["entries"]
-        ]
-        blocks += [_Heading("Entries", 3), _Table(["agent", "answer", "confidence"], entries)]
-    return blocks
-
-
-def _particle(state: dict[str, Any]) -> list[_Block]:
-    blocks: list[_Block] = []
-    if state.get("trace"):
-        trace: list[list[str | _Text]] = [
-            [str(t["iteration"]), f"{t['best_fitness']:g}", f"{t['mean_fitness']:.2f}", f"{t['diversity']:.3f}"]
-            for t in state["trace"]
-        ]
-        blocks += [
-            _Heading("Particle trace", 3),
-            _Figure(list(particle_charts(state))),
-            _Table(["iteration", "best fitness", "mean fitness", "diversity"], trace, compact=True),
-        ]
-    positions = state.get("scored") or state.get("moves") or []
-    if positions:
-        best = state.get("global_best") or {}
-        rows: list[list[str | _Text]] = [
-            [str(p["iteration"]), p["agent"], f"{p['fitness']:g}", _Text(p["text"])] for p in positions
-        ]
-        strong = {
-            i for i, p in enumerate(positions) if (p["agent"], p["iteration"]) == (best.get("agent"), best.get("iteration"))
-        }
-        caption = f"swarm's best: {best['agent']} in iteration {best['iteration']} ({best['fitness']:g})" if best else ""
-        blocks += [
-            _Heading("Positions", 3),
-            _Table(["iteration", "particle", "fitness", "answer"], rows, caption=caption, strong=strong),
-        ]
-    return blocks
-
-
-def _vote_table(votes: dict[str, Any]) -> _Table:
-    rows: list[list[str | _Text]] = [
-        [_Text(c["answers"][0]), f"{c['votes']:g}", ", ".join(c["agents"])] for c in votes["clusters"]
-    ]
-    if votes.get("abstentions"):
-        rows.append(["(abstained)", "0", ", ".join(votes["abstentions"])])
-    winner = {i for i, c in enumerate(votes["clusters"]) if c["label"] == votes.get("winner")}
-    caption = (
-        f"{votes['method']} vote · winner: {votes['winner']!s} · margin {votes['margin']:g} · "
-        f"agreement {votes['agreement']:.0%}" + (" · tie" if votes.get("tie") else "")
-    )
-    return _Table(["answer", "votes", "agents"], rows, caption=caption, strong=winner, compact=True)
 
 
 def _accounting(result: RunResult) -> list[_Block]:
@@ -430,13 +204,13 @@ def _accounting(result: RunResult) -> list[_Block]:
         rows = [[name, *_usage_cells(row)] for name, row in sorted(usage[f"{kind}s"].items())]
         rows.append(["total", *_usage_cells(usage["total"])])
         header = [kind, "calls", "input tokens", "output tokens", "latency s", "cost $"]
-        blocks.append(_Table(header, rows, caption=f"by {kind}", strong={len(rows) - 1}, compact=True))
+        blocks.append(Table(header, rows, caption=f"by {kind}", strong={len(rows) - 1}, compact=True))
     return blocks
 
 
 def _timeline(steps: list[Step]) -> list[_Block]:
     start = _parse_time(steps[0].created_at) if steps else None
-    rows: list[list[str | _Text]] = []
+    rows: list[list[str | Text]] = []
     for s in steps:
         at = _parse_time(s.created_at)
         offset = f"{(at - start).total_seconds():.2f}" if at and start else ""
@@ -444,29 +218,29 @@ def _timeline(steps: list[Step]) -> list[_Block]:
         tokens = sum(c["input_tokens"] + c["output_tokens"] for c in s.calls)
         rows.append([str(s.step), offset, s.source, ", ".join(_counted(s.next)) or "(end)", calls, str(tokens) if s.calls else ""])
     caption = "each checkpoint: the nodes that run next, and the model calls finished since the previous one"
-    return [_Heading("Timeline"), _Table(["step", "at s", "source", "next", "calls (agent@node)", "tokens"], rows, caption=caption)]
+    return [_Heading("Timeline"), Table(["step", "at s", "source", "next", "calls (agent@node)", "tokens"], rows, caption=caption)]
 
 
 def _team(result: RunResult) -> list[_Block]:
     spec = result.record.spec
     if not spec:
         return []
-    rows: list[list[str | _Text]] = []
+    rows: list[list[str | Text]] = []
     for role in ("leader", "judge", "moderator"):
         if spec.get(role):
             rows.append(_agent_row(spec[role], role, spec))
     rows += [_agent_row(a, "member", spec) for a in spec.get("agents", [])]
-    blocks: list[_Block] = [_Heading("Team"), _Table(["agent", "part", "role", "strengths", "model"], rows)]
+    blocks: list[_Block] = [_Heading("Team"), Table(["agent", "part", "role", "strengths", "model"], rows)]
     settings = {**{f"option {k}": v for k, v in (spec.get("options") or {}).items()}, **{
         f"budget {k}": v for k, v in result.record.budget.items()}}
     if spec.get("base_url"):
         settings["base url"] = spec["base_url"]
     if settings:
-        blocks.append(_Table(["setting", "value"], [[k, str(v)] for k, v in settings.items()], compact=True))
+        blocks.append(Table(["setting", "value"], [[k, str(v)] for k, v in settings.items()], compact=True))
     return blocks
 
 
-def _agent_row(agent: dict[str, Any], part: str, spec: dict[str, Any]) -> list[str | _Text]:
+def _agent_row(agent: dict[str, Any], part: str, spec: dict[str, Any]) -> list[str | Text]:
     model = agent.get("model") or spec.get("model") or "default"
     return [agent["name"], part, agent.get("role") or "", ", ".join(agent.get("strengths") or []), str(model)]
 
@@ -474,7 +248,7 @@ def _agent_row(agent: dict[str, Any], part: str, spec: dict[str, Any]) -> list[s
 # -- small helpers --------------------------------------------------------------------
 
 
-def _usage_cells(row: dict[str, float]) -> list[str | _Text]:
+def _usage_cells(row: dict[str, float]) -> list[str | Text]:
     return [
         str(int(row["calls"])), str(int(row["input_tokens"])), str(int(row["output_tokens"])),
         f"{row['latency_s']:.2f}", f"{row['cost']:.4f}",
@@ -485,17 +259,6 @@ def _counted(names: Sequence[str]) -> list[str]:
     """["answer", "answer", "tally"] -> ["answer ×2", "tally"] (parallel tasks of one node)."""
     order = list(dict.fromkeys(names))
     return [f"{n} ×{names.count(n)}" if names.count(n) > 1 else n for n in order]
-
-
-def _debate_threshold(result: RunResult) -> float | None:
-    if result.record.architecture != "debate":
-        return None
-    options = result.record.spec.get("options") or {}
-    if "threshold" in options:
-        return float(options["threshold"])
-    from graphswarm.architectures.debate import create_debate
-
-    return float(inspect.signature(create_debate).parameters["threshold"].default)
 
 
 def _when(timestamp: float) -> str:
@@ -574,7 +337,7 @@ def _render_html(result: RunResult, blocks: list[_Block]) -> str:
 def _html_block(block: _Block) -> str:
     if isinstance(block, _Heading):
         return f"<h{block.level}>{_e(block.text)}</h{block.level}>"
-    if isinstance(block, _Text):
+    if isinstance(block, Text):
         return f'<blockquote class="text">{_e(block.text)}</blockquote>'
     if isinstance(block, _Columns):
         left, right = ("\n".join(_html_block(b) for b in side) for side in (block.left, block.right))
@@ -591,14 +354,15 @@ def _html_block(block: _Block) -> str:
     return _html_table(block)
 
 
-def _html_table(table: _Table) -> str:
-    key_value = table.header == ["", ""]
+def _html_table(table: Table) -> str:
+    key_value = table.columns == ["", ""]
     css = "kv" if key_value else "compact" if table.compact else ""
-    out = [f'<table class="{css}">' if css else "<table>"]
+    out = [f"<h3>{_e(table.title)}</h3>\n"] if table.title else []
+    out.append(f'<table class="{css}">' if css else "<table>")
     if table.caption:
         out.append(f"<caption>{_e(table.caption)}</caption>")
     if not key_value:
-        out.append("<thead><tr>" + "".join(f"<th>{_e(h)}</th>" for h in table.header) + "</tr></thead>")
+        out.append("<thead><tr>" + "".join(f"<th>{_e(h)}</th>" for h in table.columns) + "</tr></thead>")
     out.append("<tbody>")
     for index, row in enumerate(table.rows):
         css = ' class="strong"' if index in table.strong else ""
@@ -607,8 +371,8 @@ def _html_table(table: _Table) -> str:
     return "".join(out)
 
 
-def _html_cell(cell: str | _Text) -> str:
-    if not isinstance(cell, _Text):
+def _html_cell(cell: str | Text) -> str:
+    if not isinstance(cell, Text):
         return _e(cell)
     text = cell.text or ""
     if len(text) <= _FOLD_AT:
@@ -636,7 +400,7 @@ def _render_markdown(result: RunResult, blocks: list[_Block]) -> str:
     for block in flat:
         if isinstance(block, _Heading):
             out.append("#" * block.level + " " + _md_inline(block.text))
-        elif isinstance(block, _Text):
+        elif isinstance(block, Text):
             out.append("\n".join("> " + _md_inline(line) for line in (block.text or "").splitlines() or [""]))
         elif isinstance(block, _Figure):
             if block.markdown:
@@ -647,9 +411,10 @@ def _render_markdown(result: RunResult, blocks: list[_Block]) -> str:
     return "\n\n".join(part for part in out if part) + "\n"
 
 
-def _md_table(table: _Table) -> str:
-    header = table.header if table.header != ["", ""] else ["", ""]
-    lines = ["| " + " | ".join(_md_cell(h) for h in header) + " |", "|" + "---|" * len(header)]
+def _md_table(table: Table) -> str:
+    header = table.columns
+    lines = [f"### {_md_inline(table.title)}\n"] if table.title else []
+    lines += ["| " + " | ".join(_md_cell(h) for h in header) + " |", "|" + "---|" * len(header)]
     for index, row in enumerate(table.rows):
         cells = [_md_cell(c) for c in row]
         if index in table.strong:
@@ -660,8 +425,8 @@ def _md_table(table: _Table) -> str:
     return "\n".join(lines)
 
 
-def _md_cell(cell: str | _Text) -> str:
-    text = cell.text if isinstance(cell, _Text) else str(cell)
+def _md_cell(cell: str | Text) -> str:
+    text = cell.text if isinstance(cell, Text) else str(cell)
     return "<br>".join(_md_inline(line) for line in text.strip().splitlines()).replace("|", "\\|")
 
 

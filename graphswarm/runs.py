@@ -238,6 +238,7 @@ class Runner:
             raise ConfigError("the objective is empty")
         run_id = await self._new_run_id(run_id)
         if isinstance(swarm, SwarmSpec):
+            swarm.check_models()
             graph, spec, arch = swarm.build(), swarm.to_record(), swarm.architecture
         else:
             graph, spec, arch = swarm, {}, architecture or "custom"
@@ -488,7 +489,9 @@ class Runner:
             data["base_url"] = base_url
         if model:
             data["model"] = model
-        return SwarmSpec.from_record(data).build()
+        spec = SwarmSpec.from_record(data)
+        spec.check_models()
+        return spec.build()
 
     async def _execute(
         self,

@@ -1,19 +1,31 @@
-"""Graphs for the LangGraph server, configured from the environment."""
+"""Graphs for the LangGraph server, configured from the environment.
+
+GRAPHSWARM_MODEL, GRAPHSWARM_BASE_URL and GRAPHSWARM_AGENTS choose the model and the
+number of agents; GRAPHSWARM_OPTION_<NAME> sets the option NAME of every served
+architecture whose Options model has it (GRAPHSWARM_OPTION_ROUNDS=3,
+GRAPHSWARM_OPTION_MAX_ROUNDS=2): a JSON value or plain text, checked like `-o NAME=VALUE`.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
 
+from graphswarm.architectures.options import parse_value
 from graphswarm.errors import ConfigError
 from graphswarm.registry import SwarmSpec, get_architecture
 
-__all__ = ["served_graph"]
+__all__ = ["served_graph", "options_from_env", "OPTION_PREFIX"]
+
+OPTION_PREFIX = "GRAPHSWARM_OPTION_"
 
 
 def served_graph(architecture: str) -> CompiledStateGraph:
-    """Build `architecture` with GRAPHSWARM_MODEL, GRAPHSWARM_BASE_URL and GRAPHSWARM_AGENTS."""
+    """Build `architecture` with GRAPHSWARM_MODEL, GRAPHSWARM_BASE_URL, GRAPHSWARM_AGENTS
+    and its GRAPHSWARM_OPTION_<NAME> variables."""
     arch = get_architecture(architecture)
     raw_count = os.environ.get("GRAPHSWARM_AGENTS", str(arch.default_agents))
     try:
@@ -25,5 +37,19 @@ def served_graph(architecture: str) -> CompiledStateGraph:
         count,
         model=os.environ.get("GRAPHSWARM_MODEL") or None,
         base_url=os.environ.get("GRAPHSWARM_BASE_URL") or None,
+        options=options_from_env(architecture),
     )
     return spec.build().compile(name=f"graphswarm-{architecture}")
+
+
+def options_from_env(architecture: str, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The options of `architecture` set as GRAPHSWARM_OPTION_<NAME> (its Options model's
+    field names); variables naming options it does not have are left to the others."""
+    environ = os.environ if environ is None else environ
+    options: dict[str, Any] = {}
+    for name in get_architecture(architecture).load_options().model_fields:
+        raw = environ.get(OPTION_PREFIX + name.upper())
+        if raw is None:
+            continue
+        options[name] = parse_value(raw)
+    return options

@@ -20,10 +20,11 @@ from typing import Any, Literal, get_args
 from graphswarm.agents import make_workers
 from graphswarm.errors import ConfigError
 from graphswarm.registry import SwarmSpec, get_architecture
+from graphswarm.view import Chart
 
 __all__ = [
     "draw", "Engine", "VISITED_FILL", "CURRENT_STROKE", "graph_svg", "graph_png", "show_graph",
-    "visited_nodes", "record_graph", "drawable_graph", "inline_svg", "line_chart_svg",
+    "visited_nodes", "record_graph", "drawable_graph", "inline_svg", "line_chart_svg", "chart_svg",
 ]
 
 
@@ -158,19 +159,16 @@ def visited_nodes(run: Any, *, graph: Any = None) -> set[str]:
 
 
 def record_graph(spec: Mapping[str, Any]) -> Any:
-    """The shape of a recorded run's graph, built with stand-in models (never a real one)."""
-    from graphswarm.testing import KeywordEmbeddings, ScriptedChatModel
+    """The shape of a recorded run's graph. Building it creates no chat model (nodes
+    resolve theirs only when they run); embeddings are stood in for, as the graph's
+    shape never depends on them."""
+    from graphswarm.testing import KeywordEmbeddings
 
     if not spec:
         raise ConfigError("this run was started from a graph you built: pass that graph to draw it")
     data = {k: v for k, v in spec.items() if k != "recordable"}
-    data["model"] = ScriptedChatModel([])
-    data["agents"] = [{**a, "model": None} for a in data.get("agents", [])]
-    for role in ("leader", "judge", "moderator"):
-        if data.get(role):
-            data[role] = {**data[role], "model": None}
     options = dict(data.get("options") or {})
-    if data["architecture"] == "particle" or options.get("method") == "semantic":
+    if "embeddings" in get_architecture(data["architecture"]).load_options().model_fields:
         options["embeddings"] = KeywordEmbeddings()
     data["options"] = options
     return SwarmSpec.model_validate(data).build()
@@ -538,6 +536,13 @@ def line_chart_svg(
             legend_x += 24 + int(len(name) * 6.2)
     out.append("</svg>")
     return "".join(out)
+
+
+def chart_svg(chart: Chart) -> str:
+    """A view's `graphswarm.view.Chart` as a standalone SVG document (`line_chart_svg`)."""
+    return line_chart_svg(
+        chart.series, title=chart.title, x_label=chart.x_label, y_range=chart.y_range, reference=chart.reference
+    )
 
 
 def _as_points(values: Sequence[Any]) -> list[tuple[float, float]]:

@@ -156,7 +156,7 @@ def test_draw_ascii(capsys):
         (["run", "hierarchical", "x", "--model", "gpt-4o"], "unknown model 'gpt-4o'"),
         (["run", "hierarchical", "x", "--model", "local:/nowhere/model.gguf"], "/nowhere/model.gguf"),
         (["run", "hierarchical", "x", "--base-url", "ftp://host"], "base URL must be http"),
-        (["run", "hierarchical", "x", "--join", "sometimes"], "unknown join policy"),
+        (["run", "hierarchical", "x", "--join", "sometimes"], "option join must be one of fail_fast, continue, wait"),
         (["run", "hierarchical", "x", "--max-calls", "0", "--base-url", "http://127.0.0.1:9/v1"], "max_calls"),
         (["run", "hierarchical", "   "], "objective is empty"),
         (["show", "no-such-run"], "no run with id 'no-such-run'"),

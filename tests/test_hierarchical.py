@@ -197,7 +197,7 @@ async def test_transient_errors_are_retried_by_the_retry_policy():
 def test_builder_validates_its_options():
     with pytest.raises(ConfigError, match="max_rounds"):
         spec_for(ScriptedChatModel([]), max_rounds=0).build()
-    with pytest.raises(ConfigError, match="unknown join policy"):
+    with pytest.raises(ConfigError, match="option join must be one of"):
         spec_for(ScriptedChatModel([]), join="sometimes").build()
     with pytest.raises(ConfigError, match="unique"):
         SwarmSpec(architecture="hierarchical", agents=[WORKERS[0], WORKERS[0]], model=ScriptedChatModel([])).build()

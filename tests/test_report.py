@@ -246,6 +246,8 @@ async def test_runs_from_a_graph_you_built_are_reported_and_drawn_when_given_tha
     for html in (drawn, undrawn):
         assert f"<title>graphswarm run {result.run_id} · custom</title>" in html
         assert "<td>r1</td>" in html and "<td>r2</td>" in html  # who said what, and the accounting
+        # No spec, so no architecture's view: who said what is the state, key by key.
+        assert "<h3>State</h3>" in html and "<td>ranking</td>" in html and "<h3>Ranking</h3>" not in html
     assert node_group(drawn, "select").startswith("node visited")
     assert "<svg" not in undrawn.split("<h2>Graph</h2>")[1].split("<h2>")[0]
     assert "started from a graph built in Python: pass it as graph= to draw it" in undrawn

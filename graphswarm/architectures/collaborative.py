@@ -10,7 +10,7 @@ With no sharing rounds this is sampling-and-voting ("More agents is all you need
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Annotated, Any
@@ -21,17 +21,19 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import Send
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict
 
 from graphswarm.agents import Agent, check_agents
 from graphswarm.aggregation import TieBreak, VoteMethod, VoteTable, count_votes, make_ballot
+from graphswarm.architectures.options import SwarmOptions
 from graphswarm.budget import SwarmContext
-from graphswarm.errors import ConfigError
+from graphswarm.embeddings import resolve_embeddings
 from graphswarm.nodes import Crew, answer_messages, ask, model_retry_policy, prompt, send_each
 from graphswarm.state import StopReason, SwarmState
+from graphswarm.view import Block, Cell, Heading, Run, Table, Text, agreement_chart, vote_progress, vote_table
 
-__all__ = ["create_collaborative", "CollaborativeState", "AnswerRecord"]
+__all__ = ["create_collaborative", "CollaborativeOptions", "CollaborativeState", "AnswerRecord"]
 
 DEFAULT_JUDGE = Agent(name="judge", role="impartial judge")
 
@@ -48,6 +50,27 @@ class CollaborativeState(SwarmState):
     """Every answer of every round."""
     votes: Annotated[list[VoteTable], operator.add]
     """The vote table of each round."""
+
+
+class CollaborativeOptions(SwarmOptions):
+    """The collaborative swarm's options (`graphswarm options collaborative`)."""
+
+    model_config = ConfigDict(extra="forbid", title="collaborative")
+
+    rounds: int = Field(
+        0, ge=0, le=20, description="sharing rounds after the first answers, each agent seeing its peers' tally"
+    )
+    method: VoteMethod = Field(
+        VoteMethod.PLURALITY, description="plurality on normalised answers, semantic clusters, or weighted votes"
+    )
+    threshold: float = Field(0.85, gt=0, le=1, description="cosine similarity that puts two answers in one cluster (semantic)")
+    tie_break: TieBreak = Field(
+        TieBreak.FIRST, description="first answer wins, a judge decides, or a new round (while rounds last)"
+    )
+    weights: dict[str, float] = Field(default_factory=dict, description="vote weight per agent name (weighted; default 1)")
+    embeddings: Embeddings | str | None = Field(
+        None, description="for semantic voting: minilm, openai[:model], a name on --base-url (default: the best available)"
+    )
 
 
 class CollaborativeInput(TypedDict):
@@ -88,41 +111,29 @@ def create_collaborative(
     *,
     model: Any = None,
     base_url: str | None = None,
-    rounds: int = 0,
-    method: VoteMethod | str = VoteMethod.PLURALITY,
-    threshold: float = 0.85,
-    tie_break: TieBreak | str = TieBreak.FIRST,
-    embeddings: Embeddings | None = None,
-    weights: dict[str, float] | None = None,
     judge: Agent | None = None,
+    options: CollaborativeOptions | Mapping[str, Any] | None = None,
+    **kwargs: Any,
 ) -> StateGraph:
     """Build a collaborative swarm that decides by a counted vote.
 
     Args:
         agents: the voters (at least two; personas and models may differ).
-        rounds: sharing rounds after the first answers, in which every agent sees the
-            tally of its peers' answers and may revise (0 = independent answers only).
-        method: plurality on normalised answers, semantic clusters, or weighted votes.
-        threshold: cosine similarity that puts two answers in one cluster (semantic).
-        tie_break: first answer wins, a judge decides, or a new round (while rounds last).
-        embeddings: a LangChain `Embeddings`, required for semantic voting.
-        weights: vote weight per agent name (weighted voting; default 1).
         judge: the agent that breaks ties under `tie_break="judge"`.
+        options: a `CollaborativeOptions`, or its fields as keyword arguments
+            (`rounds=1, method="semantic", embeddings=...`): with `rounds` every agent
+            sees the tally of its peers' answers and may revise (0 = independent answers
+            only); semantic voting takes any LangChain `Embeddings` or a name.
     """
+    opts = CollaborativeOptions.check(options, **kwargs)
     agents = check_agents(agents, minimum=2)
-    try:
-        method, tie_break = VoteMethod(method), TieBreak(tie_break)
-    except ValueError as exc:
-        raise ConfigError(f"{exc} (methods: {', '.join(VoteMethod)}; tie breaks: {', '.join(TieBreak)})") from None
-    if not 0 <= rounds <= 20:
-        raise ConfigError(f"rounds must be between 0 and 20, got {rounds}")
-    if not 0 < threshold <= 1:
-        raise ConfigError(f"threshold must be in (0, 1], got {threshold}")
-    if method is VoteMethod.SEMANTIC and embeddings is None:
-        raise ConfigError("semantic voting needs embeddings: pass embeddings=... (any LangChain Embeddings)")
+    method, tie_break = opts.method, opts.tie_break
+    embeddings = resolve_embeddings(opts.embeddings, base_url=base_url) if method is VoteMethod.SEMANTIC else None
     judge = judge or DEFAULT_JUDGE
     crew = Crew([*agents, *([judge] if tie_break is TieBreak.JUDGE else [])], model=model, base_url=base_url)
-    vote = _Vote([a.name for a in agents], judge.name, rounds, method, threshold, tie_break, embeddings, weights or {})
+    vote = _Vote(
+        [a.name for a in agents], judge.name, opts.rounds, method, opts.threshold, tie_break, embeddings, dict(opts.weights)
+    )
     retry = model_retry_policy()
 
     graph = StateGraph(CollaborativeState, context_schema=SwarmContext, input_schema=CollaborativeInput)
@@ -200,3 +211,37 @@ async def judge_tie(
     ]
     choice, calls = await ask(member, messages, node="judge", runtime=runtime, config=config, schema=JudgeChoice)
     return {"final_answer": choice.answer, "stop_reason": StopReason.JUDGED.value, "calls": calls}
+
+
+# -- view: how its updates and runs are shown (rendered by the CLI and the report) ----
+
+
+def view_update(node: str, update: dict[str, Any]) -> str:
+    """One progress line about a node's update."""
+    if node == "tally" and update.get("votes"):
+        return vote_progress(update["votes"][-1], update.get("stop_reason"))
+    if update.get("stop_reason"):
+        return f"stop: {update['stop_reason']}"
+    return ""
+
+
+def view_run(run: Run, *, brief: bool = False) -> list[Block]:
+    """Each round's answers and counted vote, and the agreement per round."""
+    state = run.state
+    votes = state.get("votes", [])
+    if brief:
+        return [vote_table(votes[-1], title=f"vote (round {state.get('round', 1)})", brief=True)] if votes else []
+    if not state.get("answers") or not votes:
+        return []
+    blocks: list[Block] = []
+    for number, table in enumerate(votes, start=1):
+        ballots = {b["agent"]: b for b in table["ballots"]}
+        rows: list[list[Cell]] = [
+            [a["agent"], Text(a["text"]), ballots.get(a["agent"], {}).get("label") or "(abstained)"]
+            for a in state["answers"]
+            if a["round"] == number
+        ]
+        blocks += [Heading(f"Round {number}"), Table(["agent", "answer", "counted as"], rows), vote_table(table)]
+    if len(votes) > 1:
+        blocks.append(agreement_chart(votes))
+    return blocks

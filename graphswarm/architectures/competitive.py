@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import operator
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from enum import StrEnum
 from dataclasses import dataclass
 from functools import partial
@@ -22,17 +22,18 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import Send
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from typing_extensions import TypedDict
 
 from graphswarm.agents import Agent, check_agents
 from graphswarm.aggregation import extract_answer
+from graphswarm.architectures.options import SwarmOptions
 from graphswarm.budget import SwarmContext
-from graphswarm.errors import ConfigError
 from graphswarm.nodes import Crew, answer_messages, ask, judge_scores, model_retry_policy, prompt, send_each
 from graphswarm.state import CallRecord, StopReason, SwarmState
+from graphswarm.view import Block, Cell, Run, Table, Text, shorten
 
-__all__ = ["create_competitive", "CompetitiveState", "Selection", "Entry", "Ranked"]
+__all__ = ["create_competitive", "CompetitiveOptions", "CompetitiveState", "Selection", "Entry", "Ranked"]
 
 DEFAULT_JUDGE = Agent(name="judge", role="impartial judge")
 CONFIDENCE_NOTE = "After the final answer line, add one line: Confidence: <a number from 0 to 1>"
@@ -71,6 +72,23 @@ class CompetitiveState(SwarmState):
     winner: str
 
 
+class CompetitiveOptions(SwarmOptions):
+    """The competitive swarm's options (`graphswarm options competitive`)."""
+
+    model_config = ConfigDict(extra="forbid", title="competitive")
+
+    selection: Selection = Field(Selection.JUDGE, description="who picks the best answer: a judge, in pairs, a scorer, or confidence")
+    scorer: Callable[[str, str], float] | None = Field(
+        None, description="scorer(objective, answer) -> float, higher is better (selection scorer; Python only)"
+    )
+
+    @model_validator(mode="after")
+    def _scorer_for_scorer_selection(self) -> CompetitiveOptions:
+        if self.selection is Selection.SCORER and self.scorer is None:
+            raise ValueError("selection 'scorer' needs scorer=callable(objective, answer) -> float")
+        return self
+
+
 class CompetitiveInput(TypedDict):
     objective: str
 
@@ -100,29 +118,25 @@ def create_competitive(
     *,
     model: Any = None,
     base_url: str | None = None,
-    selection: Selection | str = Selection.JUDGE,
     judge: Agent | None = None,
-    scorer: Callable[[str, str], float] | None = None,
+    options: CompetitiveOptions | Mapping[str, Any] | None = None,
+    **kwargs: Any,
 ) -> StateGraph:
     """Build a competitive swarm.
 
     Args:
         agents: the competitors (at least two).
-        selection: judge, pairwise, scorer or confidence.
         judge: the judging agent (selection judge or pairwise); a default one when omitted.
-        scorer: `scorer(objective, answer) -> float`, higher is better (selection scorer).
+        options: a `CompetitiveOptions`, or its fields as keyword arguments
+            (`selection="scorer", scorer=lambda objective, answer: ...`).
     """
+    opts = CompetitiveOptions.check(options, **kwargs)
     agents = check_agents(agents, minimum=2)
-    try:
-        selection = Selection(selection)
-    except ValueError:
-        raise ConfigError(f"unknown selection {selection!r} (use one of: {', '.join(Selection)})") from None
-    if selection is Selection.SCORER and not callable(scorer):
-        raise ConfigError("selection 'scorer' needs scorer=callable(objective, answer) -> float")
+    selection = opts.selection
     judges = [judge or DEFAULT_JUDGE] if selection in (Selection.JUDGE, Selection.PAIRWISE) else []
     crew = Crew([*agents, *judges], model=model, base_url=base_url)
     check_agents([*agents, *judges])
-    contest = _Contest([a.name for a in agents], selection, judges[0].name if judges else None, scorer)
+    contest = _Contest([a.name for a in agents], selection, judges[0].name if judges else None, opts.scorer)
     retry = model_retry_policy()
 
     graph = StateGraph(CompetitiveState, context_schema=SwarmContext, input_schema=CompetitiveInput)
@@ -223,3 +237,41 @@ def parse_confidence(text: str) -> float | None:
 
 def _without_confidence(text: str) -> str:
     return "\n".join(line for line in text.splitlines() if not _CONFIDENCE.search(line))
+
+
+# -- view: how its updates and runs are shown (rendered by the CLI and the report) ----
+
+
+def view_update(node: str, update: dict[str, Any]) -> str:
+    """One progress line about a node's update."""
+    if update.get("winner"):
+        return f"winner: {update['winner']}"
+    if update.get("stop_reason"):
+        return f"stop: {update['stop_reason']}"
+    return ""
+
+
+def view_run(run: Run, *, brief: bool = False) -> list[Block]:
+    """The ranking (the winner in bold) and every entry with its confidence."""
+    state = run.state
+    ranking, entries = state.get("ranking", []), state.get("entries", [])
+    if brief:
+        rows: list[list[Cell]] = [
+            [str(r["rank"]), r["agent"], f"{r['score']:g}", shorten(r["rationale"], 60), shorten(r["answer"], 40)]
+            for r in ranking
+        ]
+        return [Table(["rank", "agent", "score", "rationale", "answer"], rows, title="ranking")] if ranking else []
+    blocks: list[Block] = []
+    if ranking:
+        rows = [[str(r["rank"]), r["agent"], f"{r['score']:g}", Text(r["rationale"]), Text(r["answer"])] for r in ranking]
+        winners = {i for i, r in enumerate(ranking) if r["agent"] == state.get("winner")}
+        caption = f"winner: {state['winner']}" if state.get("winner") else ""
+        blocks.append(
+            Table(["rank", "agent", "score", "rationale", "answer"], rows, title="Ranking", caption=caption, strong=winners)
+        )
+    if entries:
+        listed: list[list[Cell]] = [
+            [e["agent"], Text(e["text"]), "-" if e.get("confidence") is None else f"{e['confidence']:g}"] for e in entries
+        ]
+        blocks.append(Table(["agent", "answer", "confidence"], listed, title="Entries"))
+    return blocks

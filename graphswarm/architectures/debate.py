@@ -13,7 +13,7 @@ References: Du et al. 2023 (3 agents, 2 rounds); Liang et al. 2023 (moderator, j
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from dataclasses import dataclass
 from functools import partial
@@ -25,18 +25,20 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import Send
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict
 
 from graphswarm.agents import Agent, check_agents
 from graphswarm.aggregation import VoteMethod, VoteTable, count_votes, extract_answer, make_ballot
 from graphswarm.architectures.collaborative import JudgeChoice
+from graphswarm.architectures.options import SwarmOptions
 from graphswarm.budget import SwarmContext
-from graphswarm.errors import ConfigError
+from graphswarm.embeddings import resolve_embeddings
 from graphswarm.nodes import Crew, answer_messages, ask, model_retry_policy, prompt, send_each
 from graphswarm.state import StopReason, SwarmState
+from graphswarm.view import Block, Cell, Heading, Run, Table, Text, agreement_chart, shorten, vote_progress, vote_table
 
-__all__ = ["create_debate", "DebateState", "Topology", "Turn"]
+__all__ = ["create_debate", "DebateOptions", "DebateState", "Topology", "Turn"]
 
 
 class Topology(StrEnum):
@@ -68,6 +70,20 @@ class DebateState(SwarmState):
     rounds: Annotated[list[RoundOutcome], operator.add]
     """Agreement and the vote of each round."""
     moderator_notes: Annotated[list[str], operator.add]
+
+
+class DebateOptions(SwarmOptions):
+    """The debate's options (`graphswarm options debate`)."""
+
+    model_config = ConfigDict(extra="forbid", title="debate")
+
+    rounds: int = Field(2, ge=1, le=20, description="the most rounds, the first answers included")
+    threshold: float = Field(1.0, gt=0, le=1, description="share of agents that must agree to stop early (1 = all)")
+    topology: Topology = Field(Topology.FULL, description="everyone sees everyone (full) or only neighbours (ring)")
+    method: VoteMethod = Field(VoteMethod.PLURALITY, description="how answers are grouped to measure agreement")
+    embeddings: Embeddings | str | None = Field(
+        None, description="for semantic agreement: minilm, openai[:model], a name on --base-url (default: the best available)"
+    )
 
 
 class DebateInput(TypedDict):
@@ -106,42 +122,29 @@ def create_debate(
     *,
     model: Any = None,
     base_url: str | None = None,
-    rounds: int = 2,
-    threshold: float = 1.0,
-    topology: Topology | str = Topology.FULL,
     moderator: Agent | None = None,
     judge: Agent | None = None,
-    method: VoteMethod | str = VoteMethod.PLURALITY,
-    embeddings: Embeddings | None = None,
+    options: DebateOptions | Mapping[str, Any] | None = None,
+    **kwargs: Any,
 ) -> StateGraph:
     """Build a debate.
 
     Args:
         agents: the debaters (at least two).
-        rounds: the most rounds, the first answers included.
-        threshold: share of agents that must agree to stop early (1.0 = all).
-        topology: everyone sees everyone ("full") or only neighbours ("ring").
         moderator: an agent asked after each round whether the debate is settled.
         judge: an agent that gives the final verdict; without one the majority answer stands.
-        method: how answers are grouped to measure agreement (plurality or semantic).
-        embeddings: for semantic grouping.
+        options: a `DebateOptions`, or its fields as keyword arguments
+            (`rounds=3, threshold=0.67, topology="ring"`).
     """
+    opts = DebateOptions.check(options, **kwargs)
     agents = check_agents(agents, minimum=2)
-    try:
-        topology, method = Topology(topology), VoteMethod(method)
-    except ValueError as exc:
-        raise ConfigError(f"{exc} (topologies: {', '.join(Topology)}; methods: {', '.join(VoteMethod)})") from None
-    if not 1 <= rounds <= 20:
-        raise ConfigError(f"rounds must be between 1 and 20, got {rounds}")
-    if not 0 < threshold <= 1:
-        raise ConfigError(f"threshold must be in (0, 1], got {threshold}")
-    if method is VoteMethod.SEMANTIC and embeddings is None:
-        raise ConfigError("semantic agreement needs embeddings: pass embeddings=... (any LangChain Embeddings)")
+    method = opts.method
+    embeddings = resolve_embeddings(opts.embeddings, base_url=base_url) if method is VoteMethod.SEMANTIC else None
     referees = [a for a in (moderator, judge) if a is not None]
     crew = Crew([*agents, *referees], model=model, base_url=base_url)
     check_agents([*agents, *referees])
     debate = _Debate(
-        [a.name for a in agents], rounds, threshold, topology,
+        [a.name for a in agents], opts.rounds, opts.threshold, opts.topology,
         moderator.name if moderator else None, judge.name if judge else None, method, embeddings,
     )
     retry = model_retry_policy()
@@ -263,3 +266,50 @@ def _next_round(state: DebateState, debate: _Debate) -> list[Send]:
 
 def _latest(state: DebateState, round_: int) -> dict[str, str]:
     return {t["agent"]: t["text"] for t in state["transcript"] if t["round"] == round_}
+
+
+# -- view: how its updates and runs are shown (rendered by the CLI and the report) ----
+
+
+def view_update(node: str, update: dict[str, Any]) -> str:
+    """One progress line about a node's update."""
+    if node == "assess" and update.get("rounds"):
+        return vote_progress(update["rounds"][-1]["votes"], update.get("stop_reason"))
+    if update.get("stop_reason"):
+        return f"stop: {update['stop_reason']}"
+    return ""
+
+
+def view_run(run: Run, *, brief: bool = False) -> list[Block]:
+    """The transcript round by round with each round's vote, the agreement per round
+    (against the threshold that stops the debate early), and the moderator's notes."""
+    state = run.state
+    rounds = state.get("rounds", [])
+    if brief:
+        return [
+            Text(f"round {o['round']}: agreement {o['agreement']:.0%}, leading: {shorten(o['winning_answer'] or '-', 80)}")
+            for o in rounds
+        ]
+    if not state.get("transcript"):
+        return []
+    outcomes = {o["round"]: o for o in rounds}
+    blocks: list[Block] = []
+    for number in sorted({t["round"] for t in state["transcript"]}):
+        turns: list[list[Cell]] = [[t["agent"], Text(t["text"])] for t in state["transcript"] if t["round"] == number]
+        blocks.append(Table(["agent", "argument"], turns, title=f"Round {number}"))
+        if outcome := outcomes.get(number):
+            blocks.append(vote_table(outcome["votes"]))
+    if rounds:
+        threshold = (run.record.spec.get("options") or {}).get("threshold", DebateOptions.model_fields["threshold"].default)
+        agreement: list[list[Cell]] = [
+            [str(o["round"]), f"{o['agreement']:.0%}", Text(o.get("winning_answer") or "-")] for o in rounds
+        ]
+        blocks += [
+            Heading("Agreement per round"),
+            agreement_chart(rounds, threshold=float(threshold)),
+            Table(["round", "agreement", "leading answer"], agreement, compact=True),
+        ]
+    if state.get("moderator_notes"):
+        notes: list[list[Cell]] = [[Text(n)] for n in state["moderator_notes"]]
+        blocks.append(Table(["note"], notes, title="Moderator"))
+    return blocks

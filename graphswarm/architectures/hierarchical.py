@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import operator
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Annotated, Any
@@ -20,10 +20,11 @@ from langgraph.errors import GraphBubbleUp
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import Send, interrupt
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict
 
 from graphswarm.agents import Agent, check_agents
+from graphswarm.architectures.options import SwarmOptions
 from graphswarm.budget import SwarmContext
 from graphswarm.errors import ConfigError
 from graphswarm.nodes import (
@@ -37,8 +38,9 @@ from graphswarm.nodes import (
     prompt,
 )
 from graphswarm.state import CallRecord, StopReason, SwarmState
+from graphswarm.view import Block, Cell, Run, Table, Text, shorten, tasks_line
 
-__all__ = ["create_hierarchical", "HierarchicalState", "Task", "WorkerResult", "Review"]
+__all__ = ["create_hierarchical", "HierarchicalOptions", "HierarchicalState", "Task", "WorkerResult", "Review"]
 
 DEFAULT_LEADER = Agent(name="leader", role="team leader", strengths=["planning", "synthesis"])
 
@@ -86,6 +88,17 @@ class HierarchicalState(SwarmState):
     reviews: Annotated[list[Review], operator.add]
 
 
+class HierarchicalOptions(SwarmOptions):
+    """The hierarchical swarm's options (`graphswarm options hierarchical`)."""
+
+    model_config = ConfigDict(extra="forbid", title="hierarchical")
+
+    max_rounds: int = Field(2, ge=1, le=50, description="plan/work/review rounds before the last answer stands")
+    max_tasks: int | None = Field(None, ge=1, le=1000, description="tasks per round (default: one per worker)")
+    join: JoinPolicy = Field(JoinPolicy.CONTINUE, description="what a worker failing after its retries does to the round")
+    approve_plan: bool = Field(False, description="pause after each plan until a person approves, edits or rejects it")
+
+
 class HierarchicalInput(TypedDict):
     objective: str
 
@@ -117,10 +130,8 @@ def create_hierarchical(
     leader: Agent | None = None,
     model: Any = None,
     base_url: str | None = None,
-    max_rounds: int = 2,
-    max_tasks: int | None = None,
-    join: JoinPolicy | str = JoinPolicy.CONTINUE,
-    approve_plan: bool = False,
+    options: HierarchicalOptions | Mapping[str, Any] | None = None,
+    **kwargs: Any,
 ) -> StateGraph:
     """Build a hierarchical swarm.
 
@@ -129,29 +140,20 @@ def create_hierarchical(
         leader: the planning agent; a default "leader" when omitted.
         model: the model of every agent that names none (see `resolve_model`).
         base_url: an OpenAI-compatible server for model names given as strings.
-        max_rounds: plan/work/review rounds before the last answer stands.
-        max_tasks: tasks per round (default: one per worker).
-        join: what a worker failing after its retries does to the round.
-        approve_plan: pause after each plan until a person approves, edits or rejects it
-            (`Runner.resume(run_id, decision={"action": "approve"})`, or
+        options: a `HierarchicalOptions`, or its fields as keyword arguments
+            (`max_rounds=3, join="wait"`). With `approve_plan=True` each plan waits for
+            `Runner.resume(run_id, decision={"action": "approve"})`, or
             `{"action": "edit", "tasks": [{"title": ..., "worker": ...}]}`, or
-            `{"action": "reject", "feedback": ...}`, which ends the run).
+            `{"action": "reject", "feedback": ...}`, which ends the run.
     """
+    opts = HierarchicalOptions.check(options, **kwargs)
     workers = check_agents(workers, what="workers")
     leader = leader or DEFAULT_LEADER
     check_agents([leader, *workers])
-    if not 1 <= max_rounds <= 50:
-        raise ConfigError(f"max_rounds must be between 1 and 50, got {max_rounds}")
-    max_tasks = len(workers) if max_tasks is None else max_tasks
-    if not 1 <= max_tasks <= 1000:
-        raise ConfigError(f"max_tasks must be between 1 and 1000, got {max_tasks}")
-    try:
-        join = JoinPolicy(join)
-    except ValueError:
-        raise ConfigError(f"unknown join policy {join!r} (use one of: {', '.join(JoinPolicy)})") from None
+    max_tasks = len(workers) if opts.max_tasks is None else opts.max_tasks
 
     crew = Crew([leader, *workers], model=model, base_url=base_url)
-    team = _Team(leader.name, [w.name for w in workers], max_rounds, max_tasks, join)
+    team = _Team(leader.name, [w.name for w in workers], opts.max_rounds, max_tasks, opts.join)
     retry = model_retry_policy()
 
     graph = StateGraph(HierarchicalState, context_schema=SwarmContext, input_schema=HierarchicalInput)
@@ -159,7 +161,7 @@ def create_hierarchical(
     graph.add_node("work", partial(work, crew=crew, team=team), input_schema=WorkerInput, retry_policy=retry)
     graph.add_node("consolidate", partial(consolidate, crew=crew, team=team), retry_policy=retry, defer=True)
     graph.add_edge(START, "plan")
-    if approve_plan:
+    if opts.approve_plan:
         graph.add_node("approve", partial(approve, team=team, crew=crew))
         graph.add_edge("plan", "approve")
         graph.add_conditional_edges("approve", dispatch, ["work", "consolidate", END])
@@ -185,7 +187,7 @@ async def plan(
     state: HierarchicalState, config: RunnableConfig, runtime: Runtime[SwarmContext], *, crew: Crew, team: _Team
 ) -> dict[str, Any]:
     round_ = state.get("round", 0) + 1
-    members = [crew[name].agent for name in team.workers]
+    members = [crew.agent(name) for name in team.workers]
     system = prompt("hierarchical_plan").format(
         leader=team.leader, max_tasks=team.max_tasks, team="\n".join(_describe(a) for a in members)
     )
@@ -227,7 +229,7 @@ def approve(state: HierarchicalState, *, team: _Team, crew: Crew) -> dict[str, A
             raise ConfigError(f"an edited plan is a list of tasks with a title and a worker: {exc}") from None
         if not edited:
             raise ConfigError("an edited plan needs at least one task")
-        members = [crew[name].agent for name in team.workers]
+        members = [crew.agent(name) for name in team.workers]
         kept = [t for t in state["tasks"] if t["round"] != round_]
         return {"approvals": [record], "tasks": [*kept, *assign_tasks(edited, members, round_)]}
     if action != "approve":
@@ -358,3 +360,62 @@ def _best_fit(text: str, workers: Sequence[Agent], load: Counter[str]) -> str:
 def _describe(agent: Agent) -> str:
     strengths = ", ".join(agent.strengths) or "general"
     return f"- {agent.name} ({agent.role}): strengths {strengths}"
+
+
+# -- view: how its updates and runs are shown (rendered by the CLI and the report) ----
+
+
+def view_update(node: str, update: dict[str, Any]) -> str:
+    """One progress line about a node's update."""
+    if node in ("plan", "approve") and update.get("tasks"):
+        tasks = update["tasks"]
+        return tasks_line([(t["title"], t["worker"]) for t in tasks if t["round"] == tasks[-1]["round"]])
+    if node == "work" and update.get("results"):
+        r = update["results"][0]
+        return f"{r['task_id']} {'done' if r['ok'] else 'failed: ' + r['error']}"
+    if update.get("stop_reason"):
+        return f"stop: {update['stop_reason']}"
+    if update.get("reviews"):
+        return "review: " + ("approved" if update["reviews"][-1]["approved"] else "needs another round")
+    return ""
+
+
+def view_run(run: Run, *, brief: bool = False) -> list[Block]:
+    """The plan with each task's worker and outcome, the approvals and the leader's reviews."""
+    state = run.state
+    if not state.get("tasks"):
+        return []
+    outcomes = {x["task_id"]: x for x in state.get("results", [])}
+    for writes in run.pending.get("work", []):  # tasks finished in a step that did not complete
+        for x in writes.get("results", []) if isinstance(writes, dict) else []:
+            outcomes.setdefault(x["task_id"], x)
+    if brief:
+        rows: list[list[Cell]] = []
+        for t in state["tasks"]:
+            x = outcomes.get(t["id"])
+            outcome = "pending" if x is None else ("ok" if x["ok"] else "failed")
+            rows.append([str(t["round"]), shorten(t["title"], 50), t["worker"], t["assigned_by"], outcome])
+        blocks: list[Block] = [Table(["round", "task", "worker", "assigned by", "result"], rows, title="plan and assignments")]
+        for review in state.get("reviews", []):
+            verdict = "approved" if review["approved"] else f"not approved: {shorten(review['feedback'], 120)}"
+            blocks.append(Text(f"round {review['round']} review: {verdict}"))
+        return blocks
+    rows = []
+    for task in state["tasks"]:
+        done = outcomes.get(task["id"])
+        status = "pending" if done is None else ("ok" if done["ok"] else "failed")
+        output = "" if done is None else (done["output"] if done["ok"] else done["error"])
+        title = task["title"] + (f"\n{task['description']}" if task.get("description") else "")
+        rows.append([str(task["round"]), task["id"], Text(title), task["worker"], task["assigned_by"], status, Text(output)])
+    header = ["round", "task", "title", "worker", "assigned by", "status", "output"]
+    blocks = [Table(header, rows, title="Plan, assignments and results")]
+    if state.get("approvals"):
+        approvals: list[list[Cell]] = [[str(a["round"]), a["action"], Text(a.get("feedback", ""))] for a in state["approvals"]]
+        blocks.append(Table(["round", "decision", "feedback"], approvals, title="Plan approvals"))
+    if state.get("reviews"):
+        reviews: list[list[Cell]] = [
+            [str(r["round"]), "approved" if r["approved"] else "another round", Text(r["feedback"]), Text(r["answer"])]
+            for r in state["reviews"]
+        ]
+        blocks.append(Table(["round", "verdict", "feedback", "answer"], reviews, title="Leader's reviews"))
+    return blocks

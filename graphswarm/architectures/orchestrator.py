@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import operator
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import partial
@@ -31,16 +31,18 @@ from langgraph.errors import GraphBubbleUp
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import Send, interrupt
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict
 
 from graphswarm.agents import Agent, check_agents, make_workers
+from graphswarm.architectures.options import SwarmOptions
 from graphswarm.budget import SwarmContext
 from graphswarm.errors import ConfigError
 from graphswarm.nodes import Crew, ask, clip, final_attempt, is_transient, memory_of, model_retry_policy, prompt
 from graphswarm.state import StopReason, SwarmState
+from graphswarm.view import Block, Cell, Run, Table, Text, shorten, tasks_line
 
-__all__ = ["create_orchestrator", "OrchestratorState", "PoolTask", "PoolTaskStatus", "AgentStats", "Attempt"]
+__all__ = ["create_orchestrator", "OrchestratorOptions", "OrchestratorState", "PoolTask", "PoolTaskStatus", "AgentStats", "Attempt"]
 
 DEFAULT_ORCHESTRATOR = Agent(name="orchestrator", role="orchestrator", strengths=["planning", "synthesis"])
 RESULT_CLIP = 800
@@ -104,6 +106,27 @@ class OrchestratorState(SwarmState):
     agent_stats: dict[str, AgentStats]
 
 
+class OrchestratorOptions(SwarmOptions):
+    """The orchestrator's options (`graphswarm options orchestrator`); the pool's size
+    is its number of agents (`--nodes N`), not an option."""
+
+    model_config = ConfigDict(extra="forbid", title="orchestrator")
+
+    concurrency: int | None = Field(None, ge=1, le=10_000, description="tasks in flight at once (default: one per agent)")
+    max_tasks: int | None = Field(
+        None, ge=1, le=10_000, description="tasks the orchestrator may create per round (default: twice the pool, at least 10)"
+    )
+    max_rounds: int = Field(2, ge=1, le=50, description="check rounds; a round may add follow-up tasks")
+    max_failures: int = Field(2, ge=1, le=1000, description="failures in a row after which an agent is marked down")
+    max_attempts: int = Field(
+        2, ge=1, le=20, description="tries of one model call on one agent before the task goes to another agent"
+    )
+    max_task_attempts: int = Field(3, ge=1, le=1000, description="agents a task is tried on before it is given up")
+    task_timeout: float | None = Field(
+        None, gt=0, description="seconds an agent may spend on a task before it counts as failed"
+    )
+
+
 class OrchestratorInput(TypedDict):
     objective: str
 
@@ -134,13 +157,8 @@ def create_orchestrator(
     leader: Agent | None = None,
     model: Any = None,
     base_url: str | None = None,
-    concurrency: int | None = None,
-    max_tasks: int | None = None,
-    max_rounds: int = 2,
-    max_failures: int = 2,
-    max_attempts: int = 2,
-    max_task_attempts: int = 3,
-    task_timeout: float | None = None,
+    options: OrchestratorOptions | Mapping[str, Any] | None = None,
+    **kwargs: Any,
 ) -> StateGraph:
     """Build an orchestrator over a pool of agents.
 
@@ -152,15 +170,11 @@ def create_orchestrator(
         leader: the orchestrator, which plans, checks and consolidates (a default one when omitted).
         model: the model of every agent that names none (see `resolve_model`).
         base_url: an OpenAI-compatible server for model names given as strings.
-        concurrency: tasks in flight at once (default: one per agent).
-        max_tasks: tasks the orchestrator may create per round (default: twice the pool, at least 10).
-        max_rounds: check rounds; a round may add follow-up tasks.
-        max_failures: failures in a row after which an agent is marked down.
-        max_attempts: tries of one model call on one agent (transient errors) before the
-            task counts as failed there and goes to another agent.
-        max_task_attempts: agents a task is tried on before it is given up.
-        task_timeout: seconds an agent may spend on a task before it counts as failed.
+        options: an `OrchestratorOptions`, or its fields as keyword arguments
+            (`concurrency=10, max_failures=2, task_timeout=120`); `max_attempts` counts
+            tries of one model call on transient errors.
     """
+    opts = OrchestratorOptions.check(options, **kwargs)
     if isinstance(agents, int) and not isinstance(agents, bool):
         if agents < 1:
             raise ConfigError(f"the pool needs at least 1 agent (nodes), got {agents}")
@@ -168,22 +182,9 @@ def create_orchestrator(
     agents = check_agents(agents)
     leader = leader or DEFAULT_ORCHESTRATOR
     check_agents([leader, *agents])
-    concurrency = len(agents) if concurrency is None else concurrency
-    max_tasks = max(10, 2 * len(agents)) if max_tasks is None else max_tasks
-    for name, value, low, high in (
-        ("concurrency", concurrency, 1, 10_000),
-        ("max_tasks", max_tasks, 1, 10_000),
-        ("max_rounds", max_rounds, 1, 50),
-        ("max_failures", max_failures, 1, 1000),
-        ("max_attempts", max_attempts, 1, 20),
-        ("max_task_attempts", max_task_attempts, 1, 1000),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise ConfigError(f"{name} must be a whole number from {low} to {high}, got {value!r}")
-    if task_timeout is not None and (
-        isinstance(task_timeout, bool) or not isinstance(task_timeout, (int, float)) or not task_timeout > 0
-    ):
-        raise ConfigError(f"task_timeout must be a positive number of seconds, got {task_timeout!r}")
+    concurrency = len(agents) if opts.concurrency is None else opts.concurrency
+    max_tasks = max(10, 2 * len(agents)) if opts.max_tasks is None else opts.max_tasks
+    max_attempts = opts.max_attempts
 
     crew = Crew([leader, *agents], model=model, base_url=base_url)
     pool = _Pool(
@@ -191,11 +192,11 @@ def create_orchestrator(
         agents=[a.name for a in agents],
         concurrency=concurrency,
         max_tasks=max_tasks,
-        max_rounds=max_rounds,
-        max_failures=max_failures,
+        max_rounds=opts.max_rounds,
+        max_failures=opts.max_failures,
         max_attempts=max_attempts,
-        max_task_attempts=max_task_attempts,
-        task_timeout=task_timeout,
+        max_task_attempts=opts.max_task_attempts,
+        task_timeout=opts.task_timeout,
     )
     graph = StateGraph(OrchestratorState, context_schema=SwarmContext, input_schema=OrchestratorInput)
     graph.add_node("plan", partial(plan, crew=crew, pool=pool), retry_policy=model_retry_policy())
@@ -412,3 +413,65 @@ def load_spread(stats: dict[str, AgentStats]) -> dict[str, float]:
     """Finished tasks per agent that is up: the least, the most, and the mean."""
     counts = [s["tasks"] for s in stats.values() if s["up"]] or [0]
     return {"min": min(counts), "max": max(counts), "mean": round(sum(counts) / len(counts), 2)}
+
+
+# -- view: how its updates and runs are shown (rendered by the CLI and the report) ----
+
+
+def view_update(node: str, update: dict[str, Any]) -> str:
+    """One progress line about a node's update."""
+    if node == "plan" and update.get("tasks"):
+        tasks = update["tasks"]
+        return tasks_line([(t["title"], "") for t in tasks if t["round"] == tasks[-1]["round"]])
+    if node == "work" and update.get("attempts"):
+        a = update["attempts"][0]
+        return f"{a['task_id']} by {a['agent']}: " + ("done" if a["ok"] else "failed: " + a["error"])
+    if node == "schedule" and update.get("tasks"):
+        running = [t for t in update["tasks"] if t["status"] == PoolTaskStatus.RUNNING]
+        done = sum(t["status"] == PoolTaskStatus.DONE for t in update["tasks"])
+        down = [n for n, s in update.get("agent_stats", {}).items() if not s["up"]]
+        return f"wave {update.get('wave')}: {len(running)} assigned, {done}/{len(update['tasks'])} done" + (
+            f", down: {', '.join(down)}" if down else ""
+        )
+    if update.get("stop_reason"):
+        return f"stop: {update['stop_reason']}"
+    return ""
+
+
+def view_run(run: Run, *, brief: bool = False) -> list[Block]:
+    """The tasks with who did them (and who failed them), and the pool's agents."""
+    state = run.state
+    stats = state.get("agent_stats")
+    if not stats:
+        return []
+    tasks, agents = state.get("tasks", []), ["agent", "status", "assigned"]
+    if brief:
+        rows: list[list[Cell]] = [
+            [t["id"], str(t["round"]), t["status"], t["agent"], str(t["attempts"]),
+             shorten(", ".join(t["failed_agents"]), 30), shorten(t["title"], 50)]
+            for t in tasks
+        ]  # fmt: skip
+        pool: list[list[Cell]] = [
+            [name, "up" if s["up"] else "down", str(s["assigned"]), str(s["tasks"]), str(s["failures"]),
+             f"{s['latency_s'] / max(1, s['tasks'] + s['failures']):.2f}"]
+            for name, s in stats.items()
+        ]  # fmt: skip
+        spread = load_spread(stats)
+        caption = f"tasks per agent that is up: min {spread['min']:g}, mean {spread['mean']:g}, max {spread['max']:g}"
+        return [
+            Table(["task", "round", "status", "agent", "attempts", "failed on", "title"], rows, title="tasks"),
+            Table([*agents, "tasks", "failures", "mean latency s"], pool, title="agents", caption=caption),
+        ]
+    rows = [
+        [t["id"], str(t["round"]), t["status"], t["agent"], str(t["attempts"]), ", ".join(t["failed_agents"]),
+         Text(t["title"]), Text(t["result"])]
+        for t in tasks
+    ]  # fmt: skip
+    pool = [
+        [name, "up" if s["up"] else "down", str(s["assigned"]), str(s["tasks"]), str(s["failures"]), f"{s['latency_s']:.2f}"]
+        for name, s in stats.items()
+    ]
+    return [
+        Table(["task", "round", "status", "agent", "attempts", "failed on", "title", "result"], rows, title="Tasks"),
+        Table([*agents, "finished", "failures", "time s"], pool, title="Agents"),
+    ]

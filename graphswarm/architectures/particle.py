@@ -17,7 +17,7 @@ or after `iterations`.
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from itertools import combinations
@@ -28,16 +28,20 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import Send
+from pydantic import ConfigDict, Field
 from typing_extensions import TypedDict
 
 from graphswarm.agents import Agent, check_agents
 from graphswarm.aggregation import cosine, extract_answer
+from graphswarm.architectures.options import SwarmOptions
 from graphswarm.budget import SwarmContext
+from graphswarm.embeddings import resolve_embeddings
 from graphswarm.errors import ConfigError
 from graphswarm.nodes import Crew, answer_messages, ask, judge_scores, model_retry_policy, prompt, send_each
 from graphswarm.state import CallRecord, StopReason, SwarmState
+from graphswarm.view import Block, Cell, Chart, Heading, Run, Table, Text
 
-__all__ = ["create_particle", "ParticleState", "Position", "IterationStats", "diversity"]
+__all__ = ["create_particle", "ParticleOptions", "ParticleState", "Position", "IterationStats", "diversity"]
 
 DEFAULT_JUDGE = Agent(name="judge", role="impartial judge")
 
@@ -79,6 +83,27 @@ class ParticleState(SwarmState):
     """Each particle's revision prompt for the next iteration."""
 
 
+class ParticleOptions(SwarmOptions):
+    """The particle swarm's options (`graphswarm options particle`)."""
+
+    model_config = ConfigDict(extra="forbid", title="particle")
+
+    iterations: int = Field(5, ge=1, le=50, description="the most iterations, the first answers included")
+    inertia: float = Field(0.5, ge=0, le=1, description="how much of its own answer a particle keeps")
+    exploration: float = Field(0.2, ge=0, le=1, description="how much it tries what nobody tried")
+    diversity_threshold: float = Field(
+        0.05, ge=0, lt=2, description="converged when the mean pairwise cosine distance falls below it"
+    )
+    patience: int = Field(2, ge=1, description="iterations without a better global best before stopping")
+    neighbours: int = Field(0, ge=0, description="how many nearest other particles each one sees (fewer than the particles)")
+    embeddings: Embeddings | str | None = Field(
+        None, description="positions are answer embeddings: minilm, openai[:model], a name on --base-url (default: the best available)"
+    )
+    scorer: Callable[[str, str], float] | None = Field(
+        None, description="scorer(objective, answer) -> float instead of a judge (Python only)"
+    )
+
+
 class ParticleInput(TypedDict):
     objective: str
 
@@ -110,50 +135,33 @@ class _Swarm:
 def create_particle(
     agents: Sequence[Agent],
     *,
-    embeddings: Embeddings,
     model: Any = None,
     base_url: str | None = None,
-    iterations: int = 5,
     judge: Agent | None = None,
-    scorer: Callable[[str, str], float] | None = None,
-    inertia: float = 0.5,
-    exploration: float = 0.2,
-    diversity_threshold: float = 0.05,
-    patience: int = 2,
-    neighbours: int = 0,
+    options: ParticleOptions | Mapping[str, Any] | None = None,
+    **kwargs: Any,
 ) -> StateGraph:
     """Build a particle swarm.
 
     Args:
         agents: the particles (at least two).
-        embeddings: positions are answer embeddings (any LangChain `Embeddings`).
-        iterations: the most iterations, the first answers included.
         judge: the agent that scores answers (default: a judge on the default model),
             unless `scorer(objective, answer) -> float` is given.
-        inertia: how much of its own answer a particle keeps (0..1).
-        exploration: how much it tries what nobody tried (0..1).
-        diversity_threshold: converged when mean pairwise cosine distance falls below it.
-        patience: iterations without a better global best before stopping.
-        neighbours: how many nearest other particles each one sees (0 = none).
+        options: a `ParticleOptions`, or its fields as keyword arguments
+            (`embeddings=..., iterations=3, inertia=0.5`); embeddings are any LangChain
+            `Embeddings` or a name, by default the best available.
     """
+    opts = ParticleOptions.check(options, **kwargs)
     agents = check_agents(agents, minimum=2)
-    if embeddings is None:
-        raise ConfigError("the particle swarm needs embeddings: pass embeddings=... (any LangChain Embeddings)")
-    if not 1 <= iterations <= 50:
-        raise ConfigError(f"iterations must be between 1 and 50, got {iterations}")
-    for name, value in (("inertia", inertia), ("exploration", exploration)):
-        if not 0 <= value <= 1:
-            raise ConfigError(f"{name} must be between 0 and 1, got {value}")
-    if not 0 <= diversity_threshold < 2:
-        raise ConfigError(f"diversity_threshold must be in [0, 2), got {diversity_threshold}")
-    if patience < 1 or not 0 <= neighbours < len(agents):
-        raise ConfigError(f"patience must be >= 1 and neighbours in [0, {len(agents) - 1}]")
-    judges = [] if scorer is not None else [judge or DEFAULT_JUDGE]
+    if opts.neighbours >= len(agents):
+        raise ConfigError(f"option neighbours must be fewer than the {len(agents)} particles, got {opts.neighbours}")
+    embeddings = resolve_embeddings(opts.embeddings, base_url=base_url)
+    judges = [] if opts.scorer is not None else [judge or DEFAULT_JUDGE]
     check_agents([*agents, *judges])
     crew = Crew([*agents, *judges], model=model, base_url=base_url)
     swarm = _Swarm(
-        [a.name for a in agents], judges[0].name if judges else None, scorer, embeddings,
-        iterations, inertia, exploration, diversity_threshold, patience, neighbours,
+        [a.name for a in agents], judges[0].name if judges else None, opts.scorer, embeddings, opts.iterations,
+        opts.inertia, opts.exploration, opts.diversity_threshold, opts.patience, opts.neighbours,
     )
     retry = model_retry_policy()
 
@@ -293,3 +301,48 @@ def diversity(vectors: Sequence[Sequence[float]]) -> float:
     if not pairs:
         return 0.0
     return sum(1.0 - cosine(vectors[a], vectors[b]) for a, b in pairs) / len(pairs)
+
+
+# -- view: how its updates and runs are shown (rendered by the CLI and the report) ----
+
+
+def view_update(node: str, update: dict[str, Any]) -> str:
+    """One progress line about a node's update."""
+    if update.get("stop_reason"):
+        return f"stop: {update['stop_reason']}"
+    return ""
+
+
+def view_run(run: Run, *, brief: bool = False) -> list[Block]:
+    """Fitness and diversity per iteration (charts and a table), and every position."""
+    state = run.state
+    trace = state.get("trace", [])
+    if not trace and not state.get("scored"):
+        return []
+    stats: list[list[Cell]] = [
+        [str(t["iteration"]), f"{t['best_fitness']:g}", f"{t['mean_fitness']:.2f}", f"{t['diversity']:.3f}"] for t in trace
+    ]
+    columns = ["iteration", "best fitness", "mean fitness", "diversity"]
+    if brief:
+        return [Table(columns, stats, title="particle swarm")] if trace else []
+    blocks: list[Block] = []
+    if trace:
+        fitness = {
+            "best fitness": [(t["iteration"], t["best_fitness"]) for t in trace],
+            "mean fitness": [(t["iteration"], t["mean_fitness"]) for t in trace],
+        }
+        blocks += [
+            Heading("Particle trace"),
+            Chart("Fitness per iteration", fitness, x_label="iteration"),
+            Chart("Diversity per iteration", {"diversity": [(t["iteration"], t["diversity"]) for t in trace]},
+                  x_label="iteration", y_range=(0, 1)),
+            Table(columns, stats, compact=True),
+        ]  # fmt: skip
+    positions = state.get("scored") or state.get("moves") or []
+    if positions:
+        best = state.get("global_best") or {}
+        rows: list[list[Cell]] = [[str(p["iteration"]), p["agent"], f"{p['fitness']:g}", Text(p["text"])] for p in positions]
+        strong = {i for i, p in enumerate(positions) if (p["agent"], p["iteration"]) == (best.get("agent"), best.get("iteration"))}
+        caption = f"swarm's best: {best['agent']} in iteration {best['iteration']} ({best['fitness']:g})" if best else ""
+        blocks.append(Table(["iteration", "particle", "fitness", "answer"], rows, title="Positions", caption=caption, strong=strong))
+    return blocks

@@ -42,11 +42,12 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from typing_extensions import TypedDict
 
 from graphswarm.agents import Agent, check_agents
 from graphswarm.aggregation import normalize
+from graphswarm.architectures.options import SwarmOptions
 from graphswarm.budget import SwarmContext
 from graphswarm.errors import ConfigError
 from graphswarm.nodes import (
@@ -63,8 +64,9 @@ from graphswarm.nodes import (
 )
 from graphswarm.state import StopReason, SwarmState
 from graphswarm.toolbox import Workspace, builtin_tools, check_tool_names
+from graphswarm.view import Block, Cell, Run, Table, Text, shorten, tasks_line
 
-__all__ = ["create_task_loop", "TaskLoopState", "LoopTask", "TaskStatus", "ToolUse", "DEFAULT_TOOLS"]
+__all__ = ["create_task_loop", "TaskLoopOptions", "TaskLoopState", "LoopTask", "TaskStatus", "ToolUse", "DEFAULT_TOOLS"]
 
 DEFAULT_PLANNER = Agent(name="planner", role="task planner", strengths=["planning", "prioritising"])
 DEFAULT_TOOLS = ("memory_search", "calculator", "read_file", "write_file", "list_files", "ask_human")
@@ -141,6 +143,35 @@ class TaskLoopState(SwarmState):
     """What a person answered or decided at each pause."""
 
 
+class TaskLoopOptions(SwarmOptions):
+    """The task loop's options (`graphswarm options task_loop`)."""
+
+    model_config = ConfigDict(extra="forbid", title="task_loop")
+
+    tools: tuple[str, ...] = Field(
+        DEFAULT_TOOLS, description="built-in tools every agent gets besides its own (shell needs allow_shell)"
+    )
+    allow_shell: bool = Field(False, description="let agents run shell commands in the workspace")
+    approve_tools: tuple[str, ...] = Field((), description="tools whose every call waits for a person's approval")
+    workspace: Path | None = Field(
+        None, description="the directory file tools are confined to (default: one per run beside the database)"
+    )
+    subgraphs: tuple[str, ...] | dict[str, Any] = Field(
+        (), description="graphs a task may be handed to: architecture names, or (Python) a mapping name -> graph"
+    )
+    max_tasks: int = Field(10, ge=1, le=1000, description="tasks executed before the run stops")
+    max_steps: int = Field(6, ge=1, le=100, description="model calls an agent may make on one task before it must answer")
+    duplicate_similarity: float = Field(
+        0.9, gt=0, le=1, description="a new task this close (cosine) to an existing one in memory is dropped"
+    )
+
+    @field_validator("tools", "approve_tools", "subgraphs", mode="before")
+    @classmethod
+    def _names(cls, value: Any) -> Any:
+        """One name, or names separated by commas (`-o tools=calculator,read_file`), is a list."""
+        return tuple(n.strip() for n in value.split(",") if n.strip()) if isinstance(value, str) else value
+
+
 class TaskLoopInput(TypedDict):
     objective: str
 
@@ -167,14 +198,8 @@ def create_task_loop(
     leader: Agent | None = None,
     model: Any = None,
     base_url: str | None = None,
-    tools: Sequence[str] = DEFAULT_TOOLS,
-    allow_shell: bool = False,
-    approve_tools: Sequence[str] = (),
-    workspace: str | Path | None = None,
-    subgraphs: Mapping[str, Any] | Sequence[str] = (),
-    max_tasks: int = 10,
-    max_steps: int = 6,
-    duplicate_similarity: float = 0.9,
+    options: TaskLoopOptions | Mapping[str, Any] | None = None,
+    **kwargs: Any,
 ) -> StateGraph:
     """Build a task loop.
 
@@ -183,39 +208,28 @@ def create_task_loop(
         leader: the planner that keeps the task list (a default "planner" when omitted).
         model: the model of every agent that names none (see `resolve_model`).
         base_url: an OpenAI-compatible server for model names given as strings.
-        tools: built-in tools every agent gets besides its own `Agent.tools` (see
-            `graphswarm.toolbox.BUILTIN_TOOLS`); "shell" needs `allow_shell=True`.
-        allow_shell: let agents run shell commands in the workspace (off by default).
-        approve_tools: tools whose every call waits for a person's approval
-            (`Runner.resume(run_id, decision={"action": "approve"})`, or "reject" / "stop").
-        workspace: the directory file tools are confined to; by default each run gets
-            its own beside the run database.
-        subgraphs: graphs a task may be handed to, by name: architecture names (built
-            with these agents, e.g. ["debate"]) or a mapping name -> graph you built.
-        max_tasks: tasks executed before the run stops (`task_cap`).
-        max_steps: model calls an agent may make on one task before it must answer.
-        duplicate_similarity: a new task this close (cosine) to an existing one in the
-            run's memory is dropped as a duplicate; equal text is always a duplicate.
+        options: a `TaskLoopOptions`, or its fields as keyword arguments. `tools` are
+            built-in tools (`graphswarm.toolbox.BUILTIN_TOOLS`) every agent gets besides
+            its own `Agent.tools`; a call of a tool in `approve_tools` waits for
+            `Runner.resume(run_id, decision={"action": "approve"})`, or "reject" / "stop";
+            `subgraphs` are architecture names (built with these agents, e.g.
+            ["debate"]) or a mapping name -> graph you built; `max_tasks` ends the run
+            with `task_cap`; equal task text is always a duplicate.
     """
+    opts = TaskLoopOptions.check(options, **kwargs)
     agents = check_agents(agents)
     leader = leader or DEFAULT_PLANNER
     check_agents([leader, *agents])
-    if not 1 <= max_tasks <= 1000:
-        raise ConfigError(f"max_tasks must be between 1 and 1000, got {max_tasks}")
-    if not 1 <= max_steps <= 100:
-        raise ConfigError(f"max_steps must be between 1 and 100, got {max_steps}")
-    if not 0 < duplicate_similarity <= 1:
-        raise ConfigError(f"duplicate_similarity must be in (0, 1], got {duplicate_similarity}")
-    if isinstance(tools, str):
-        tools = [tools]
-    tool_names = check_tool_names(list(tools), allow_shell=allow_shell)
+    allow_shell, approve_tools, workspace = opts.allow_shell, opts.approve_tools, opts.workspace
+    max_tasks, max_steps, duplicate_similarity = opts.max_tasks, opts.max_steps, opts.duplicate_similarity
+    tool_names = check_tool_names(list(opts.tools), allow_shell=allow_shell)
     own_tools = {t.name for a in agents for t in a.tools}
     for name in approve_tools:
         if name not in {*tool_names, *own_tools}:
             raise ConfigError(f"approve_tools names {name!r}, which no agent has (tools: {', '.join(tool_names)})")
     fixed = Workspace(workspace) if workspace is not None else None
 
-    graphs = _subgraphs(subgraphs, agents, model=model, base_url=base_url)
+    graphs = _subgraphs(opts.subgraphs, agents, model=model, base_url=base_url)
     clash = set(graphs) & {a.name for a in (leader, *agents)}
     if clash:
         raise ConfigError(f"a subgraph and an agent share the name {sorted(clash)[0]!r}")
@@ -474,7 +488,7 @@ async def act(
     tool has side effects, so resuming after the pause runs nothing twice.
     """
     task = _current(state)
-    agent = crew[task["assignee"]].agent
+    agent = crew.agent(task["assignee"])
     conversation = messages_from_dict(state["conversation"])
     requested = conversation[-1].tool_calls
     answered: dict[str, ToolMessage] = {}
@@ -649,7 +663,68 @@ def _pending(state: TaskLoopState) -> list[LoopTask]:
 def _team(crew: Crew, loop: _Loop) -> str:
     lines = []
     for name in loop.agents:
-        agent = crew[name].agent
+        agent = crew.agent(name)
         lines.append(f"- {name} ({agent.role}): strengths {', '.join(agent.strengths) or 'general'}")
     lines += [f"- {name}: a team that runs a {name} among the agents, for contested questions" for name in loop.subgraphs]
     return "\n".join(lines)
+
+
+# -- view: how its updates and runs are shown (rendered by the CLI and the report) ----
+
+
+def view_update(node: str, update: dict[str, Any]) -> str:
+    """One progress line about a node's update."""
+    if node == "plan" and update.get("tasks"):
+        return tasks_line([(t["title"], t["assignee"]) for t in update["tasks"] if t["status"] != TaskStatus.DROPPED])
+    if node == "pick" and update.get("current"):
+        return f"task {update['current']}"
+    if node == "act" and update.get("tool_uses"):
+        return ", ".join(f"{u['tool']}({'ok' if u['ok'] else 'error'})" for u in update["tool_uses"])
+    if node == "review" and update.get("tasks"):
+        pending = [t for t in update["tasks"] if t["status"] == TaskStatus.PENDING]
+        return f"{len(pending)} tasks pending" + (f"; stop: {update['stop_reason']}" if update.get("stop_reason") else "")
+    if update.get("stop_reason"):
+        return f"stop: {update['stop_reason']}"
+    return ""
+
+
+def view_run(run: Run, *, brief: bool = False) -> list[Block]:
+    """The task list with each task's result, the tool calls, and a person's decisions."""
+    state = run.state
+    if not state.get("tasks"):
+        return []
+    uses, decisions = state.get("tool_uses", []), state.get("decisions", [])
+    if brief:
+        rows: list[list[Cell]] = []
+        for t in sorted(state["tasks"], key=lambda t: (t["status"] != "done", t["status"] != "pending", t["priority"])):
+            status = t["status"] + (f" (repeats {t['duplicate_of']})" if t["duplicate_of"] else "")
+            rows.append([str(t["id"]), status, str(t["priority"]), t["assignee"], shorten(t["title"], 50), shorten(t["result"], 50)])
+        blocks: list[Block] = [Table(["task", "status", "priority", "assignee", "title", "result"], rows, title="task list")]
+        if uses:
+            calls: list[list[Cell]] = [
+                [str(u["task_id"]), u["agent"], u["tool"], shorten(json.dumps(u["args"], ensure_ascii=False), 50),
+                 "yes" if u["ok"] else "no", shorten(u["output"], 50)]
+                for u in uses
+            ]  # fmt: skip
+            blocks.append(Table(["task", "agent", "tool", "arguments", "ok", "output"], calls, title="tool calls"))
+        for d in decisions:
+            blocks.append(Text(f"task {d['task_id']} {d['kind']}: {shorten(d['request'], 80)} -> {d['action']} {d['text']}".rstrip()))
+        return blocks
+    rows = [
+        [str(t["id"]), t["status"], str(t["priority"]), t["assignee"], Text(t["title"]), Text(t["result"])]
+        for t in state["tasks"]
+    ]
+    blocks = [Table(["task", "status", "priority", "assignee", "title", "result"], rows, title="Task list")]
+    if uses:
+        calls = [
+            [str(u["task_id"]), u["agent"], u["tool"], Text(json.dumps(u["args"], ensure_ascii=False)),
+             "ok" if u["ok"] else "refused/failed", Text(u["output"])]
+            for u in uses
+        ]  # fmt: skip
+        blocks.append(Table(["task", "agent", "tool", "arguments", "outcome", "output"], calls, title="Tool calls"))
+    if decisions:
+        made: list[list[Cell]] = [
+            [str(d["task_id"]), d["kind"], Text(d["request"]), d["action"], Text(d["text"])] for d in decisions
+        ]
+        blocks.append(Table(["task", "kind", "request", "decision", "text"], made, title="A person's decisions"))
+    return blocks

@@ -1,0 +1,72 @@
+"""Each architecture's view lives in its module; the CLI, the report and the drawings
+render neutral blocks and know no architecture."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from graphswarm import view
+from graphswarm.registry import ARCHITECTURES
+
+PACKAGE = Path(view.__file__).parent
+RENDERERS = ["cli.py", "report.py", "viz.py", "view.py"]
+STATE_KEYS = ["agent_stats", "assignee"]
+"""Keys of one architecture's state that the renderers once guessed the architecture from."""
+
+
+@pytest.mark.parametrize("module", RENDERERS)
+def test_the_renderers_name_no_architecture(module):
+    words = [*ARCHITECTURES, *STATE_KEYS]
+    pattern = re.compile("|".join(re.escape(w) for w in words))
+    text = (PACKAGE / module).read_text(encoding="utf-8")
+    found = [f"{n}: {line.strip()}" for n, line in enumerate(text.splitlines(), start=1) if pattern.search(line)]
+    assert not found, f"{module} names an architecture:\n" + "\n".join(found)
+
+
+def run_of(architecture: str, state: dict, spec: dict | None = None) -> SimpleNamespace:
+    record = SimpleNamespace(architecture=architecture, spec={"architecture": architecture} if spec is None else spec)
+    return SimpleNamespace(record=record, state=state, pending={})
+
+
+@pytest.mark.parametrize("name", list(ARCHITECTURES))
+def test_every_architecture_has_a_view_in_its_own_module(name):
+    arch = ARCHITECTURES[name]
+    found = arch.load_view()
+    assert found.update.__module__ == found.run.__module__ == arch.builder.split(":")[0]
+    assert view.view_of(name) == found
+    # Nothing to say yet: no progress line, no blocks (a run that failed before any node finished).
+    assert found.update("any", {}) == ""
+    assert found.run(run_of(name, {"objective": "x"})) == []
+    assert found.run(run_of(name, {"objective": "x"}), brief=True) == []
+
+
+def test_a_run_without_a_spec_shows_its_state_key_by_key():
+    state = {"objective": "x[i]", "notes": ["see [docs](https://x)"], "calls": [{"agent": "a"}], "final_answer": "y"}
+    for spec_less in (run_of("custom", state, spec={}), run_of(next(iter(ARCHITECTURES)), state, spec={})):
+        (brief,) = view.run_blocks(spec_less, brief=True)
+        (full,) = view.run_blocks(spec_less)
+        assert brief.title == "state" and brief.rows == [["objective", "x[i]"], ["notes", '["see [docs](https://x)"]']]
+        assert full.title == "State" and full.rows[1] == ["notes", view.Text('["see [docs](https://x)"]')]
+    assert view.view_of("custom") is view.GENERIC and view.GENERIC.update("node", {"stop_reason": "done"}) == ""
+
+
+def test_the_terminal_prints_blocks_as_written(capsys, monkeypatch):
+    from rich.console import Console
+
+    from graphswarm import cli
+
+    monkeypatch.setattr(cli, "out", Console(highlight=False, markup=False, emoji=False, width=200))
+    cli._print_blocks([
+        view.Heading("[bold]x[/bold]"),
+        view.Table(["answer", "votes"], [[view.Text("see [docs](https://x)"), "2"]], title="vote", caption="winner: :x:"),
+        view.Text("round 1: x[i]"),
+        view.agreement_chart([{"agreement": 0.5}, {"agreement": 1.0}], threshold=1.0),
+    ])  # fmt: skip
+    printed = capsys.readouterr().out
+    for text in ("[bold]x[/bold]", "│ see [docs](https://x) │ 2 ", "winner: :x:", "round 1: x[i]", "Agreement per round"):
+        assert text in printed
+    assert re.search(r"│ 2\s+│ 1\s+│", printed)  # the chart's points, as a table: round 2, agreement 1
