@@ -38,7 +38,7 @@ _EXPORTS: dict[str, str] = {
     "count_votes": "graphswarm.aggregation",
     "make_ballot": "graphswarm.aggregation",
     "extract_answer": "graphswarm.aggregation",
-    "JoinPolicy": "graphswarm.nodes",
+    "JoinPolicy": "graphswarm.architectures.blocks",
     "StopReason": "graphswarm.state",
     "resolve_model": "graphswarm.models",
     "SwarmSpec": "graphswarm.registry",
@@ -68,6 +68,7 @@ __all__ = sorted(_EXPORTS)
 if TYPE_CHECKING:
     from graphswarm.agents import Agent, ModelPrice
     from graphswarm.aggregation import TieBreak, VoteMethod, count_votes, extract_answer, make_ballot
+    from graphswarm.architectures.blocks import JoinPolicy
     from graphswarm.architectures.collaborative import CollaborativeOptions, create_collaborative
     from graphswarm.architectures.competitive import CompetitiveOptions, Selection, create_competitive
     from graphswarm.architectures.debate import DebateOptions, Topology, create_debate
@@ -90,7 +91,6 @@ if TYPE_CHECKING:
         UsageError,
     )
     from graphswarm.models import resolve_model
-    from graphswarm.nodes import JoinPolicy
     from graphswarm.registry import ARCHITECTURES, SwarmSpec
     from graphswarm.runs import (
         RunFailedError,

@@ -48,7 +48,7 @@ class Agent(BaseModel):
     tools: list[Any] = Field(default_factory=list)
     """LangChain tools this agent may call."""
     strengths: list[str] = Field(default_factory=list)
-    """What this agent is good at; the hierarchical leader assigns tasks by them."""
+    """What this agent is good at; a leader assigns tasks by them."""
     temperature: float | None = Field(None, ge=0, le=2)
     price: ModelPrice | None = None
     """Overrides the built-in price table for cost estimates."""

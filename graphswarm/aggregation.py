@@ -443,7 +443,7 @@ def agreement(
     embeddings: Embeddings | None = None,
     threshold: float = 0.85,
 ) -> float:
-    """The largest cluster's share of the non-abstaining votes (a debate's early stop)."""
+    """The largest cluster's share of the non-abstaining votes (an early stop)."""
     return count_votes(ballots, method=method, embeddings=embeddings, threshold=threshold)["agreement"]
 
 

@@ -13,14 +13,20 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from graphswarm.state import CallRecord, StopReason
 
-__all__ = ["Budget", "Governor", "BudgetExhausted", "SwarmContext"]
+if TYPE_CHECKING:  # type names only: importing the budget loads no memory backend
+    from pathlib import Path
+
+    from graphswarm.memory import SharedMemory
+
+__all__ = ["Budget", "BudgetExhausted", "Governor", "SwarmContext"]
 
 
 class Budget(BaseModel):
@@ -50,7 +56,7 @@ class BudgetExhausted(Exception):
 class Governor:
     """Counts calls, tokens, cost and time for one execution of a run; thread-safe."""
 
-    def __init__(self, budget: Budget | None = None, *, spent: list[CallRecord] = (), elapsed_s: float = 0.0):
+    def __init__(self, budget: Budget | None = None, *, spent: Sequence[CallRecord] = (), elapsed_s: float = 0.0):
         self.budget = budget or Budget()
         self._lock = threading.Lock()
         self._calls = len(spent)
@@ -126,7 +132,7 @@ class SwarmContext:
     """Run-scoped objects handed to every node by LangGraph (never checkpointed)."""
 
     governor: Governor = field(default_factory=Governor)
-    memory: Any = None
-    """The run's `SharedMemory`, when the run has one."""
-    workspace: Any = None
-    """The run's own directory for agents' files (a `Path`), when the runner gives one."""
+    memory: SharedMemory | None = None
+    """The run's shared memory, when the run has one."""
+    workspace: Path | None = None
+    """The run's own directory for agents' files, when the runner gives one."""

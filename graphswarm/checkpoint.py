@@ -12,11 +12,12 @@ fallback off, so loading a checkpoint never unpickles anything.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
@@ -25,7 +26,11 @@ from langgraph.store.base import BaseStore
 from graphswarm.errors import ConfigError
 from graphswarm.models import redact_url
 
-__all__ = ["Backend", "Database", "parse_db_url", "open_database", "DEFAULT_DB"]
+if TYPE_CHECKING:
+    from langgraph.graph import StateGraph
+    from langgraph.graph.state import CompiledStateGraph
+
+__all__ = ["DEFAULT_DB", "Backend", "Database", "Persistence", "open_database", "parse_db_url"]
 
 DEFAULT_DB = ".graphswarm/runs.sqlite"
 
@@ -76,9 +81,27 @@ def parse_db_url(url: str | None = None) -> Database:
 
 @dataclass
 class Persistence:
+    """One open database: the checkpointer that holds runs' states and the store that
+    holds their records."""
+
     database: Database
     checkpointer: BaseCheckpointSaver
     store: BaseStore
+
+    def compile(
+        self,
+        graph: StateGraph[Any, Any, Any, Any],
+        *,
+        interrupt_before: Sequence[str] | None = None,
+        interrupt_after: Sequence[str] | None = None,
+    ) -> CompiledStateGraph[Any, Any, Any, Any]:
+        """`graph` compiled to keep its runs here, pausing before/after the nodes named."""
+        return graph.compile(
+            checkpointer=self.checkpointer,
+            store=self.store,
+            interrupt_before=list(interrupt_before) if interrupt_before else None,
+            interrupt_after=list(interrupt_after) if interrupt_after else None,
+        )
 
 
 _memory: dict[str, tuple[BaseCheckpointSaver, BaseStore]] = {}
@@ -132,9 +155,9 @@ async def _postgres(stack: AsyncExitStack, database: Database) -> tuple[BaseChec
     import psycopg
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
     from langgraph.store.postgres.aio import AsyncPostgresStore
-    from psycopg.rows import dict_row
+    from psycopg.rows import DictRow, dict_row
 
-    async def connect() -> psycopg.AsyncConnection:
+    async def connect() -> psycopg.AsyncConnection[DictRow]:
         conn = await psycopg.AsyncConnection.connect(
             database.location, autocommit=True, prepare_threshold=0, row_factory=dict_row, connect_timeout=10
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -28,7 +28,7 @@ from graphswarm.view import Block, shorten
 try:  # Typer >= 0.17 ships its own copy of click
     from typer._click import exceptions as click_errors
 except ImportError:  # pragma: no cover - older Typer on plain click
-    from click import exceptions as click_errors
+    from click import exceptions as click_errors  # type: ignore[no-redef]
 
 app = typer.Typer(
     name="graphswarm",
@@ -372,7 +372,7 @@ def list_options(
     own = _own_flags(typer.main.get_command(app).commands["run"])  # type: ignore[attr-defined]
     for name in [get_architecture(architecture).name] if architecture else list(ARCHITECTURES):
         table = Table("option", "flag", "type", "default", "range", "description", title=f"{name} options")
-        for info in get_architecture(name).load_options().describe():
+        for info in get_architecture(name).options.describe():
             flag = _flag(flag_of(info.name), own) if info.text else "(Python only)"
             table.add_row(info.name, flag, info.type, info.default, info.range, info.description)
         table.caption = f"graphswarm run {name} OBJECTIVE --NAME VALUE, or -o NAME=VALUE"
@@ -424,7 +424,7 @@ def _options_models() -> dict[str, Any]:
     """Each architecture's Options model, by architecture name."""
     from graphswarm.registry import ARCHITECTURES
 
-    return {name: arch.load_options() for name, arch in ARCHITECTURES.items()}
+    return {name: arch.options for name, arch in ARCHITECTURES.items()}
 
 
 def _flags_as_options(args: list[str], own: set[str]) -> list[str]:
@@ -505,6 +505,7 @@ def _decision(
 
 def _read_agents(path: Path):
     from graphswarm.agents import Agent
+    from graphswarm.architectures.base import Role
 
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -513,7 +514,7 @@ def _read_agents(path: Path):
     except json.JSONDecodeError as exc:
         raise ConfigError(f"agents file {str(path)!r} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
     data = data if isinstance(data, dict) else {"agents": data}
-    roles = {role: Agent.model_validate(data[role]) for role in ("leader", "judge", "moderator") if data.get(role)}
+    roles = {role.value: Agent.model_validate(data[role]) for role in Role if data.get(role)}
     members = data.get("agents")
     if members is None and roles:
         return roles, None  # --agents/--nodes generic members
@@ -522,7 +523,7 @@ def _read_agents(path: Path):
     return roles, [Agent.model_validate(m) for m in members]
 
 
-def _until_interrupted(main: Callable[[], Awaitable[Any]], run_id: str, db: str | None) -> Any:
+def _until_interrupted(main: Callable[[], Coroutine[Any, Any, Any]], run_id: str, db: str | None) -> Any:
     """Run `main()`; on Ctrl-C say whether the run is saved and how to continue it, exit 130."""
     from graphswarm.checkpoint import Backend, parse_db_url
 
@@ -690,8 +691,8 @@ def _rich_table(block: view.Table) -> Table:
 
 def _chart_table(chart: view.Chart) -> view.Table:
     """A chart's points as a table: one row per x, one column per series."""
-    series = {
-        name: dict(v if isinstance(v, (tuple, list)) else (i, v) for i, v in enumerate(values, start=1))
+    series: dict[str, dict[Any, Any]] = {
+        name: dict((v[0], v[1]) if isinstance(v, tuple | list) else (i, v) for i, v in enumerate(values, start=1))
         for name, values in chart.series.items()
     }
     xs = sorted({x for points in series.values() for x in points})

@@ -2,7 +2,7 @@
 changes nothing.
 
 An edit is applied as if a node had written it (`as_node`): keys with a reducer are
-combined through it (every list graphswarm keeps as a log, such as a debate's
+combined through it (every list graphswarm keeps as a log, such as a
 `transcript` or the `calls` ledger, gets the given items appended: past entries cannot
 be changed), other keys are replaced. What runs next is decided again from that node's
 edges, so by default the edit is applied as the node that wrote the state being edited,
@@ -11,7 +11,7 @@ and what runs next stays the same.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, NotRequired, Required, get_args, get_origin, get_type_hints
+from typing import TYPE_CHECKING, Annotated, Any, NotRequired, Required, get_args, get_origin, get_type_hints
 
 from langgraph.channels.binop import BinaryOperatorAggregate
 from langgraph.constants import START
@@ -21,10 +21,15 @@ from pydantic.errors import PydanticSchemaGenerationError
 
 from graphswarm.errors import ConfigError, UsageError
 
-__all__ = ["checked_edit", "apply_edit"]
+if TYPE_CHECKING:
+    from langchain_core.runnables import RunnableConfig
+
+__all__ = ["apply_edit", "checked_edit"]
 
 
-async def checked_edit(compiled: Any, config: dict[str, Any], updates: dict[str, Any], as_node: str | None) -> str | None:
+async def checked_edit(
+    compiled: Any, config: RunnableConfig, updates: dict[str, Any], as_node: str | None
+) -> str | None:
     """The node to apply `updates` to the state at `config` as (`as_node`, or the node that
     wrote that state), after checking that every key is one the state has (or, as the
     input, one the input takes) and every value has the key's type.
@@ -50,7 +55,7 @@ async def checked_edit(compiled: Any, config: dict[str, Any], updates: dict[str,
     return as_node
 
 
-async def apply_edit(compiled: Any, config: dict[str, Any], updates: dict[str, Any], as_node: str | None) -> None:
+async def apply_edit(compiled: Any, config: RunnableConfig, updates: dict[str, Any], as_node: str | None) -> None:
     """Apply edits that `checked_edit` accepted."""
     try:
         await compiled.aupdate_state(config, updates, as_node=as_node)
@@ -58,11 +63,11 @@ async def apply_edit(compiled: Any, config: dict[str, Any], updates: dict[str, A
         raise UsageError(f"cannot edit this state: {exc} (name the node with --as-node)") from None
 
 
-async def _writer(compiled: Any, config: dict[str, Any]) -> str | None:
+async def _writer(compiled: Any, config: RunnableConfig) -> str | None:
     """The node whose writes made the checkpoint at `config`; None leaves it to LangGraph.
 
-    LangGraph's own guess skips nodes reached by `Send` (a debate's `argue`, the
-    hierarchical `work`) and picks the node before them: the edit would then be
+    LangGraph's own guess skips nodes reached by `Send` (one answer per agent, fanned
+    out) and picks the node before them: the edit would then be
     filtered through that node's output and the step run again.
     """
     snapshot = await compiled.aget_state(config)

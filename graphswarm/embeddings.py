@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from langchain_core.embeddings import Embeddings
+from pydantic import SecretStr
 
 from graphswarm.errors import ConfigError, MissingExtraError
 from graphswarm.models import redact_url
@@ -153,9 +154,9 @@ def _openai_embeddings(model: str, base_url: str | None) -> Embeddings:
 
     return OpenAIEmbeddings(
         model=model,
-        base_url=base_url,
+        openai_api_base=base_url,
         # Local servers usually need no key, but the client insists on one.
-        api_key=os.environ.get("OPENAI_API_KEY") or "not-needed",
+        openai_api_key=SecretStr(os.environ.get("OPENAI_API_KEY") or "not-needed"),
         # The length check needs tiktoken, which downloads its encodings: not offline.
         check_embedding_ctx_length=False,
         max_retries=2,

@@ -71,4 +71,4 @@ class StructuredOutputError(RunError):
 
 class ToolRefusedError(GraphswarmError):
     """A built-in tool refused a request (a path outside the workspace, code posing as
-    arithmetic); the task loop shows the message to the model, which may try again."""
+    arithmetic); the tool loop shows the message to the model, which may try again."""

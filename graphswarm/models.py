@@ -182,7 +182,7 @@ def _shared_async_client() -> Any:
     try:  # the HTTP library the openai client itself is built on, when it has its own
         import httpx2 as httpx
     except ImportError:
-        import httpx
+        import httpx  # type: ignore[no-redef]
 
     class LoopLocalTransport(httpx.AsyncBaseTransport):
         def __init__(self) -> None:

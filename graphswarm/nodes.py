@@ -13,30 +13,28 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from functools import cache
 from importlib import resources
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import merge_configs
 from langgraph.runtime import Runtime
-from langgraph.types import RetryPolicy, Send, interrupt
-from pydantic import BaseModel, Field
+from langgraph.types import RetryPolicy, interrupt
 from typing_extensions import NotRequired, TypedDict
 
 from graphswarm.agents import Agent
 from graphswarm.budget import BudgetExhausted, Governor, SwarmContext
 from graphswarm.models import estimate_cost, resolve_model
-from graphswarm.state import CallRecord, StopReason
+from graphswarm.objectives import relevant_chunks
+from graphswarm.state import CallRecord
 from graphswarm.structured import ainvoke_structured
 
 __all__ = [
     "Member",
     "Crew",
-    "JoinPolicy",
     "Pause",
     "ask",
     "ask_once",
@@ -44,31 +42,19 @@ __all__ = [
     "model_retry_policy",
     "is_transient",
     "prompt",
-    "answer_messages",
-    "judge_scores",
-    "send_each",
+    "memory_of",
+    "post_note",
 ]
 
 MAX_ATTEMPTS = 4
 MAX_TOOL_STEPS = 6
 """Model calls an agent may make while using tools, before it must answer."""
 MEMORY_NOTES = 3
-"""Other agents' notes retrieved into each request."""
+"""Notes recalled into a request that asks for them (`recall`)."""
 
 TOOL_ERROR = "Error: {error}\nFix the arguments, or answer without this tool."
 UNKNOWN_TOOL = "Error: there is no tool named {name!r}. Available tools: {known}."
 TOOL_STEPS_USED = "You have used all your tool calls. Give your final answer now."
-
-
-class JoinPolicy(StrEnum):
-    """What happens when a parallel worker still fails after its retries."""
-
-    FAIL_FAST = "fail_fast"
-    """The run fails at once (in-flight siblings are cancelled); resume retries the failed worker."""
-    CONTINUE = "continue"
-    """The failure is recorded and the others' results are used."""
-    WAIT = "wait"
-    """The others finish, then the run pauses; resume retries only the failed workers."""
 
 
 class Pause(TypedDict):
@@ -176,6 +162,7 @@ async def ask(
     config: RunnableConfig | None = None,
     schema: type | None = None,
     recall: Sequence[str] = (),
+    post: str | None = None,
 ) -> tuple[Any, list[CallRecord]]:
     """Call one agent's model: budget check, structured output or tools, accounting.
 
@@ -183,8 +170,14 @@ async def ask(
     per request sent (structured-output fallbacks, re-asks and tool steps included).
     An agent with tools may call them for up to `MAX_TOOL_STEPS` model calls first.
     When a cap is reached the run pauses here (a LangGraph interrupt); resuming with
-    a higher cap continues from this very call. With shared memory, the request gets
-    the teammates' closest notes, or, given `recall`, the closest notes of those kinds.
+    a higher cap continues from this very call.
+
+    Shared memory is read and written only as the caller says, so that each
+    architecture decides what its agents share: `recall` names the kinds of notes
+    (anyone's in the run, the agent's own included) whose closest ones are added to
+    the request, and `post` is the kind the answer is posted as. The one thing every
+    request gets unasked is the objective: when it was too long for prompts, the parts
+    of it closest to the request (every agent may read the objective).
     """
     messages, requests = await _prepare(member, messages, node, runtime, config, recall, schema)
     if schema is not None:
@@ -194,10 +187,9 @@ async def ask(
         value = await _with_tools(requests, messages)
     else:
         value = str((await requests.send(member.model, messages)).text)
-    memory = memory_of(runtime)
-    if memory is not None:
+    if post is not None:
         text = value if isinstance(value, str) else value.model_dump_json()
-        await memory.apost(text, agent=member.name, kind=node)
+        await post_note(runtime, text, agent=member.name, kind=post)
     return value, requests.records
 
 
@@ -247,7 +239,7 @@ async def _prepare(
     the agent (streamed tokens and scripted test models tell agents apart by it)."""
     memory = memory_of(runtime)
     if memory is not None:
-        messages = await _recall(memory, member.name, messages, recall)
+        messages = await _recall(memory, messages, recall)
     call_config = merge_configs(config, {"metadata": {"graphswarm_agent": member.name}})
     return messages, _Requests(governor_of(runtime), member, node, call_config, schema)
 
@@ -257,28 +249,23 @@ def memory_of(runtime: Runtime[SwarmContext] | None) -> Any:
     return getattr(getattr(runtime, "context", None), "memory", None)
 
 
-async def _recall(
-    memory: Any, agent: str, messages: list[BaseMessage], kinds: Sequence[str] = ()
-) -> list[BaseMessage]:
-    """Add what the team's memory holds about this request to its last message.
+async def post_note(runtime: Runtime[SwarmContext] | None, text: str, *, agent: str, kind: str, **note: Any) -> None:
+    """Post `text` to the run's shared memory as a note of `kind` (nothing without memory)."""
+    memory = memory_of(runtime)
+    if memory is not None:
+        await memory.apost(text, agent=agent, kind=kind, **note)
 
-    Two reads: the parts of a long objective relevant to the request, and what the
-    other agents have posted that is closest to it.
-    """
+
+async def _recall(memory: Any, messages: list[BaseMessage], kinds: Sequence[str] = ()) -> list[BaseMessage]:
+    """Add to the request's last message what memory holds about it: the parts of a long
+    objective closest to it, and the closest notes of the `kinds` asked for (none unasked)."""
     if not messages or not isinstance(messages[-1], HumanMessage):
         return messages
-    from graphswarm.objectives import relevant_chunks
-
     request = str(messages[-1].content)
     if not request.strip():
         return messages
     chunks = await relevant_chunks(memory, request)
-    # Asked for kinds (results to build on), the agent's own notes count too; otherwise
-    # only teammates', so that an agent's earlier answer does not echo back to it.
-    wanted = {"$in": list(kinds)} if kinds else {"$nin": ["objective", "position"]}
-    notes = await memory.aquery(
-        request, k=MEMORY_NOTES, exclude_agent=None if kinds else agent, where={"kind": wanted}
-    )
+    notes = await memory.aquery(request, k=MEMORY_NOTES, where={"kind": {"$in": list(kinds)}}) if kinds else []
     parts = [chunks] if chunks else []
     if notes:
         parts.append("Notes from your team:\n" + "\n".join(f"- ({n['agent']}, {n['kind']}) {n['text']}" for n in notes))
@@ -298,7 +285,7 @@ async def ask_once(
     recall: Sequence[str] = (),
 ) -> tuple[AIMessage, list[CallRecord]]:
     """One governed model call offering `tools`; the reply may ask for tool calls, which
-    the caller runs (the task loop does, one checkpointed step at a time). `recall` as in `ask`."""
+    the caller runs (one checkpointed step at a time). `recall` as in `ask`."""
     messages, requests = await _prepare(member, messages, node, runtime, config, recall)
     model = _with_tool_choice(member.model, tools) if tools else member.model
     return await requests.send(model, messages), requests.records
@@ -356,16 +343,6 @@ def _admit_or_pause(governor: Governor, fingerprint: str, agent: str, node: str)
         governor.admit(fingerprint)
 
 
-def pause_for_failure(agent: str, node: str, error: BaseException) -> None:
-    pause: Pause = {
-        "stop_reason": StopReason.WORKER_FAILED.value,
-        "detail": f"{type(error).__name__}: {error}",
-        "agent": agent,
-        "node": node,
-    }
-    interrupt(pause)
-
-
 def _record(member: Member, node: str, reply: Any, messages: list[BaseMessage], latency: float) -> CallRecord:
     """The ledger's line for one request; `reply` is None when it failed (no tokens known)."""
     usage = getattr(reply, "usage_metadata", None) or {}
@@ -403,55 +380,6 @@ def _fingerprint(agent: str, messages: list[BaseMessage], schema: type | None) -
         digest.update(str(message.content).encode())
     digest.update(getattr(schema, "__name__", "").encode())
     return digest.hexdigest()
-
-
-def answer_messages(agent: Agent, question: str, *, context: str = "") -> list[BaseMessage]:
-    """The messages asking one agent for an answer that ends with a final-answer line."""
-    system = prompt("answer").format(name=agent.name, role=agent.role, instructions=agent.instructions)
-    human = f"Question: {question}" + (f"\n\n{context}" if context else "")
-    return [SystemMessage(system), HumanMessage(human)]
-
-
-class CandidateScore(BaseModel):
-    candidate: int = Field(description="the candidate id")
-    score: float = Field(description="0 (worst) to 10 (best)")
-    rationale: str = Field("", description="one sentence")
-
-
-class Scores(BaseModel):
-    scores: list[CandidateScore]
-
-
-async def judge_scores(
-    judge: Member,
-    question: str,
-    candidates: Sequence[str],
-    *,
-    node: str,
-    runtime: Runtime[SwarmContext] | None,
-    config: RunnableConfig | None = None,
-) -> tuple[list[tuple[float, str]], list[CallRecord]]:
-    """A judge scores every candidate, unnamed, in one call: (score, rationale) per candidate.
-
-    Candidates the judge skipped score 0.
-    """
-    listing = "\n\n".join(f"Candidate {i}:\n{text}" for i, text in enumerate(candidates, start=1))
-    messages = [
-        SystemMessage(prompt("judge_rank").format(name=judge.name)),
-        HumanMessage(f"Question: {question}\n\n{listing}"),
-    ]
-    scores, calls = await ask(judge, messages, node=node, runtime=runtime, config=config, schema=Scores)
-    by_id = {s.candidate: s for s in scores.scores}
-    result = []
-    for i in range(1, len(candidates) + 1):
-        s = by_id.get(i)
-        result.append((float(s.score), s.rationale) if s else (0.0, "not scored by the judge"))
-    return result, calls
-
-
-def send_each(node: str, agents: Sequence[str], payload: dict[str, Any]) -> list[Send]:
-    """One `Send` to `node` per agent, each with the same payload plus the agent's name."""
-    return [Send(node, {**payload, "agent": name}) for name in agents]
 
 
 def clip(text: str, limit: int) -> str:

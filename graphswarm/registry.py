@@ -19,7 +19,7 @@ unrecordable (such a run is resumed from Python with the same graph).
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.language_models import BaseChatModel
@@ -27,108 +27,37 @@ from langgraph.graph import StateGraph
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from graphswarm.agents import Agent, make_workers
+from graphswarm.architectures.base import Architecture, Role
 from graphswarm.errors import ConfigError
 from graphswarm.models import check_model, model_label, redact_url
 
 if TYPE_CHECKING:
     from graphswarm.architectures.options import SwarmOptions
-    from graphswarm.view import View
 
-__all__ = ["Architecture", "ARCHITECTURES", "SwarmSpec", "get_architecture"]
-
-
-@dataclass(frozen=True)
-class Architecture:
-    name: str
-    builder: str
-    """"module:function" of the builder, imported only when needed."""
-    summary: str
-    options: str
-    """"module:Class" of its Options model (a `SwarmOptions`), imported only when needed."""
-    roles: tuple[str, ...] = ()
-    """Special agents the builder takes besides its members (leader, judge, moderator)."""
-    min_agents: int = 1
-    default_agents: int = 3
-
-    def load_builder(self):
-        module, func = self.builder.split(":")
-        return getattr(importlib.import_module(module), func)
-
-    def load_options(self) -> type[SwarmOptions]:
-        module, name = self.options.split(":")
-        return getattr(importlib.import_module(module), name)
-
-    def load_view(self) -> View:
-        """How its updates and runs are shown: `view_update` and `view_run`, the "view"
-        section at the end of the builder's module (see `graphswarm.view`)."""
-        from graphswarm.view import View
-
-        module = importlib.import_module(self.builder.split(":")[0])
-        return View(update=module.view_update, run=module.view_run)
+__all__ = ["Architecture", "ARCHITECTURES", "Role", "SwarmSpec", "get_architecture"]
 
 
-ARCHITECTURES: dict[str, Architecture] = {
-    arch.name: arch
-    for arch in (
-        Architecture(
-            "hierarchical",
-            "graphswarm.architectures.hierarchical:create_hierarchical",
-            "a leader plans, delegates by strengths, consolidates and reviews in rounds",
-            options="graphswarm.architectures.hierarchical:HierarchicalOptions",
-            roles=("leader",),
-        ),
-        Architecture(
-            "collaborative",
-            "graphswarm.architectures.collaborative:create_collaborative",
-            "agents answer in parallel, may revise after seeing the tally, and a counted vote decides",
-            options="graphswarm.architectures.collaborative:CollaborativeOptions",
-            roles=("judge",),
-            min_agents=2,
-            default_agents=5,
-        ),
-        Architecture(
-            "competitive",
-            "graphswarm.architectures.competitive:create_competitive",
-            "agents answer independently and a judge, a scorer or their confidence picks the best",
-            options="graphswarm.architectures.competitive:CompetitiveOptions",
-            roles=("judge",),
-            min_agents=2,
-        ),
-        Architecture(
-            "particle",
-            "graphswarm.architectures.particle:create_particle",
-            "particles revise their answers toward the best found so far, moving through embedding space",
-            options="graphswarm.architectures.particle:ParticleOptions",
-            roles=("judge",),
-            min_agents=2,
-            default_agents=4,
-        ),
-        Architecture(
-            "debate",
-            "graphswarm.architectures.debate:create_debate",
-            "agents argue over rounds, seeing each other's answers, until they agree; then a verdict",
-            options="graphswarm.architectures.debate:DebateOptions",
-            roles=("moderator", "judge"),
-            min_agents=2,
-        ),
-        Architecture(
-            "task_loop",
-            "graphswarm.architectures.task_loop:create_task_loop",
-            "a planner keeps a task list; agents do the tasks with tools, or hand them to another swarm",
-            options="graphswarm.architectures.task_loop:TaskLoopOptions",
-            roles=("leader",),
-            default_agents=2,
-        ),
-        Architecture(
-            "orchestrator",
-            "graphswarm.architectures.orchestrator:create_orchestrator",
-            "an orchestrator spreads tasks over a pool of agents, reassigning the work of those that fail",
-            options="graphswarm.architectures.orchestrator:OrchestratorOptions",
-            roles=("leader",),
-            default_agents=8,
-        ),
-    )
-}
+_MODULES = ("hierarchical", "collaborative", "competitive", "particle", "debate", "task_loop", "orchestrator")
+"""The architectures: each is the module `graphswarm.architectures.<name>`, which ends
+with its `ARCHITECTURE` (see `graphswarm.architectures.base`)."""
+
+
+class _Registry(Mapping[str, Architecture]):
+    """The architectures by name; a module is imported when its architecture is asked for."""
+
+    def __getitem__(self, name: str) -> Architecture:
+        if name not in _MODULES:
+            raise KeyError(name)
+        return importlib.import_module(f"graphswarm.architectures.{name}").ARCHITECTURE
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_MODULES)
+
+    def __len__(self) -> int:
+        return len(_MODULES)
+
+
+ARCHITECTURES: Mapping[str, Architecture] = _Registry()
 
 
 def get_architecture(name: str) -> Architecture:
@@ -168,27 +97,28 @@ class SwarmSpec(BaseModel):
 
     def checked_options(self) -> SwarmOptions:
         """`options` validated by the architecture's Options model (a `ConfigError` if they do not fit)."""
-        return get_architecture(self.architecture).load_options().check(self.options)
+        return get_architecture(self.architecture).options.check(self.options)
 
     def build(self) -> StateGraph:
         arch = get_architecture(self.architecture)
         if len(self.agents) < arch.min_agents:
             raise ConfigError(f"{arch.name} needs at least {arch.min_agents} agent(s), got {len(self.agents)}")
         options = self.checked_options()
-        roles: dict[str, Agent] = {}
-        for role in ("leader", "judge", "moderator"):
-            agent = getattr(self, role)
-            if agent is not None:
-                if role not in arch.roles:
-                    raise ConfigError(f"{arch.name} has no {role} (its roles: {', '.join(arch.roles) or 'none'})")
-                roles[role] = agent
-        builder = arch.load_builder()
-        return builder(self.agents, model=self.model, base_url=self.base_url, options=options, **roles)
+        roles = self.roles
+        for role in roles:
+            if role not in arch.roles:
+                raise ConfigError(f"{arch.name} has no {role} (its roles: {', '.join(arch.roles) or 'none'})")
+        return arch.build(self.agents, model=self.model, base_url=self.base_url, options=options, **roles)
+
+    @property
+    def roles(self) -> dict[Role, Agent]:
+        """The special agents given (leader, judge, moderator)."""
+        return {role: agent for role in Role if (agent := getattr(self, role)) is not None}
 
     @property
     def members(self) -> list[Agent]:
         """Every agent of the swarm: the special roles first, then the members."""
-        return [a for a in (self.leader, self.judge, self.moderator) if a is not None] + list(self.agents)
+        return [*self.roles.values(), *self.agents]
 
     def check_models(self) -> None:
         """Raise `ModelConfigError` if a member's model cannot work, creating no client
@@ -216,9 +146,7 @@ class SwarmSpec(BaseModel):
         return {
             "architecture": self.architecture,
             "agents": [agent(a) for a in self.agents],
-            "leader": agent(self.leader) if self.leader else None,
-            "judge": agent(self.judge) if self.judge else None,
-            "moderator": agent(self.moderator) if self.moderator else None,
+            **{role.value: agent(a) if (a := getattr(self, role)) else None for role in Role},
             "model": self.model if isinstance(self.model, str) or self.model is None else model_label(self.model),
             "base_url": redact_url(self.base_url) if self.base_url else None,
             "options": self.checked_options().recorded(),

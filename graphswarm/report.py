@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from graphswarm.architectures.base import Role
 from graphswarm.errors import ConfigError, UsageError
 from graphswarm.runs import Runner, RunResult, Step
 from graphswarm.view import Chart, Heading, Table, Text, run_blocks
@@ -226,7 +227,7 @@ def _team(result: RunResult) -> list[_Block]:
     if not spec:
         return []
     rows: list[list[str | Text]] = []
-    for role in ("leader", "judge", "moderator"):
+    for role in Role:
         if spec.get(role):
             rows.append(_agent_row(spec[role], role, spec))
     rows += [_agent_row(a, "member", spec) for a in spec.get("agents", [])]
@@ -405,8 +406,7 @@ def _render_markdown(result: RunResult, blocks: list[_Block]) -> str:
         elif isinstance(block, _Figure):
             if block.markdown:
                 out.append(block.markdown)
-            continue
-        else:
+        elif isinstance(block, Table):
             out.append(_md_table(block))
     return "\n\n".join(part for part in out if part) + "\n"
 

@@ -47,7 +47,7 @@ def options_from_env(architecture: str, environ: Mapping[str, str] | None = None
     field names); variables naming options it does not have are left to the others."""
     environ = os.environ if environ is None else environ
     options: dict[str, Any] = {}
-    for name in get_architecture(architecture).load_options().model_fields:
+    for name in get_architecture(architecture).options.model_fields:
         raw = environ.get(OPTION_PREFIX + name.upper())
         if raw is None:
             continue

@@ -173,6 +173,7 @@ async def _ask(
 ) -> StructuredReply:
     if method in (StructuredMethod.JSON_MODE, StructuredMethod.PROMPT):
         messages = _with_schema_instructions(messages, schema)
+    runnable: Runnable
     if method is StructuredMethod.PROMPT:
         runnable = model
     elif method is StructuredMethod.NATIVE:
@@ -247,8 +248,7 @@ def _json_candidates(text: str) -> list[str]:
         start, end = stripped.find(opener), stripped.rfind(closer)
         if 0 <= start < end:
             candidates.append(stripped[start : end + 1])
-    seen: set[str] = set()
-    return [c for c in candidates if c and not (c in seen or seen.add(c))]
+    return [c for c in dict.fromkeys(candidates) if c]
 
 
 def _fit_shape(data: Any, schema: type[BaseModel]) -> Any:

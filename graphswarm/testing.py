@@ -29,6 +29,7 @@ from typing import Any
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, PrivateAttr
@@ -156,10 +157,10 @@ def _forced_tool(tools: list[str], tool_choice: Any) -> str | None:
     return tools[0]  # "any" / "required" / True
 
 
-def _word_usage(messages: list[BaseMessage], reply: AIMessage) -> dict[str, int]:
+def _word_usage(messages: list[BaseMessage], reply: AIMessage) -> UsageMetadata:
     inputs = sum(len(str(m.content).split()) for m in messages)
     outputs = len(str(reply.content).split()) + sum(len(json.dumps(c["args"]).split()) for c in reply.tool_calls)
-    return {"input_tokens": inputs, "output_tokens": outputs, "total_tokens": inputs + outputs}
+    return UsageMetadata(input_tokens=inputs, output_tokens=outputs, total_tokens=inputs + outputs)
 
 
 # Deterministic embeddings for semantic voting tests (graphswarm.aggregation).

@@ -1,7 +1,7 @@
-"""Built-in tools of the task loop, and the workspace its file tools are confined to.
+"""Built-in tools for agents, and the workspace its file tools are confined to.
 
 Every tool is a LangChain tool, so an agent calls it like any other. A refused request
-raises `ToolRefusedError`; the task loop shows its message to the model, which may try
+raises `ToolRefusedError`; the tool loop shows its message to the model, which may try
 again. Nothing here runs code or commands unless the shell is enabled explicitly.
 """
 
@@ -222,8 +222,8 @@ def calculate(expression: str) -> str:
 
 
 def _evaluate(node: ast.AST) -> float:
-    # type(), not isinstance: True is an int, and neither it nor a string is arithmetic.
-    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+    # True is an int to isinstance, yet neither it nor a string is arithmetic.
+    if isinstance(node, ast.Constant) and isinstance(node.value, int | float) and not isinstance(node.value, bool):
         return node.value
     if isinstance(node, ast.Name) and node.id in _CONSTANTS:
         return _CONSTANTS[node.id]

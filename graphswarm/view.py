@@ -125,7 +125,7 @@ def view_of(architecture: str) -> View:
     from graphswarm.registry import ARCHITECTURES
 
     arch = ARCHITECTURES.get(architecture)
-    return arch.load_view() if arch is not None else GENERIC
+    return arch.view if arch is not None else GENERIC
 
 
 def run_blocks(run: Run, *, brief: bool = False) -> list[Block]:

@@ -168,7 +168,7 @@ def record_graph(spec: Mapping[str, Any]) -> Any:
         raise ConfigError("this run was started from a graph you built: pass that graph to draw it")
     data = {k: v for k, v in spec.items() if k != "recordable"}
     options = dict(data.get("options") or {})
-    if "embeddings" in get_architecture(data["architecture"]).load_options().model_fields:
+    if "embeddings" in get_architecture(data["architecture"]).options.model_fields:
         options["embeddings"] = KeywordEmbeddings()
     data["options"] = options
     return SwarmSpec.model_validate(data).build()
@@ -311,7 +311,7 @@ class _Path:
         self.pts: list[tuple[float, float]] = []
 
     def setpath(self, pts: list[tuple[float, float]]) -> None:
-        self.pts = [tuple(p) for p in pts]
+        self.pts = [(p[0], p[1]) for p in pts]
 
 
 def _layout(graph: Any) -> tuple[dict[str, _Box], dict[int, list[tuple[float, float]]]]:

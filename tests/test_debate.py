@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from graphswarm import Agent, ConfigError, Runner, SwarmSpec
-from graphswarm.testing import ScriptedChatModel
+from graphswarm.testing import KeywordEmbeddings, ScriptedChatModel
 
 DEBATERS = [Agent(name="ann"), Agent(name="ben"), Agent(name="cat")]
 
@@ -64,6 +64,19 @@ async def test_in_a_ring_each_agent_sees_only_its_neighbours():
     await run(model, agents=[Agent(name=n) for n in names], rounds=2, topology="ring")
     a1_round_two = model.calls_for("a1")[1].prompt
     assert "a2:" in a1_round_two and "a4:" in a1_round_two and "a3:" not in a1_round_two
+
+
+async def test_with_shared_memory_a_ring_still_hides_the_far_side():
+    names = ["a1", "a2", "a3", "a4"]
+    answers = {n: f"The sum is {n} number. Final answer: {40 + i}" for i, n in enumerate(names)}
+    model = ScriptedChatModel({n: [answers[n], "Final answer: 42"] for n in names})
+    spec = SwarmSpec(architecture="debate", agents=[Agent(name=n) for n in names], model=model,
+                     options={"rounds": 2, "topology": "ring"})
+    async with Runner("memory", memory="memory", embeddings=KeywordEmbeddings()) as runner:
+        await runner.start(spec, "What is the sum of 17 and 25?")
+    a1_round_two = model.calls_for("a1")[1].prompt
+    assert answers["a2"] in a1_round_two and answers["a4"] in a1_round_two
+    assert answers["a3"] not in a1_round_two
 
 
 async def test_a_moderator_can_settle_the_debate():

@@ -40,7 +40,7 @@ def one_line_exit_2(capsys, *args: str) -> str:
 def test_every_architecture_has_an_options_model():
     assert set(OUT_OF_RANGE) == set(ARCHITECTURES)
     for arch in ARCHITECTURES.values():
-        model = arch.load_options()
+        model = arch.options
         assert model.model_config["extra"] == "forbid"
         assert all(field.description for field in model.model_fields.values()), arch.name
 
@@ -55,7 +55,7 @@ def test_an_out_of_range_option_is_one_line_exit_2(capsys, sqlite_db, architectu
 @pytest.mark.parametrize("architecture", sorted(OUT_OF_RANGE))
 def test_an_unknown_option_is_one_line_exit_2_listing_the_options(capsys, sqlite_db, architecture):
     line = one_line_exit_2(capsys, "run", architecture, "x", "-o", "nonsense=1", *NOWHERE, "--db", sqlite_db)
-    names = ", ".join(ARCHITECTURES[architecture].load_options().model_fields)
+    names = ", ".join(ARCHITECTURES[architecture].options.model_fields)
     assert line == f"error: {architecture} has no option 'nonsense' (its options: {names})"
 
 

@@ -143,3 +143,22 @@ def test_embeddings_named_as_an_option_are_kept_in_the_run_record():
     assert named.recordable  # so `graphswarm resume` rebuilds the run with the same embeddings
     assert named.to_record()["options"] == {"embeddings": "minilm", "iterations": 1}
     assert not spec(ScriptedChatModel([])).recordable  # an Embeddings object cannot be recorded
+
+
+async def test_with_shared_memory_no_neighbours_means_a_particle_sees_no_other_particles_answer():
+    # Each particle sees its own answers and the swarm's best (p1's here), nothing else:
+    # shared memory must not hand it the others' answers through recalled notes.
+    answers = {"p1": "Final answer: warm bread baked at dawn", "p2": "Final answer: bread cakes and buns for parties",
+               "p3": "Final answer: the finest bread croissants in town"}
+    model = ScriptedChatModel(
+        {**{name: [text, f"Final answer: {name} again"] for name, text in answers.items()},
+         "judge": [scores(9, 4, 5), scores(9, 4, 5)]}
+    )
+    async with Runner("memory", memory="memory", embeddings=KeywordEmbeddings()) as runner:
+        result = await runner.start(spec(model, iterations=2, neighbours=0), "Name a slogan for a bread bakery")
+    assert result.status is RunStatus.DONE
+    for name in answers:
+        prompt = model.calls_for(name)[1].prompt
+        hidden = [other for other in answers if other not in (name, "p1")]  # p1 holds the swarm's best
+        for other in hidden:
+            assert answers[other] not in prompt, f"{name} saw {other}'s answer"

@@ -49,7 +49,7 @@ def test_a_graph_is_built_without_resolving_its_models(architecture, monkeypatch
 
     monkeypatch.setattr(models, "_openai_compatible", no_client)
     spec = SwarmSpec.with_workers(architecture, 2, model="openai:gpt-4o-mini", options={"embeddings": "minilm"}
-                                  if "embeddings" in ARCHITECTURES[architecture].load_options().model_fields else {})
+                                  if "embeddings" in ARCHITECTURES[architecture].options.model_fields else {})
     assert spec.build().compile().get_graph().nodes  # no key needed, no client made
 
 

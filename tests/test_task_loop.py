@@ -247,18 +247,21 @@ def test_a_pause_inside_a_delegated_debate_resumes_inside_it(workspace):
     model.assert_complete()
 
 
-def test_caps_count_the_calls_a_paused_subgraph_already_made(workspace):
+def test_caps_count_the_calls_a_paused_subgraph_already_made(workspace, db_url, run_id):
     model, graph = delegated_debate(workspace)
 
     async def scenario():
-        async with Runner("memory") as runner:
-            await runner.start(graph, "Check a sum", run_id="sub-cap", budget=Budget(max_calls=3))
+        async with Runner(db_url) as runner:
+            await runner.start(graph, "Check a sum", run_id=run_id, budget=Budget(max_calls=3))
             # 3 calls made (the plan, the debate's first round): 2 more fit under a cap of 5.
-            return await runner.resume("sub-cap", graph=graph, budget=Budget(max_calls=5))
+            return await runner.resume(run_id, graph=graph, budget=Budget(max_calls=5))
 
     again = asyncio.run(scenario())
     assert again.stop_reason == StopReason.CALL_CAP
     assert len(model.calls) == 5
+    # The paused debate's calls were read from its own checkpoints (found by the step
+    # they run in, on every backend), so none of them is also kept as unfinished.
+    assert len(again.calls) == 5
 
 
 def test_architecture_names_build_subgraphs_from_the_loops_own_agents(workspace):

@@ -13,13 +13,26 @@ from graphswarm import view
 from graphswarm.registry import ARCHITECTURES
 
 PACKAGE = Path(view.__file__).parent
-RENDERERS = ["cli.py", "report.py", "viz.py", "view.py"]
 STATE_KEYS = ["agent_stats", "assignee"]
 """Keys of one architecture's state that the renderers once guessed the architecture from."""
 
 
-@pytest.mark.parametrize("module", RENDERERS)
-def test_the_renderers_name_no_architecture(module):
+OUTSIDE = sorted(
+    str(path.relative_to(PACKAGE))
+    for path in PACKAGE.rglob("*.py")
+    if path.parent.name != "architectures" and path.name not in ("registry.py", "__init__.py")
+)
+"""Every module but the architectures themselves, the registry's list of them, and the
+public API's re-exports."""
+
+
+def test_an_architecture_is_one_module_ending_with_its_description():
+    for name, arch in ARCHITECTURES.items():
+        assert arch.name == name and arch.build.__module__ == f"graphswarm.architectures.{name}"
+
+
+@pytest.mark.parametrize("module", OUTSIDE)
+def test_no_module_outside_the_architectures_names_one(module):
     words = [*ARCHITECTURES, *STATE_KEYS]
     pattern = re.compile("|".join(re.escape(w) for w in words))
     text = (PACKAGE / module).read_text(encoding="utf-8")
@@ -35,8 +48,8 @@ def run_of(architecture: str, state: dict, spec: dict | None = None) -> SimpleNa
 @pytest.mark.parametrize("name", list(ARCHITECTURES))
 def test_every_architecture_has_a_view_in_its_own_module(name):
     arch = ARCHITECTURES[name]
-    found = arch.load_view()
-    assert found.update.__module__ == found.run.__module__ == arch.builder.split(":")[0]
+    found = arch.view
+    assert found.update.__module__ == found.run.__module__ == arch.build.__module__ == f"graphswarm.architectures.{name}"
     assert view.view_of(name) == found
     # Nothing to say yet: no progress line, no blocks (a run that failed before any node finished).
     assert found.update("any", {}) == ""

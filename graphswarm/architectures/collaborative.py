@@ -16,32 +16,36 @@ from functools import partial
 from typing import Annotated, Any
 
 from langchain_core.embeddings import Embeddings
-from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import Send
-from pydantic import BaseModel, ConfigDict, Field
-from typing_extensions import TypedDict
+from pydantic import ConfigDict, Field
 
 from graphswarm.agents import Agent, check_agents
-from graphswarm.aggregation import TieBreak, VoteMethod, VoteTable, count_votes, make_ballot
+from graphswarm.aggregation import TieBreak, VoteMethod, VoteTable
+from graphswarm.architectures.base import Architecture, Role
+from graphswarm.architectures.blocks import (
+    DEFAULT_JUDGE,
+    AgentInput,
+    ObjectiveInput,
+    RoundAnswer,
+    answer_question,
+    count_round,
+    judge_choice,
+    send_each,
+)
 from graphswarm.architectures.options import SwarmOptions
 from graphswarm.budget import SwarmContext
 from graphswarm.embeddings import resolve_embeddings
-from graphswarm.nodes import Crew, answer_messages, ask, model_retry_policy, prompt, send_each
+from graphswarm.nodes import Crew, model_retry_policy, prompt
 from graphswarm.state import StopReason, SwarmState
-from graphswarm.view import Block, Cell, Heading, Run, Table, Text, agreement_chart, vote_progress, vote_table
+from graphswarm.view import Block, Cell, Heading, Run, Table, Text, View, agreement_chart, vote_progress, vote_table
 
 __all__ = ["create_collaborative", "CollaborativeOptions", "CollaborativeState", "AnswerRecord"]
 
-DEFAULT_JUDGE = Agent(name="judge", role="impartial judge")
-
-
-class AnswerRecord(TypedDict):
-    agent: str
-    round: int
-    text: str
+AnswerRecord = RoundAnswer
+"""One agent's answer in one round."""
 
 
 class CollaborativeState(SwarmState):
@@ -73,23 +77,12 @@ class CollaborativeOptions(SwarmOptions):
     )
 
 
-class CollaborativeInput(TypedDict):
-    objective: str
-
-
-class AnswerInput(TypedDict):
-    objective: str
-    agent: str
+class AnswerInput(AgentInput):
     round: int
     tally: str
     """The previous round's answers with their counts ("" in round 1)."""
     previous: str
     """This agent's answer in the previous round ("" in round 1)."""
-
-
-class JudgeChoice(BaseModel):
-    answer: str = Field(description="the best answer, in full")
-    reason: str = Field("", description="why it is the best")
 
 
 @dataclass(frozen=True)
@@ -136,7 +129,7 @@ def create_collaborative(
     )
     retry = model_retry_policy()
 
-    graph = StateGraph(CollaborativeState, context_schema=SwarmContext, input_schema=CollaborativeInput)
+    graph = StateGraph(CollaborativeState, context_schema=SwarmContext, input_schema=ObjectiveInput)
     graph.add_node("answer", partial(answer, crew=crew), input_schema=AnswerInput, retry_policy=retry)
     graph.add_node("tally", partial(tally, vote=vote), defer=True)
     graph.add_node("judge", partial(judge_tie, crew=crew, vote=vote), retry_policy=retry)
@@ -154,23 +147,21 @@ def first_round(state: CollaborativeState, *, vote: _Vote) -> list[Send]:
 async def answer(
     state: AnswerInput, config: RunnableConfig, runtime: Runtime[SwarmContext], *, crew: Crew
 ) -> dict[str, Any]:
-    member = crew[state["agent"]]
     context = ""
     if state["tally"]:
         context = prompt("collaborative_share").format(tally=state["tally"], own=state["previous"] or "(none)")
-    messages = answer_messages(member.agent, state["objective"], context=context)
-    text, calls = await ask(member, messages, node="answer", runtime=runtime, config=config)
-    record: AnswerRecord = {"agent": member.name, "round": state["round"], "text": text}
+    text, calls = await answer_question(
+        crew[state["agent"]], state["objective"], context=context, node="answer", runtime=runtime, config=config
+    )
+    record: AnswerRecord = {"agent": state["agent"], "round": state["round"], "text": text}
     return {"answers": [record], "calls": calls}
 
 
 def tally(state: CollaborativeState, *, vote: _Vote) -> dict[str, Any]:
-    round_ = max(a["round"] for a in state["answers"])
-    latest = {a["agent"]: a for a in state["answers"] if a["round"] == round_}
-    ballots = [make_ballot(name, latest[name]["text"], weight=vote.weights.get(name, 1.0)) for name in vote.agents if name in latest]
-    table = count_votes(
-        ballots, method=vote.method, embeddings=vote.embeddings, threshold=vote.threshold, tie_break=vote.tie_break
-    )
+    round_, table = count_round(
+        state["answers"], vote.agents, weights=vote.weights,
+        method=vote.method, embeddings=vote.embeddings, threshold=vote.threshold, tie_break=vote.tie_break,
+    )  # fmt: skip
     update: dict[str, Any] = {"round": round_, "votes": [table]}
     more_rounds = round_ <= vote.rounds
     if table["winner"] is None and not table["tie"]:
@@ -201,15 +192,13 @@ def after_tally(state: CollaborativeState, *, vote: _Vote) -> list[Send] | str:
 async def judge_tie(
     state: CollaborativeState, config: RunnableConfig, runtime: Runtime[SwarmContext], *, crew: Crew, vote: _Vote
 ) -> dict[str, Any]:
-    member = crew[vote.judge]
     table = state["votes"][-1]
     tied = [c for c in table["clusters"] if c["label"] in table["tied"]]
     options = "\n\n".join(f"Answer {i}: {c['answers'][0]}" for i, c in enumerate(tied, start=1))
-    messages = [
-        SystemMessage(prompt("judge").format(name=member.name)),
-        HumanMessage(f"Question: {state['objective']}\n\nThe vote is tied between:\n\n{options}"),
-    ]
-    choice, calls = await ask(member, messages, node="judge", runtime=runtime, config=config, schema=JudgeChoice)
+    choice, calls = await judge_choice(
+        crew[vote.judge], state["objective"], f"The vote is tied between:\n\n{options}",
+        node="judge", runtime=runtime, config=config,
+    )  # fmt: skip
     return {"final_answer": choice.answer, "stop_reason": StopReason.JUDGED.value, "calls": calls}
 
 
@@ -245,3 +234,15 @@ def view_run(run: Run, *, brief: bool = False) -> list[Block]:
     if len(votes) > 1:
         blocks.append(agreement_chart(votes))
     return blocks
+
+
+ARCHITECTURE = Architecture(
+    name="collaborative",
+    summary="agents answer in parallel, may revise after seeing the tally, and a counted vote decides",
+    build=create_collaborative,
+    options=CollaborativeOptions,
+    view=View(update=view_update, run=view_run),
+    roles=(Role.JUDGE,),
+    min_agents=2,
+    default_agents=5,
+)

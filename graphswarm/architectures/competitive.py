@@ -27,15 +27,23 @@ from typing_extensions import TypedDict
 
 from graphswarm.agents import Agent, check_agents
 from graphswarm.aggregation import extract_answer
+from graphswarm.architectures.base import Architecture, Role
+from graphswarm.architectures.blocks import (
+    DEFAULT_JUDGE,
+    AgentInput,
+    ObjectiveInput,
+    answer_question,
+    judge_scores,
+    send_each,
+)
 from graphswarm.architectures.options import SwarmOptions
 from graphswarm.budget import SwarmContext
-from graphswarm.nodes import Crew, answer_messages, ask, judge_scores, model_retry_policy, prompt, send_each
+from graphswarm.nodes import Crew, ask, model_retry_policy, prompt
 from graphswarm.state import CallRecord, StopReason, SwarmState
-from graphswarm.view import Block, Cell, Run, Table, Text, shorten
+from graphswarm.view import Block, Cell, Run, Table, Text, View, shorten
 
 __all__ = ["create_competitive", "CompetitiveOptions", "CompetitiveState", "Selection", "Entry", "Ranked"]
 
-DEFAULT_JUDGE = Agent(name="judge", role="impartial judge")
 CONFIDENCE_NOTE = "After the final answer line, add one line: Confidence: <a number from 0 to 1>"
 _CONFIDENCE = re.compile(r"confidence\s*[:=]\s*([0-9]*\.?[0-9]+)\s*(%?)", re.IGNORECASE)
 
@@ -89,15 +97,6 @@ class CompetitiveOptions(SwarmOptions):
         return self
 
 
-class CompetitiveInput(TypedDict):
-    objective: str
-
-
-class EntryInput(TypedDict):
-    objective: str
-    agent: str
-
-
 class PairVerdict(BaseModel):
     winner: str = Field(description='"A" or "B"')
     rationale: str = Field("", description="one sentence")
@@ -139,8 +138,8 @@ def create_competitive(
     contest = _Contest([a.name for a in agents], selection, judges[0].name if judges else None, opts.scorer)
     retry = model_retry_policy()
 
-    graph = StateGraph(CompetitiveState, context_schema=SwarmContext, input_schema=CompetitiveInput)
-    graph.add_node("compete", partial(compete, crew=crew, contest=contest), input_schema=EntryInput, retry_policy=retry)
+    graph = StateGraph(CompetitiveState, context_schema=SwarmContext, input_schema=ObjectiveInput)
+    graph.add_node("compete", partial(compete, crew=crew, contest=contest), input_schema=AgentInput, retry_policy=retry)
     graph.add_node("select", partial(select, crew=crew, contest=contest), retry_policy=retry, defer=True)
     graph.add_conditional_edges(START, partial(start_contest, contest=contest), ["compete"])
     graph.add_edge("compete", "select")
@@ -153,14 +152,14 @@ def start_contest(state: CompetitiveState, *, contest: _Contest) -> list[Send]:
 
 
 async def compete(
-    state: EntryInput, config: RunnableConfig, runtime: Runtime[SwarmContext], *, crew: Crew, contest: _Contest
+    state: AgentInput, config: RunnableConfig, runtime: Runtime[SwarmContext], *, crew: Crew, contest: _Contest
 ) -> dict[str, Any]:
-    member = crew[state["agent"]]
     context = CONFIDENCE_NOTE if contest.selection is Selection.CONFIDENCE else ""
-    messages = answer_messages(member.agent, state["objective"], context=context)
-    text, calls = await ask(member, messages, node="compete", runtime=runtime, config=config)
+    text, calls = await answer_question(
+        crew[state["agent"]], state["objective"], context=context, node="compete", runtime=runtime, config=config
+    )
     entry: Entry = {
-        "agent": member.name,
+        "agent": state["agent"],
         "text": text,
         "answer": extract_answer(_without_confidence(text)) or text.strip(),
         "confidence": parse_confidence(text),
@@ -275,3 +274,14 @@ def view_run(run: Run, *, brief: bool = False) -> list[Block]:
         ]
         blocks.append(Table(["agent", "answer", "confidence"], listed, title="Entries"))
     return blocks
+
+
+ARCHITECTURE = Architecture(
+    name="competitive",
+    summary="agents answer independently and a judge, a scorer or their confidence picks the best",
+    build=create_competitive,
+    options=CompetitiveOptions,
+    view=View(update=view_update, run=view_run),
+    roles=(Role.JUDGE,),
+    min_agents=2,
+)

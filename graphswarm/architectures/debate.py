@@ -29,14 +29,24 @@ from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict
 
 from graphswarm.agents import Agent, check_agents
-from graphswarm.aggregation import VoteMethod, VoteTable, count_votes, extract_answer, make_ballot
-from graphswarm.architectures.collaborative import JudgeChoice
+from graphswarm.aggregation import VoteMethod, VoteTable, extract_answer
+from graphswarm.architectures.base import Architecture, Role
+from graphswarm.architectures.blocks import (
+    AgentInput,
+    ObjectiveInput,
+    RoundAnswer,
+    answer_question,
+    count_round,
+    judge_choice,
+    latest_answers,
+    send_each,
+)
 from graphswarm.architectures.options import SwarmOptions
 from graphswarm.budget import SwarmContext
 from graphswarm.embeddings import resolve_embeddings
-from graphswarm.nodes import Crew, answer_messages, ask, model_retry_policy, prompt, send_each
+from graphswarm.nodes import Crew, ask, model_retry_policy, prompt
 from graphswarm.state import StopReason, SwarmState
-from graphswarm.view import Block, Cell, Heading, Run, Table, Text, agreement_chart, shorten, vote_progress, vote_table
+from graphswarm.view import Block, Cell, Heading, Run, Table, Text, View, agreement_chart, shorten, vote_progress, vote_table
 
 __all__ = ["create_debate", "DebateOptions", "DebateState", "Topology", "Turn"]
 
@@ -50,10 +60,8 @@ class Topology(StrEnum):
     """Only its two neighbours' (sparse debate: cheaper prompts, slower convergence)."""
 
 
-class Turn(TypedDict):
-    agent: str
-    round: int
-    text: str
+Turn = RoundAnswer
+"""One agent's argument in one round."""
 
 
 class RoundOutcome(TypedDict):
@@ -86,13 +94,7 @@ class DebateOptions(SwarmOptions):
     )
 
 
-class DebateInput(TypedDict):
-    objective: str
-
-
-class TurnInput(TypedDict):
-    objective: str
-    agent: str
+class TurnInput(AgentInput):
     round: int
     others: str
     previous: str
@@ -149,7 +151,7 @@ def create_debate(
     )
     retry = model_retry_policy()
 
-    graph = StateGraph(DebateState, context_schema=SwarmContext, input_schema=DebateInput)
+    graph = StateGraph(DebateState, context_schema=SwarmContext, input_schema=ObjectiveInput)
     graph.add_node("argue", partial(argue, crew=crew), input_schema=TurnInput, retry_policy=retry)
     graph.add_node("assess", partial(assess, debate=debate), defer=True)
     graph.add_node("moderate", partial(moderate, crew=crew, debate=debate), retry_policy=retry)
@@ -168,21 +170,18 @@ def first_round(state: DebateState, *, debate: _Debate) -> list[Send]:
 
 
 async def argue(state: TurnInput, config: RunnableConfig, runtime: Runtime[SwarmContext], *, crew: Crew) -> dict[str, Any]:
-    member = crew[state["agent"]]
     context = ""
     if state["round"] > 1:
         context = prompt("debate_turn").format(round=state["round"], others=state["others"], own=state["previous"])
-    messages = answer_messages(member.agent, state["objective"], context=context)
-    text, calls = await ask(member, messages, node="argue", runtime=runtime, config=config)
-    turn: Turn = {"agent": member.name, "round": state["round"], "text": text}
+    text, calls = await answer_question(
+        crew[state["agent"]], state["objective"], context=context, node="argue", runtime=runtime, config=config
+    )
+    turn: Turn = {"agent": state["agent"], "round": state["round"], "text": text}
     return {"transcript": [turn], "calls": calls}
 
 
 def assess(state: DebateState, *, debate: _Debate) -> dict[str, Any]:
-    round_ = max(t["round"] for t in state["transcript"])
-    latest = _latest(state, round_)
-    ballots = [make_ballot(name, latest[name]) for name in debate.agents if name in latest]
-    table = count_votes(ballots, method=debate.method, embeddings=debate.embeddings)
+    round_, table = count_round(state["transcript"], debate.agents, method=debate.method, embeddings=debate.embeddings)
     outcome: RoundOutcome = {
         "round": round_,
         "agreement": table["agreement"],
@@ -210,7 +209,7 @@ async def moderate(
     state: DebateState, config: RunnableConfig, runtime: Runtime[SwarmContext], *, crew: Crew, debate: _Debate
 ) -> dict[str, Any]:
     member = crew[debate.moderator]
-    latest = _latest(state, state["round"])
+    latest = latest_answers(state["transcript"], state["round"])
     answers = "\n\n".join(f"{name}:\n{latest[name]}" for name in debate.agents if name in latest)
     messages = [
         SystemMessage(prompt("debate_moderator").format(name=member.name)),
@@ -233,18 +232,16 @@ async def verdict(
     last = state["rounds"][-1]
     if debate.judge is None:
         return {"final_answer": last["winning_answer"] or ""}
-    member = crew[debate.judge]
     transcript = "\n\n".join(f"[round {t['round']}] {t['agent']}:\n{t['text']}" for t in state["transcript"])
-    messages = [
-        SystemMessage(prompt("judge").format(name=member.name)),
-        HumanMessage(f"Question: {state['objective']}\n\nThe debate:\n\n{transcript}"),
-    ]
-    choice, calls = await ask(member, messages, node="verdict", runtime=runtime, config=config, schema=JudgeChoice)
+    choice, calls = await judge_choice(
+        crew[debate.judge], state["objective"], f"The debate:\n\n{transcript}",
+        node="verdict", runtime=runtime, config=config,
+    )  # fmt: skip
     return {"final_answer": choice.answer, "calls": calls}
 
 
 def _next_round(state: DebateState, debate: _Debate) -> list[Send]:
-    latest = _latest(state, state["round"])
+    latest = latest_answers(state["transcript"], state["round"])
     names = debate.agents
     sends = []
     for i, name in enumerate(names):
@@ -262,10 +259,6 @@ def _next_round(state: DebateState, debate: _Debate) -> list[Send]:
         }
         sends.append(Send("argue", payload))
     return sends
-
-
-def _latest(state: DebateState, round_: int) -> dict[str, str]:
-    return {t["agent"]: t["text"] for t in state["transcript"] if t["round"] == round_}
 
 
 # -- view: how its updates and runs are shown (rendered by the CLI and the report) ----
@@ -313,3 +306,14 @@ def view_run(run: Run, *, brief: bool = False) -> list[Block]:
         notes: list[list[Cell]] = [[Text(n)] for n in state["moderator_notes"]]
         blocks.append(Table(["note"], notes, title="Moderator"))
     return blocks
+
+
+ARCHITECTURE = Architecture(
+    name="debate",
+    summary="agents argue over rounds, seeing each other's answers, until they agree; then a verdict",
+    build=create_debate,
+    options=DebateOptions,
+    view=View(update=view_update, run=view_run),
+    roles=(Role.MODERATOR, Role.JUDGE),
+    min_agents=2,
+)

@@ -16,7 +16,6 @@ from typing import Annotated, Any
 
 from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
-from langgraph.errors import GraphBubbleUp
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import Send, interrupt
@@ -24,25 +23,23 @@ from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict
 
 from graphswarm.agents import Agent, check_agents
+from graphswarm.architectures import blocks
+from graphswarm.architectures.base import Architecture, Role
+from graphswarm.architectures.blocks import JoinPolicy, ObjectiveInput, task_messages, worker_outcome
 from graphswarm.architectures.options import SwarmOptions
 from graphswarm.budget import SwarmContext
 from graphswarm.errors import ConfigError
-from graphswarm.nodes import (
-    Crew,
-    JoinPolicy,
-    ask,
-    final_attempt,
-    is_transient,
-    model_retry_policy,
-    pause_for_failure,
-    prompt,
-)
-from graphswarm.state import CallRecord, StopReason, SwarmState
-from graphswarm.view import Block, Cell, Run, Table, Text, shorten, tasks_line
+from graphswarm.nodes import Crew, ask, model_retry_policy, prompt
+from graphswarm.state import StopReason, SwarmState
+from graphswarm.view import Block, Cell, Run, Table, Text, View, shorten, tasks_line
 
 __all__ = ["create_hierarchical", "HierarchicalOptions", "HierarchicalState", "Task", "WorkerResult", "Review"]
 
 DEFAULT_LEADER = Agent(name="leader", role="team leader", strengths=["planning", "synthesis"])
+RESULTS = ("work",)
+"""The notes the leader recalls from shared memory (each answer is posted under its node's name)."""
+TEAM_NOTES = ("plan", "work", "consolidate")
+"""The notes a worker recalls: the leader's plans and reviews, and the team's results."""
 
 
 class Task(TypedDict):
@@ -99,22 +96,15 @@ class HierarchicalOptions(SwarmOptions):
     approve_plan: bool = Field(False, description="pause after each plan until a person approves, edits or rejects it")
 
 
-class HierarchicalInput(TypedDict):
-    objective: str
-
-
-class WorkerInput(TypedDict):
-    objective: str
+class WorkerInput(ObjectiveInput):
     task: Task
 
 
-class PlannedTask(BaseModel):
-    title: str = Field(description="a short name for the task")
-    description: str = Field("", description="what exactly to do")
+class PlannedTask(blocks.PlannedTask):
     worker: str = Field("", description="the exact name of the team member who should do it")
 
 
-class Plan(BaseModel):
+class Plan(blocks.Plan):
     tasks: list[PlannedTask] = Field(min_length=1)
 
 
@@ -156,7 +146,7 @@ def create_hierarchical(
     team = _Team(leader.name, [w.name for w in workers], opts.max_rounds, max_tasks, opts.join)
     retry = model_retry_policy()
 
-    graph = StateGraph(HierarchicalState, context_schema=SwarmContext, input_schema=HierarchicalInput)
+    graph = StateGraph(HierarchicalState, context_schema=SwarmContext, input_schema=ObjectiveInput)
     graph.add_node("plan", partial(plan, crew=crew, team=team), retry_policy=retry)
     graph.add_node("work", partial(work, crew=crew, team=team), input_schema=WorkerInput, retry_policy=retry)
     graph.add_node("consolidate", partial(consolidate, crew=crew, team=team), retry_policy=retry, defer=True)
@@ -197,7 +187,10 @@ async def plan(
             answer=reviews[-1]["answer"], feedback=reviews[-1]["feedback"] or "(none given)"
         )
     messages = [SystemMessage(system), HumanMessage(f"Objective: {state['objective']}")]
-    planned, calls = await ask(crew[team.leader], messages, node="plan", runtime=runtime, config=config, schema=Plan)
+    planned, calls = await ask(
+        crew[team.leader], messages, node="plan", runtime=runtime, config=config, schema=Plan,
+        recall=RESULTS, post="plan",
+    )  # fmt: skip
     tasks = assign_tasks(planned.tasks[: team.max_tasks], members, round_)
     return {"round": round_, "tasks": [*state.get("tasks", []), *tasks], "calls": calls}
 
@@ -251,31 +244,15 @@ async def work(
 ) -> dict[str, Any]:
     task = state["task"]
     member = crew[task["worker"]]
-    agent = member.agent
-    system = prompt("hierarchical_work").format(
-        name=agent.name,
-        role=agent.role,
-        strengths=", ".join(agent.strengths) or "general",
-        instructions=agent.instructions,
-        objective=state["objective"],
-    )
-    messages = [SystemMessage(system), HumanMessage(f"Your task: {task['title']}\n{task['description']}".strip())]
-    calls: list[CallRecord] = []
-    try:
-        output, calls = await ask(member, messages, node="work", runtime=runtime, config=config)
-        error = ""
-    except GraphBubbleUp:
-        raise
-    except Exception as exc:
-        if (is_transient(exc) and not final_attempt(runtime)) or team.join is JoinPolicy.FAIL_FAST:
-            raise
-        if team.join is JoinPolicy.WAIT:
-            pause_for_failure(agent.name, "work", exc)
-        output, error = "", f"{type(exc).__name__}: {exc}"
+    messages = task_messages("hierarchical_work", member.agent, state["objective"], task)
+    output, calls, error = await worker_outcome(
+        ask(member, messages, node="work", runtime=runtime, config=config, recall=TEAM_NOTES, post="work"),
+        agent=member.name, node="work", runtime=runtime, join=team.join,
+    )  # fmt: skip
     result: WorkerResult = {
         "task_id": task["id"],
         "round": task["round"],
-        "worker": agent.name,
+        "worker": member.name,
         "output": output,
         "ok": not error,
         "error": error,
@@ -299,8 +276,9 @@ async def consolidate(
         HumanMessage(f"Objective: {state['objective']}\n\nResults:\n" + "\n\n".join(sections)),
     ]
     verdict, calls = await ask(
-        crew[team.leader], messages, node="consolidate", runtime=runtime, config=config, schema=LeaderReview
-    )
+        crew[team.leader], messages, node="consolidate", runtime=runtime, config=config, schema=LeaderReview,
+        recall=RESULTS, post="consolidate",
+    )  # fmt: skip
     review: Review = {
         "round": round_,
         "answer": verdict.answer,
@@ -419,3 +397,13 @@ def view_run(run: Run, *, brief: bool = False) -> list[Block]:
         ]
         blocks.append(Table(["round", "verdict", "feedback", "answer"], reviews, title="Leader's reviews"))
     return blocks
+
+
+ARCHITECTURE = Architecture(
+    name="hierarchical",
+    summary="a leader plans, delegates by strengths, consolidates and reviews in rounds",
+    build=create_hierarchical,
+    options=HierarchicalOptions,
+    view=View(update=view_update, run=view_run),
+    roles=(Role.LEADER,),
+)

@@ -16,7 +16,6 @@ the checkpointer and never run again.
 
 from __future__ import annotations
 
-import asyncio
 import operator
 import time
 from collections.abc import Mapping, Sequence
@@ -27,7 +26,6 @@ from typing import Annotated, Any
 
 from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
-from langgraph.errors import GraphBubbleUp
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import Send, interrupt
@@ -35,18 +33,23 @@ from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict
 
 from graphswarm.agents import Agent, check_agents, make_workers
+from graphswarm.architectures.base import Architecture, Role
+from graphswarm.architectures.blocks import AgentInput, ObjectiveInput, Plan, PlannedTask, task_messages, worker_outcome
 from graphswarm.architectures.options import SwarmOptions
 from graphswarm.budget import SwarmContext
 from graphswarm.errors import ConfigError
-from graphswarm.nodes import Crew, ask, clip, final_attempt, is_transient, memory_of, model_retry_policy, prompt
+from graphswarm.nodes import Crew, ask, clip, memory_of, model_retry_policy, prompt
 from graphswarm.state import StopReason, SwarmState
-from graphswarm.view import Block, Cell, Run, Table, Text, shorten, tasks_line
+from graphswarm.view import Block, Cell, Run, Table, Text, View, shorten, tasks_line
 
 __all__ = ["create_orchestrator", "OrchestratorOptions", "OrchestratorState", "PoolTask", "PoolTaskStatus", "AgentStats", "Attempt"]
 
 DEFAULT_ORCHESTRATOR = Agent(name="orchestrator", role="orchestrator", strengths=["planning", "synthesis"])
 RESULT_CLIP = 800
 """Characters of each result the orchestrator reads when checking."""
+RESULTS = ("work",)
+"""The notes recalled from shared memory, by the agents and the final check: the agents'
+results (posted by `work`; the tasks are posted as they are planned)."""
 
 
 class PoolTaskStatus(StrEnum):
@@ -127,23 +130,8 @@ class OrchestratorOptions(SwarmOptions):
     )
 
 
-class OrchestratorInput(TypedDict):
-    objective: str
-
-
-class WorkInput(TypedDict):
-    objective: str
+class WorkInput(AgentInput):
     task: PoolTask
-    agent: str
-
-
-class PlannedTask(BaseModel):
-    title: str = Field(description="a short name for the task")
-    description: str = Field("", description="what exactly to do")
-
-
-class Plan(BaseModel):
-    tasks: list[PlannedTask] = Field(min_length=1)
 
 
 class Check(BaseModel):
@@ -198,7 +186,7 @@ def create_orchestrator(
         max_task_attempts=opts.max_task_attempts,
         task_timeout=opts.task_timeout,
     )
-    graph = StateGraph(OrchestratorState, context_schema=SwarmContext, input_schema=OrchestratorInput)
+    graph = StateGraph(OrchestratorState, context_schema=SwarmContext, input_schema=ObjectiveInput)
     graph.add_node("plan", partial(plan, crew=crew, pool=pool), retry_policy=model_retry_policy())
     graph.add_node("schedule", partial(schedule, pool=pool), defer=True)
     graph.add_node(
@@ -320,27 +308,16 @@ async def work(
     state: WorkInput, config: RunnableConfig, runtime: Runtime[SwarmContext], *, crew: Crew, pool: _Pool
 ) -> dict[str, Any]:
     task, member = state["task"], crew[state["agent"]]
-    agent = member.agent
-    system = prompt("orchestrator_work").format(
-        name=agent.name, role=agent.role, objective=state["objective"], instructions=agent.instructions
-    )
-    messages = [SystemMessage(system), HumanMessage(f"Your task: {task['title']}\n{task['description']}".strip())]
+    messages = task_messages("orchestrator_work", member.agent, state["objective"], task)
     started = time.perf_counter()
-    try:
-        # Teammates' results are what helps with a task; plans and checks are not.
-        call = ask(member, messages, node="work", runtime=runtime, config=config, recall=["work"])
-        output, calls = await (asyncio.wait_for(call, pool.task_timeout) if pool.task_timeout else call)
-        error = ""
-    except GraphBubbleUp:
-        raise
-    except Exception as exc:
-        if is_transient(exc) and not final_attempt(runtime, pool.max_attempts):
-            raise
-        output, calls = "", []
-        error = "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+    # A failure is the pool's to handle (the task goes to another agent): the join policy is "continue".
+    output, calls, error = await worker_outcome(
+        ask(member, messages, node="work", runtime=runtime, config=config, recall=RESULTS, post="work"),
+        agent=member.name, node="work", runtime=runtime, max_attempts=pool.max_attempts, timeout=pool.task_timeout,
+    )  # fmt: skip
     attempt: Attempt = {
         "task_id": task["id"],
-        "agent": agent.name,
+        "agent": member.name,
         "wave": task["wave"],
         "ok": not error,
         "output": output,
@@ -366,7 +343,7 @@ async def check(
         HumanMessage(f"Objective: {state['objective']}\n\nResults:\n\n" + "\n\n".join(sections)),
     ]
     verdict, calls = await ask(
-        crew[pool.orchestrator], messages, node="check", runtime=runtime, config=config, schema=Check
+        crew[pool.orchestrator], messages, node="check", runtime=runtime, config=config, schema=Check, recall=RESULTS
     )
     update: dict[str, Any] = {"final_answer": verdict.answer, "calls": calls}
     follow_ups = [t for t in verdict.follow_up_tasks if t.title.strip()][: pool.max_tasks]
@@ -475,3 +452,14 @@ def view_run(run: Run, *, brief: bool = False) -> list[Block]:
         Table(["task", "round", "status", "agent", "attempts", "failed on", "title", "result"], rows, title="Tasks"),
         Table([*agents, "finished", "failures", "time s"], pool, title="Agents"),
     ]
+
+
+ARCHITECTURE = Architecture(
+    name="orchestrator",
+    summary="an orchestrator spreads tasks over a pool of agents, reassigning the work of those that fail",
+    build=create_orchestrator,
+    options=OrchestratorOptions,
+    view=View(update=view_update, run=view_run),
+    roles=(Role.LEADER,),
+    default_agents=8,
+)

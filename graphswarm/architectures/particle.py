@@ -33,18 +33,24 @@ from typing_extensions import TypedDict
 
 from graphswarm.agents import Agent, check_agents
 from graphswarm.aggregation import cosine, extract_answer
+from graphswarm.architectures.base import Architecture, Role
+from graphswarm.architectures.blocks import (
+    DEFAULT_JUDGE,
+    AgentInput,
+    ObjectiveInput,
+    answer_question,
+    judge_scores,
+    send_each,
+)
 from graphswarm.architectures.options import SwarmOptions
 from graphswarm.budget import SwarmContext
 from graphswarm.embeddings import resolve_embeddings
 from graphswarm.errors import ConfigError
-from graphswarm.nodes import Crew, answer_messages, ask, judge_scores, model_retry_policy, prompt, send_each
+from graphswarm.nodes import Crew, model_retry_policy, post_note, prompt
 from graphswarm.state import CallRecord, StopReason, SwarmState
-from graphswarm.view import Block, Cell, Chart, Heading, Run, Table, Text
+from graphswarm.view import Block, Cell, Chart, Heading, Run, Table, Text, View
 
 __all__ = ["create_particle", "ParticleOptions", "ParticleState", "Position", "IterationStats", "diversity"]
-
-DEFAULT_JUDGE = Agent(name="judge", role="impartial judge")
-
 
 class Position(TypedDict):
     agent: str
@@ -104,13 +110,7 @@ class ParticleOptions(SwarmOptions):
     )
 
 
-class ParticleInput(TypedDict):
-    objective: str
-
-
-class MoveInput(TypedDict):
-    objective: str
-    agent: str
+class MoveInput(AgentInput):
     iteration: int
     guidance: str
     """The revision prompt ("" in the first iteration)."""
@@ -165,7 +165,7 @@ def create_particle(
     )
     retry = model_retry_policy()
 
-    graph = StateGraph(ParticleState, context_schema=SwarmContext, input_schema=ParticleInput)
+    graph = StateGraph(ParticleState, context_schema=SwarmContext, input_schema=ObjectiveInput)
     graph.add_node("move", partial(move, crew=crew), input_schema=MoveInput, retry_policy=retry)
     graph.add_node("evaluate", partial(evaluate, crew=crew, swarm=swarm), retry_policy=retry, defer=True)
     graph.add_conditional_edges(START, partial(first_moves, swarm=swarm), ["move"])
@@ -179,10 +179,11 @@ def first_moves(state: ParticleState, *, swarm: _Swarm) -> list[Send]:
 
 
 async def move(state: MoveInput, config: RunnableConfig, runtime: Runtime[SwarmContext], *, crew: Crew) -> dict[str, Any]:
-    member = crew[state["agent"]]
-    messages = answer_messages(member.agent, state["objective"], context=state["guidance"])
-    text, calls = await ask(member, messages, node="move", runtime=runtime, config=config)
-    position: Position = {"agent": member.name, "iteration": state["iteration"], "text": text, "fitness": 0.0}
+    # A particle sees its guidance (its own answers, the swarm's best, its neighbours) and nothing else.
+    text, calls = await answer_question(
+        crew[state["agent"]], state["objective"], context=state["guidance"], node="move", runtime=runtime, config=config
+    )
+    position: Position = {"agent": state["agent"], "iteration": state["iteration"], "text": text, "fitness": 0.0}
     return {"moves": [position], "calls": calls}
 
 
@@ -255,11 +256,9 @@ async def _fitness(
 
 
 async def _remember_positions(runtime: Runtime[SwarmContext] | None, scored: list[dict[str, Any]]) -> None:
-    memory = getattr(getattr(runtime, "context", None), "memory", None)
-    if memory is None:
-        return
+    """Keep the positions in the run's memory; no particle recalls them (it sees only its guidance)."""
     for m in scored:
-        await memory.apost(m["text"], agent=m["agent"], kind="position", round=m["iteration"])
+        await post_note(runtime, m["text"], agent=m["agent"], kind="position", round=m["iteration"])
 
 
 async def _guidance(scored, vectors, personal, best, swarm: _Swarm, iteration: int) -> dict[str, str]:
@@ -346,3 +345,15 @@ def view_run(run: Run, *, brief: bool = False) -> list[Block]:
         caption = f"swarm's best: {best['agent']} in iteration {best['iteration']} ({best['fitness']:g})" if best else ""
         blocks.append(Table(["iteration", "particle", "fitness", "answer"], rows, title="Positions", caption=caption, strong=strong))
     return blocks
+
+
+ARCHITECTURE = Architecture(
+    name="particle",
+    summary="particles revise their answers toward the best found so far, moving through embedding space",
+    build=create_particle,
+    options=ParticleOptions,
+    view=View(update=view_update, run=view_run),
+    roles=(Role.JUDGE,),
+    min_agents=2,
+    default_agents=4,
+)

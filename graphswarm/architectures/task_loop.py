@@ -47,6 +47,8 @@ from typing_extensions import TypedDict
 
 from graphswarm.agents import Agent, check_agents
 from graphswarm.aggregation import normalize
+from graphswarm.architectures.base import Architecture, Role
+from graphswarm.architectures.blocks import ObjectiveInput, Plan, PlannedTask, task_messages
 from graphswarm.architectures.options import SwarmOptions
 from graphswarm.budget import SwarmContext
 from graphswarm.errors import ConfigError
@@ -59,12 +61,13 @@ from graphswarm.nodes import (
     governor_of,
     memory_of,
     model_retry_policy,
+    post_note,
     prompt,
     run_tool,
 )
 from graphswarm.state import StopReason, SwarmState
 from graphswarm.toolbox import Workspace, builtin_tools, check_tool_names
-from graphswarm.view import Block, Cell, Run, Table, Text, shorten, tasks_line
+from graphswarm.view import Block, Cell, Run, Table, Text, View, shorten, tasks_line
 
 __all__ = ["create_task_loop", "TaskLoopOptions", "TaskLoopState", "LoopTask", "TaskStatus", "ToolUse", "DEFAULT_TOOLS"]
 
@@ -82,6 +85,9 @@ RESULT_CLIP = 600
 """Characters of each finished task's result shown to the planner and the agents."""
 RECENT_RESULTS = 3
 """Earlier results an agent sees with its task when the run has no memory to recall them from."""
+RESULTS = ("result",)
+"""The notes recalled from shared memory (by an agent doing a task and the planner's
+review): finished tasks' results, which `review` posts; the planner posts each task."""
 
 
 class TaskStatus(StrEnum):
@@ -172,17 +178,12 @@ class TaskLoopOptions(SwarmOptions):
         return tuple(n.strip() for n in value.split(",") if n.strip()) if isinstance(value, str) else value
 
 
-class TaskLoopInput(TypedDict):
-    objective: str
-
-
-class NewTask(BaseModel):
+class NewTask(PlannedTask):
     title: str = Field(description="a short, concrete task")
-    description: str = Field("", description="what exactly to do")
     assignee: str = Field("", description="the exact name of who should do it, or empty")
 
 
-class TaskPlan(BaseModel):
+class TaskPlan(Plan):
     tasks: list[NewTask] = Field(min_length=1)
 
 
@@ -248,7 +249,7 @@ def create_task_loop(
         duplicate_similarity=duplicate_similarity,
     )
     retry = model_retry_policy()
-    graph = StateGraph(TaskLoopState, context_schema=SwarmContext, input_schema=TaskLoopInput)
+    graph = StateGraph(TaskLoopState, context_schema=SwarmContext, input_schema=ObjectiveInput)
     graph.add_node("plan", partial(plan, crew=crew, loop=loop), retry_policy=retry)
     graph.add_node("pick", partial(pick, loop=loop))
     graph.add_node("think", partial(think, crew=crew, loop=loop), retry_policy=retry)
@@ -341,9 +342,7 @@ async def review(
     task = _current(state)
     outcome = state.get("outcome") or "(no result)"
     tasks = [{**t, "status": TaskStatus.DONE.value, "result": outcome} if t["id"] == task["id"] else t for t in state["tasks"]]
-    memory = memory_of(runtime)
-    if memory is not None:
-        await memory.apost(outcome, agent=task["assignee"], kind="result", task_id=str(task["id"]))
+    await post_note(runtime, outcome, agent=task["assignee"], kind="result", task_id=str(task["id"]))
     done = [t for t in tasks if t["status"] == TaskStatus.DONE]
     pending = [t for t in tasks if t["status"] == TaskStatus.PENDING]
     listing = "Done:\n" + "\n".join(f"- [{t['id']}] {t['title']}: {clip(t['result'], RESULT_CLIP)}" for t in done)
@@ -353,7 +352,7 @@ async def review(
         HumanMessage(f"Objective: {state['objective']}\n\n{listing}"),
     ]
     verdict, calls = await ask(
-        crew[loop.planner], messages, node="review", runtime=runtime, config=config, schema=TaskReview
+        crew[loop.planner], messages, node="review", runtime=runtime, config=config, schema=TaskReview, recall=RESULTS
     )
     tasks = await _add_tasks(tasks, verdict.new_tasks, origin=task["id"], loop=loop, runtime=runtime)
     update: dict[str, Any] = {
@@ -469,7 +468,7 @@ async def think(
         tools = await _tools(loop, member.agent, config, runtime)
     # With memory, the first step recalls the earlier results closest to the task.
     reply, calls = await ask_once(
-        member, conversation, node="think", runtime=runtime, config=config, tools=tools, recall=["result"]
+        member, conversation, node="think", runtime=runtime, config=config, tools=tools, recall=RESULTS
     )
     # Keep only what the conversation needs: no provider metadata in checkpoints.
     reply = AIMessage(content=reply.text, tool_calls=reply.tool_calls if tools else [])
@@ -591,20 +590,12 @@ def _workspace(path: str) -> Workspace:
 
 def _first_messages(state: TaskLoopState, task: LoopTask, agent: Agent, *, with_results: bool) -> list[BaseMessage]:
     """The task's opening messages; without memory to recall from, the latest results come along."""
-    system = prompt("task_loop_work").format(
-        name=agent.name,
-        role=agent.role,
-        strengths=", ".join(agent.strengths) or "general",
-        instructions=agent.instructions,
-        objective=state["objective"],
-    )
-    request = f"Your task: {task['title']}\n{task['description']}".strip()
     done = [t for t in state["tasks"] if t["status"] == TaskStatus.DONE][-RECENT_RESULTS:] if with_results else []
+    context = ""
     if done:
-        request += "\n\nResults of earlier tasks:\n" + "\n".join(
-            f"- {t['title']}: {clip(t['result'], RESULT_CLIP)}" for t in done
-        )
-    return [SystemMessage(system), HumanMessage(request)]
+        results = (f"- {t['title']}: {clip(t['result'], RESULT_CLIP)}" for t in done)
+        context = "Results of earlier tasks:\n" + "\n".join(results)
+    return task_messages("task_loop_work", agent, state["objective"], task, context=context)
 
 
 # -- other agents' graphs ---------------------------------------------------------
@@ -728,3 +719,14 @@ def view_run(run: Run, *, brief: bool = False) -> list[Block]:
         ]
         blocks.append(Table(["task", "kind", "request", "decision", "text"], made, title="A person's decisions"))
     return blocks
+
+
+ARCHITECTURE = Architecture(
+    name="task_loop",
+    summary="a planner keeps a task list; agents do the tasks with tools, or hand them to another swarm",
+    build=create_task_loop,
+    options=TaskLoopOptions,
+    view=View(update=view_update, run=view_run),
+    roles=(Role.LEADER,),
+    default_agents=2,
+)
