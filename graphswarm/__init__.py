@@ -94,8 +94,8 @@ if TYPE_CHECKING:
     from graphswarm.registry import ARCHITECTURES, SwarmSpec
     from graphswarm.runs import (
         RunFailedError,
-        RunRecord,
         Runner,
+        RunRecord,
         RunResult,
         RunStatus,
         resume_swarm,

@@ -343,9 +343,7 @@ def _strip_edges(text: str) -> str:
 
 
 def _as_number(text: str) -> str | None:
-    candidates = [text] + [
-        _strip_edges(text[len(prefix) :]) for prefix in NUMBER_PREFIXES if text.startswith(prefix)
-    ]
+    candidates = [text] + [_strip_edges(text[len(prefix) :]) for prefix in NUMBER_PREFIXES if text.startswith(prefix)]
     for candidate in candidates:
         if match := _NUMBER.fullmatch(candidate):
             return _canonical_number(match)

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -46,18 +46,20 @@ out = Console(highlight=False, markup=False, emoji=False, soft_wrap=True, width=
 err = Console(stderr=True, highlight=False, markup=False, emoji=False, soft_wrap=True)
 
 DbOption = Annotated[
-    Optional[str],
-    typer.Option("--db", help="Database URL: a path, sqlite:///path, postgresql://... or memory.", envvar="GRAPHSWARM_DB"),
+    str | None,
+    typer.Option(
+        "--db", help="Database URL: a path, sqlite:///path, postgresql://... or memory.", envvar="GRAPHSWARM_DB"
+    ),
 ]
 ModelOption = Annotated[
-    Optional[str],
+    str | None,
     typer.Option("--model", "-m", help="openai:gpt-4o-mini, local, local:/path.gguf, or a name on --base-url."),
 ]
 BaseUrlOption = Annotated[
-    Optional[str], typer.Option("--base-url", help="An OpenAI-compatible server (vLLM, Ollama, TGI, ...).")
+    str | None, typer.Option("--base-url", help="An OpenAI-compatible server (vLLM, Ollama, TGI, ...).")
 ]
 SetOption = Annotated[
-    Optional[list[str]],
+    list[str] | None,
     typer.Option(
         "--set",
         help="Edit the state first: KEY=JSON (repeatable; a string needs quotes: KEY='\"text\"'), applied as if the "
@@ -108,42 +110,47 @@ def run(
         str,
         typer.Argument(help="The architecture (each is listed below, with its options)."),
     ],
-    objective: Annotated[Optional[str], typer.Argument(help="The objective; '-' reads it from stdin.")] = None,
-    file: Annotated[Optional[Path], typer.Option("--file", "-f", help="Read the objective from a file.")] = None,
+    objective: Annotated[str | None, typer.Argument(help="The objective; '-' reads it from stdin.")] = None,
+    file: Annotated[Path | None, typer.Option("--file", "-f", help="Read the objective from a file.")] = None,
     agents: Annotated[
-        int, typer.Option("--agents", "--nodes", "-n", help="Number of member agents (workers, voters, or a pool's size).")
+        int,
+        typer.Option("--agents", "--nodes", "-n", help="Number of member agents (workers, voters, or a pool's size)."),
     ] = 3,
     agents_file: Annotated[
-        Optional[Path],
-        typer.Option("--agents-file", help='JSON: a list of agents, or {"agents": [...], "leader"/"judge"/"moderator": {...}} '
-            "(without \"agents\", --agents makes them)."),
+        Path | None,
+        typer.Option(
+            "--agents-file",
+            help='JSON: a list of agents, or {"agents": [...], "leader"/"judge"/"moderator": {...}} '
+            '(without "agents", --agents makes them).',
+        ),
     ] = None,
     model: ModelOption = None,
     base_url: BaseUrlOption = None,
     db: DbOption = None,
-    run_id: Annotated[Optional[str], typer.Option("--run-id", help="Choose the run id (default: random).")] = None,
+    run_id: Annotated[str | None, typer.Option("--run-id", help="Choose the run id (default: random).")] = None,
     option: Annotated[
-        Optional[list[str]],
+        list[str] | None,
         typer.Option(
-            "--option", "-o",
+            "--option",
+            "-o",
             help="An architecture option as KEY=VALUE (repeatable; or --KEY VALUE, e.g. --max-rounds 3). "
             "List them with: graphswarm options ARCH.",
         ),
     ] = None,
-    max_calls: Annotated[Optional[int], typer.Option(help="Cap on model calls.")] = None,
-    max_tokens: Annotated[Optional[int], typer.Option(help="Cap on tokens.")] = None,
-    max_cost: Annotated[Optional[float], typer.Option(help="Cap on estimated cost in US dollars.")] = None,
-    max_seconds: Annotated[Optional[float], typer.Option(help="Cap on wall time.")] = None,
-    concurrency: Annotated[Optional[int], typer.Option(help="Most model calls in flight at once.")] = None,
-    pause_before: Annotated[Optional[list[str]], typer.Option(help="Pause before this node (repeatable).")] = None,
-    pause_after: Annotated[Optional[list[str]], typer.Option(help="Pause after this node (repeatable).")] = None,
+    max_calls: Annotated[int | None, typer.Option(help="Cap on model calls.")] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="Cap on tokens.")] = None,
+    max_cost: Annotated[float | None, typer.Option(help="Cap on estimated cost in US dollars.")] = None,
+    max_seconds: Annotated[float | None, typer.Option(help="Cap on wall time.")] = None,
+    concurrency: Annotated[int | None, typer.Option(help="Most model calls in flight at once.")] = None,
+    pause_before: Annotated[list[str] | None, typer.Option(help="Pause before this node (repeatable).")] = None,
+    pause_after: Annotated[list[str] | None, typer.Option(help="Pause after this node (repeatable).")] = None,
     stream: Annotated[bool, typer.Option("--stream", help="Print the agents' answers as they are written.")] = False,
     memory: Annotated[
-        Optional[str], typer.Option(help="Shared memory: embedded, memory, or a Chroma server http://host:port.")
+        str | None, typer.Option(help="Shared memory: embedded, memory, or a Chroma server http://host:port.")
     ] = None,
-    embeddings: Annotated[Optional[str], typer.Option(help="Embeddings for memory: minilm or openai.")] = None,
+    embeddings: Annotated[str | None, typer.Option(help="Embeddings for memory: minilm or openai.")] = None,
     chunk_tokens: Annotated[
-        Optional[int], typer.Option(help="Long objectives (over 1000 tokens) are split into chunks of this size.")
+        int | None, typer.Option(help="Long objectives (over 1000 tokens) are split into chunks of this size.")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final answer.")] = False,
 ) -> None:
@@ -184,10 +191,19 @@ def run(
         ) as runner:
             return await _run_with_progress(
                 lambda on_update, on_token: runner.start(
-                    spec, text, run_id=run_id, budget=budget, pause_before=pause_before or (),
-                    pause_after=pause_after or (), on_update=on_update, on_token=on_token,
+                    spec,
+                    text,
+                    run_id=run_id,
+                    budget=budget,
+                    pause_before=pause_before or (),
+                    pause_after=pause_after or (),
+                    on_update=on_update,
+                    on_token=on_token,
                 ),
-                quiet, stream, db, architecture=spec.architecture,
+                quiet,
+                stream,
+                db,
+                architecture=spec.architecture,
             )
 
     _finish(_until_interrupted(main, run_id, db), db, quiet)
@@ -199,21 +215,23 @@ def resume(
     db: DbOption = None,
     model: ModelOption = None,
     base_url: BaseUrlOption = None,
-    max_calls: Annotated[Optional[int], typer.Option(help="New cap on model calls.")] = None,
-    max_tokens: Annotated[Optional[int], typer.Option(help="New cap on tokens.")] = None,
-    max_cost: Annotated[Optional[float], typer.Option(help="New cap on estimated cost.")] = None,
-    max_seconds: Annotated[Optional[float], typer.Option(help="New cap on wall time.")] = None,
+    max_calls: Annotated[int | None, typer.Option(help="New cap on model calls.")] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="New cap on tokens.")] = None,
+    max_cost: Annotated[float | None, typer.Option(help="New cap on estimated cost.")] = None,
+    max_seconds: Annotated[float | None, typer.Option(help="New cap on wall time.")] = None,
     set_: SetOption = None,
-    as_node: Annotated[Optional[str], typer.Option(help="Apply --set edits as if this node wrote them.")] = None,
+    as_node: Annotated[str | None, typer.Option(help="Apply --set edits as if this node wrote them.")] = None,
     approve: Annotated[bool, typer.Option("--approve", help="Approve the plan the run is waiting on.")] = False,
-    reject: Annotated[Optional[str], typer.Option(help="Reject the plan, with this feedback; ends the run.")] = None,
+    reject: Annotated[str | None, typer.Option(help="Reject the plan, with this feedback; ends the run.")] = None,
     edit_plan: Annotated[
-        Optional[Path], typer.Option(help='Replace the plan: a JSON list of {"title", "worker"} tasks.')
+        Path | None, typer.Option(help='Replace the plan: a JSON list of {"title", "worker"} tasks.')
     ] = None,
-    answer: Annotated[Optional[str], typer.Option(help="Answer the question an agent asked.")] = None,
-    stop: Annotated[bool, typer.Option("--stop", help="Stop the run at this pause (a question or a tool call waiting).")] = False,
-    pause_before: Annotated[Optional[list[str]], typer.Option(help="New breakpoints (replace the run's).")] = None,
-    pause_after: Annotated[Optional[list[str]], typer.Option(help="New breakpoints after nodes.")] = None,
+    answer: Annotated[str | None, typer.Option(help="Answer the question an agent asked.")] = None,
+    stop: Annotated[
+        bool, typer.Option("--stop", help="Stop the run at this pause (a question or a tool call waiting).")
+    ] = False,
+    pause_before: Annotated[list[str] | None, typer.Option(help="New breakpoints (replace the run's).")] = None,
+    pause_after: Annotated[list[str] | None, typer.Option(help="New breakpoints after nodes.")] = None,
     no_pause: Annotated[bool, typer.Option("--no-pause", help="Clear the run's breakpoints.")] = False,
     stream: Annotated[bool, typer.Option("--stream", help="Print the agents' answers as they are written.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
@@ -234,10 +252,22 @@ def resume(
             budget = Budget.model_validate({**record.budget, **{k: v for k, v in caps.items() if v is not None}})
             return await _run_with_progress(
                 lambda on_update, on_token: runner.resume(
-                    run_id, budget=budget, base_url=base_url, model=model, updates=updates, as_node=as_node,
-                    decision=decision, pause_before=before, pause_after=after, on_update=on_update, on_token=on_token,
+                    run_id,
+                    budget=budget,
+                    base_url=base_url,
+                    model=model,
+                    updates=updates,
+                    as_node=as_node,
+                    decision=decision,
+                    pause_before=before,
+                    pause_after=after,
+                    on_update=on_update,
+                    on_token=on_token,
                 ),
-                quiet, stream, db, architecture=record.architecture,
+                quiet,
+                stream,
+                db,
+                architecture=record.architecture,
             )
 
     _finish(_until_interrupted(main, run_id, db), db, quiet)
@@ -247,9 +277,9 @@ def resume(
 def fork(
     run_id: Annotated[str, typer.Argument(help="The run to fork.")],
     checkpoint: Annotated[str, typer.Option(help="The checkpoint to start from (see: graphswarm history).")],
-    new_run_id: Annotated[Optional[str], typer.Option("--run-id", help="The new run's id.")] = None,
+    new_run_id: Annotated[str | None, typer.Option("--run-id", help="The new run's id.")] = None,
     set_: SetOption = None,
-    as_node: Annotated[Optional[str], typer.Option(help="Apply --set edits as if this node wrote them.")] = None,
+    as_node: Annotated[str | None, typer.Option(help="Apply --set edits as if this node wrote them.")] = None,
     db: DbOption = None,
 ) -> None:
     """Start a new run from one of a run's checkpoints; the original run is unchanged."""
@@ -298,7 +328,7 @@ def show(
     run_id: Annotated[str, typer.Argument()],
     db: DbOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the record and state as JSON.")] = False,
-    checkpoint: Annotated[Optional[str], typer.Option(help="Show the state at this checkpoint instead.")] = None,
+    checkpoint: Annotated[str | None, typer.Option(help="Show the state at this checkpoint instead.")] = None,
 ) -> None:
     """Show a run: its result, plan, rounds and per-agent accounting."""
     from graphswarm.runs import Runner
@@ -311,8 +341,19 @@ def show(
 
     result = asyncio.run(main())
     if as_json:
-        out.print_json(json.dumps({"record": {**result.record.model_dump(mode="json"), "status": result.status.value}, "state": result.state,
-                                   "pending": result.pending, "pauses": result.pauses, "next": result.next, "usage": result.usage}, default=str))
+        out.print_json(
+            json.dumps(
+                {
+                    "record": {**result.record.model_dump(mode="json"), "status": result.status.value},
+                    "state": result.state,
+                    "pending": result.pending,
+                    "pauses": result.pauses,
+                    "next": result.next,
+                    "usage": result.usage,
+                },
+                default=str,
+            )
+        )
         return
     _print_result(result)
 
@@ -363,7 +404,7 @@ def draw(
 
 @app.command("options")
 def list_options(
-    architecture: Annotated[Optional[str], typer.Argument(help="An architecture; all of them when omitted.")] = None,
+    architecture: Annotated[str | None, typer.Argument(help="An architecture; all of them when omitted.")] = None,
 ) -> None:
     """List an architecture's options: name, flag, type, default, range and description."""
     from graphswarm.architectures.options import flag_of
@@ -476,8 +517,11 @@ def _decision(
 ) -> dict[str, Any] | None:
     """A person's answer to the pause a run waits on, checked before the run is touched."""
     given = (
-        ("--approve", approve), ("--reject", reject is not None), ("--edit-plan", edit_plan),
-        ("--answer", answer is not None), ("--stop", stop),
+        ("--approve", approve),
+        ("--reject", reject is not None),
+        ("--edit-plan", edit_plan),
+        ("--answer", answer is not None),
+        ("--stop", stop),
     )
     chosen = [name for name, on in given if on]
     if len(chosen) > 1:
@@ -603,7 +647,9 @@ def _finish(result, db: str | None, quiet: bool) -> None:
     if result.status is RunStatus.DONE:
         out.print(result.final_answer or "")
         if not quiet:
-            err.print(f"run {result.run_id} done ({result.stop_reason}); details: {_command('show', result.run_id, db)}")
+            err.print(
+                f"run {result.run_id} done ({result.stop_reason}); details: {_command('show', result.run_id, db)}"
+            )
         return
     pause = result.pauses[0] if result.pauses else {}
     detail = pause.get("detail") or (f"next: {', '.join(result.next)}" if result.next else "")
@@ -658,7 +704,9 @@ def _print_result(result) -> None:
     _print_blocks(run_blocks(result, brief=True))
     usage = result.usage
     for kind in ("agent", "node"):
-        table = Table(kind, "calls", "input tokens", "output tokens", "latency s", "cost $", title=f"accounting by {kind}")
+        table = Table(
+            kind, "calls", "input tokens", "output tokens", "latency s", "cost $", title=f"accounting by {kind}"
+        )
         for name, row in sorted(usage[f"{kind}s"].items()):
             table.add_row(name, *_usage_cells(row))
         table.add_row("total", *_usage_cells(usage["total"]), style="bold")

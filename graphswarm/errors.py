@@ -61,9 +61,7 @@ class StructuredOutputError(RunError):
     """A model kept answering with output that does not fit the requested schema."""
 
     def __init__(self, agent: str, schema: str, detail: str) -> None:
-        super().__init__(
-            f"agent {agent!r} did not return a valid {schema} after re-asking: {detail}"
-        )
+        super().__init__(f"agent {agent!r} did not return a valid {schema} after re-asking: {detail}")
         self.agent = agent
         self.schema = schema
         self.detail = detail

@@ -189,8 +189,8 @@ def _chat_class() -> type[BaseChatModel]:
         warnings.filterwarnings("ignore", message=".*langchain-community.*", category=DeprecationWarning)
         from langchain_community.chat_models import ChatLlamaCpp
     from langchain_core.callbacks import CallbackManagerForLLMRun
-    from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
     from langchain_core.language_models import LanguageModelInput
+    from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
     from langchain_core.messages.ai import UsageMetadata
     from langchain_core.messages.tool import tool_call_chunk
     from langchain_core.outputs import ChatGenerationChunk, ChatResult

@@ -116,7 +116,7 @@ def _http_client(url: str, settings: Any) -> ClientAPI:
         # Ask first, with a timeout: Chroma's HttpClient has none, so a dead host would hang it.
         httpx.get(f"{parts.scheme}://{parts.netloc}/api/v2/heartbeat", timeout=HEARTBEAT_TIMEOUT).raise_for_status()
         return chromadb.HttpClient(host=parts.hostname or "", port=port, ssl=ssl, settings=settings)
-    except Exception as exc:  # noqa: BLE001 - httpx and chromadb raise many types; all mean "not usable"
+    except Exception as exc:
         raise ConfigError(f"cannot reach Chroma at {redact_url(url)}: {_first_line(exc)}") from None
 
 
@@ -233,7 +233,9 @@ class SharedMemory:
             return []
         # Chroma rejects a repeated id, even in a read.
         found = self._chroma(self._collection.get, ids=list(dict.fromkeys(ids)), include=["documents", "metadatas"])
-        by_id = {id_: _note(id_, doc, meta) for id_, doc, meta in zip(found["ids"], found["documents"], found["metadatas"])}
+        by_id = {
+            id_: _note(id_, doc, meta) for id_, doc, meta in zip(found["ids"], found["documents"], found["metadatas"])
+        }
         return [by_id[id_] for id_ in ids if id_ in by_id]
 
     def count(self) -> int:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, NotRequired
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
@@ -23,7 +23,7 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import merge_configs
 from langgraph.runtime import Runtime
 from langgraph.types import RetryPolicy, interrupt
-from typing_extensions import NotRequired, TypedDict
+from typing_extensions import TypedDict
 
 from graphswarm.agents import Agent
 from graphswarm.budget import BudgetExhausted, Governor, SwarmContext
@@ -350,7 +350,9 @@ def _record(member: Member, node: str, reply: Any, messages: list[BaseMessage], 
         input_tokens = output_tokens = 0
     else:
         input_tokens = int(usage.get("input_tokens") or _estimate_tokens(messages))
-        output_tokens = int(usage.get("output_tokens") or _estimate_tokens([reply] if isinstance(reply, AIMessage) else []))
+        output_tokens = int(
+            usage.get("output_tokens") or _estimate_tokens([reply] if isinstance(reply, AIMessage) else [])
+        )
     price = member.agent.price
     cost = (
         price.cost(input_tokens, output_tokens)

@@ -109,7 +109,7 @@ class TokenCounter:
             raise ConfigError("a tokenizer file needs the tokenizers package: pip install tokenizers") from None
         try:
             tokenizer = Tokenizer.from_file(str(path))
-        except Exception as exc:  # noqa: BLE001 - tokenizers raises plain Exception for any bad file
+        except Exception as exc:
             raise ConfigError(f"cannot load tokenizer {str(path)!r}: {_first_line(exc)}") from None
         return cls(tokenizer, name=name or Path(path).parent.name)
 
@@ -358,8 +358,10 @@ def _structure(text: str) -> tuple[str, str, list[str]]:
 
 
 def _looks_like_heading(line: str) -> bool:
-    return len(line.split()) <= 8 and not line.endswith((".", "!", "?", ",", ";", ":")) and not line.startswith(
-        ("-", "*", "•", "|", ">")
+    return (
+        len(line.split()) <= 8
+        and not line.endswith((".", "!", "?", ",", ";", ":"))
+        and not line.startswith(("-", "*", "•", "|", ">"))
     )
 
 

@@ -99,7 +99,7 @@ class SwarmSpec(BaseModel):
         """`options` validated by the architecture's Options model (a `ConfigError` if they do not fit)."""
         return get_architecture(self.architecture).options.check(self.options)
 
-    def build(self) -> StateGraph:
+    def build(self) -> StateGraph[Any, Any, Any, Any]:
         arch = get_architecture(self.architecture)
         if len(self.agents) < arch.min_agents:
             raise ConfigError(f"{arch.name} needs at least {arch.min_agents} agent(s), got {len(self.agents)}")
@@ -157,4 +157,3 @@ class SwarmSpec(BaseModel):
     def from_record(cls, data: dict[str, Any]) -> SwarmSpec:
         data = {k: v for k, v in data.items() if k != "recordable"}
         return cls.model_validate(data)
-

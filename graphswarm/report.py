@@ -164,7 +164,10 @@ def _summary_table(result: RunResult) -> Table:
 
 def _graph_section(result: RunResult, steps: list[Step], graph: Any) -> list[_Block]:
     if graph is None:
-        return [_Heading("Graph"), Text("This run was started from a graph built in Python: pass it as graph= to draw it.")]
+        return [
+            _Heading("Graph"),
+            Text("This run was started from a graph built in Python: pass it as graph= to draw it."),
+        ]
     # Nodes with finished tasks in an unfinished step ran too, in part: filled and outlined.
     visited, current = visited_nodes(steps) | set(result.pending), set(result.next)
     drawable = drawable_graph(graph)
@@ -217,9 +220,21 @@ def _timeline(steps: list[Step]) -> list[_Block]:
         offset = f"{(at - start).total_seconds():.2f}" if at and start else ""
         calls = ", ".join(f"{c['agent']}@{c['node']}" for c in s.calls)
         tokens = sum(c["input_tokens"] + c["output_tokens"] for c in s.calls)
-        rows.append([str(s.step), offset, s.source, ", ".join(_counted(s.next)) or "(end)", calls, str(tokens) if s.calls else ""])
+        rows.append(
+            [
+                str(s.step),
+                offset,
+                s.source,
+                ", ".join(_counted(s.next)) or "(end)",
+                calls,
+                str(tokens) if s.calls else "",
+            ]
+        )
     caption = "each checkpoint: the nodes that run next, and the model calls finished since the previous one"
-    return [_Heading("Timeline"), Table(["step", "at s", "source", "next", "calls (agent@node)", "tokens"], rows, caption=caption)]
+    return [
+        _Heading("Timeline"),
+        Table(["step", "at s", "source", "next", "calls (agent@node)", "tokens"], rows, caption=caption),
+    ]
 
 
 def _team(result: RunResult) -> list[_Block]:
@@ -232,8 +247,10 @@ def _team(result: RunResult) -> list[_Block]:
             rows.append(_agent_row(spec[role], role, spec))
     rows += [_agent_row(a, "member", spec) for a in spec.get("agents", [])]
     blocks: list[_Block] = [_Heading("Team"), Table(["agent", "part", "role", "strengths", "model"], rows)]
-    settings = {**{f"option {k}": v for k, v in (spec.get("options") or {}).items()}, **{
-        f"budget {k}": v for k, v in result.record.budget.items()}}
+    settings = {
+        **{f"option {k}": v for k, v in (spec.get("options") or {}).items()},
+        **{f"budget {k}": v for k, v in result.record.budget.items()},
+    }
     if spec.get("base_url"):
         settings["base url"] = spec["base_url"]
     if settings:
@@ -251,8 +268,11 @@ def _agent_row(agent: dict[str, Any], part: str, spec: dict[str, Any]) -> list[s
 
 def _usage_cells(row: dict[str, float]) -> list[str | Text]:
     return [
-        str(int(row["calls"])), str(int(row["input_tokens"])), str(int(row["output_tokens"])),
-        f"{row['latency_s']:.2f}", f"{row['cost']:.4f}",
+        str(int(row["calls"])),
+        str(int(row["input_tokens"])),
+        str(int(row["output_tokens"])),
+        f"{row['latency_s']:.2f}",
+        f"{row['cost']:.4f}",
     ]
 
 

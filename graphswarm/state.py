@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import operator
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, NotRequired
 
-from typing_extensions import NotRequired, TypedDict
+from typing_extensions import TypedDict
 
 __all__ = ["StopReason", "CallRecord", "SwarmState", "summarize_calls"]
 

@@ -47,9 +47,7 @@ T = TypeVar("T", bound=BaseModel)
 
 MAX_REASKS = 2
 
-SCHEMA_INSTRUCTIONS = (
-    "Reply with one JSON object that matches this JSON schema, and nothing else:\n{schema}"
-)
+SCHEMA_INSTRUCTIONS = "Reply with one JSON object that matches this JSON schema, and nothing else:\n{schema}"
 REASK_TEMPLATE = (
     "Your previous reply could not be used: {error}\n"
     "Previous reply:\n{reply}\n"

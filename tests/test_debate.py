@@ -70,8 +70,12 @@ async def test_with_shared_memory_a_ring_still_hides_the_far_side():
     names = ["a1", "a2", "a3", "a4"]
     answers = {n: f"The sum is {n} number. Final answer: {40 + i}" for i, n in enumerate(names)}
     model = ScriptedChatModel({n: [answers[n], "Final answer: 42"] for n in names})
-    spec = SwarmSpec(architecture="debate", agents=[Agent(name=n) for n in names], model=model,
-                     options={"rounds": 2, "topology": "ring"})
+    spec = SwarmSpec(
+        architecture="debate",
+        agents=[Agent(name=n) for n in names],
+        model=model,
+        options={"rounds": 2, "topology": "ring"},
+    )
     async with Runner("memory", memory="memory", embeddings=KeywordEmbeddings()) as runner:
         await runner.start(spec, "What is the sum of 17 and 25?")
     a1_round_two = model.calls_for("a1")[1].prompt
@@ -82,7 +86,9 @@ async def test_with_shared_memory_a_ring_still_hides_the_far_side():
 async def test_a_moderator_can_settle_the_debate():
     model = ScriptedChatModel(
         {
-            "ann": ["Final answer: 1"], "ben": ["Final answer: 2"], "cat": ["Final answer: 3"],
+            "ann": ["Final answer: 1"],
+            "ben": ["Final answer: 2"],
+            "cat": ["Final answer: 3"],
             "mod": [{"settled": True, "reason": "nobody will move"}],
         }
     )
@@ -94,7 +100,9 @@ async def test_a_moderator_can_settle_the_debate():
 async def test_a_judge_gives_the_final_verdict():
     model = ScriptedChatModel(
         {
-            "ann": ["Final answer: 42"], "ben": ["Final answer: 42"], "cat": ["Final answer: 42"],
+            "ann": ["Final answer: 42"],
+            "ben": ["Final answer: 42"],
+            "cat": ["Final answer: 42"],
             "judge": [{"answer": "42, because 17 + 25 = 42", "reason": "all agree"}],
         }
     )

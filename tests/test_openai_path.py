@@ -45,7 +45,11 @@ async def test_server_calls_match_the_graph(fake):
     # one plan, one call per worker task, one consolidation
     assert stats["succeeded"] == 1 + len(WORKERS) + 1
     assert {m: s["succeeded"] for m, s in stats["by_model"].items()} == {
-        "leader-model": 2, "model-a": 1, "model-b": 1, "model-c": 1, "model-d": 1
+        "leader-model": 2,
+        "model-a": 1,
+        "model-b": 1,
+        "model-c": 1,
+        "model-d": 1,
     }
     assert {r["worker"] for r in result.state["results"]} == {w.name for w in WORKERS}
 
@@ -58,7 +62,9 @@ async def test_per_agent_accounting_matches_the_server(fake):
     for agent, row in result.usage["agents"].items():
         server = by_model[MODEL_OF[agent]]
         assert (row["calls"], row["input_tokens"], row["output_tokens"]) == (
-            server["succeeded"], server["prompt_tokens"], server["completion_tokens"]
+            server["succeeded"],
+            server["prompt_tokens"],
+            server["completion_tokens"],
         )
 
 

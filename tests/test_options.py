@@ -20,7 +20,10 @@ NOWHERE = ["--base-url", "http://127.0.0.1:9/v1"]
 OUT_OF_RANGE = {
     "hierarchical": ("max_rounds=0", "option max_rounds must be a whole number from 1 to 50, got 0"),
     "collaborative": ("threshold=1.5", "option threshold must be a number in (0, 1], got 1.5"),
-    "competitive": ("selection=loudest", "option selection must be one of judge, pairwise, scorer, confidence, got 'loudest'"),
+    "competitive": (
+        "selection=loudest",
+        "option selection must be one of judge, pairwise, scorer, confidence, got 'loudest'",
+    ),
     "debate": ("rounds=21", "option rounds must be a whole number from 1 to 20, got 21"),
     "particle": ("inertia=2", "option inertia must be a number from 0 to 1, got 2"),
     "task_loop": ("max_steps=0", "option max_steps must be a whole number from 1 to 100, got 0"),
@@ -92,7 +95,11 @@ OLD_FLAGS = [
     ("debate", ["--topology", "ring"], {"topology": "ring"}),
     ("debate", ["--method", "plurality"], {"method": "plurality"}),
     ("particle", ["--iterations", "3"], {"iterations": 3}),
-    ("particle", ["--iterations", "3", "-o", "inertia=0.5", "-o", "patience=2"], {"iterations": 3, "inertia": 0.5, "patience": 2}),
+    (
+        "particle",
+        ["--iterations", "3", "-o", "inertia=0.5", "-o", "patience=2"],
+        {"iterations": 3, "inertia": 0.5, "patience": 2},
+    ),
 ]
 
 
@@ -107,7 +114,10 @@ def test_every_old_flag_is_an_alias_of_its_option(architecture, flags, options, 
 
 
 def test_flags_with_an_equals_sign_and_switches():
-    assert run_args("hierarchical", "x", "--join=wait", "--approve-plan")["option"] == ["join=wait", "approve_plan=true"]
+    assert run_args("hierarchical", "x", "--join=wait", "--approve-plan")["option"] == [
+        "join=wait",
+        "approve_plan=true",
+    ]
     assert run_args("task_loop", "x", "--allow-shell=false")["option"] == ["allow_shell=false"]
 
 
@@ -122,8 +132,28 @@ def test_flags_of_run_itself_win_over_options_of_the_same_name():
 
 
 def test_the_readme_debate_runs_with_flags_and_records_its_options(fake, capsys, sqlite_db):
-    code = main(["run", "debate", "What is 17 + 25?", "--rounds", "2", "--threshold", "0.67", "--topology", "ring",
-                 "--base-url", fake.url, "--model", "m", "--run-id", "d1", "--db", sqlite_db, "-q"])
+    code = main(
+        [
+            "run",
+            "debate",
+            "What is 17 + 25?",
+            "--rounds",
+            "2",
+            "--threshold",
+            "0.67",
+            "--topology",
+            "ring",
+            "--base-url",
+            fake.url,
+            "--model",
+            "m",
+            "--run-id",
+            "d1",
+            "--db",
+            sqlite_db,
+            "-q",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     capsys.readouterr()
     assert main(["show", "d1", "--json", "--db", sqlite_db]) == 0
@@ -175,8 +205,12 @@ def test_builders_take_keyword_options_or_the_model():
 
 
 def test_options_given_as_objects_are_used_but_not_recorded():
-    scorer = SwarmSpec(architecture="competitive", agents=make_workers(2), model=ScriptedChatModel([]),
-                       options={"selection": "scorer", "scorer": lambda objective, answer: len(answer)})
+    scorer = SwarmSpec(
+        architecture="competitive",
+        agents=make_workers(2),
+        model=ScriptedChatModel([]),
+        options={"selection": "scorer", "scorer": lambda objective, answer: len(answer)},
+    )
     scorer.build()
     assert not scorer.recordable and scorer.to_record()["options"] == {"selection": "scorer"}
     named = SwarmSpec(architecture="particle", agents=make_workers(2), options={"embeddings": "minilm"})

@@ -75,7 +75,12 @@ def test_no_more_tasks_are_in_flight_than_the_concurrency_limit():
 
 def test_a_failed_task_is_reassigned_to_another_agent():
     model = ScriptedChatModel(
-        {"boss": [plan(3), check()], "a1": [RuntimeError("model crashed")], "a2": answers("a2", 2), "a3": answers("a3", 2)}
+        {
+            "boss": [plan(3), check()],
+            "a1": [RuntimeError("model crashed")],
+            "a2": answers("a2", 2),
+            "a3": answers("a3", 2),
+        }
     )
     graph = create_orchestrator(pool(model, 3), leader=orchestrator(model), max_attempts=1)
     result = asyncio.run(run(graph))
@@ -90,7 +95,12 @@ def test_a_failed_task_is_reassigned_to_another_agent():
 
 def test_an_agent_that_keeps_failing_is_marked_down_and_gets_no_more_tasks():
     model = ScriptedChatModel(
-        {"boss": [plan(8), check()], "a1": [RuntimeError("bad key")] * 2, "a2": answers("a2", 4), "a3": answers("a3", 4)}
+        {
+            "boss": [plan(8), check()],
+            "a1": [RuntimeError("bad key")] * 2,
+            "a2": answers("a2", 4),
+            "a3": answers("a3", 4),
+        }
     )
     graph = create_orchestrator(pool(model, 3), leader=orchestrator(model), max_attempts=1, max_failures=2)
     result = asyncio.run(run(graph))
@@ -103,9 +113,7 @@ def test_an_agent_that_keeps_failing_is_marked_down_and_gets_no_more_tasks():
 
 def test_a_task_that_fails_everywhere_is_given_up_and_reported():
     failing = [RuntimeError("cannot do this")]
-    model = ScriptedChatModel(
-        {"boss": [plan(1), check("partial")], "a1": failing, "a2": failing, "a3": failing}
-    )
+    model = ScriptedChatModel({"boss": [plan(1), check("partial")], "a1": failing, "a2": failing, "a3": failing})
     graph = create_orchestrator(pool(model, 3), leader=orchestrator(model), max_attempts=1, max_task_attempts=3)
     result = asyncio.run(run(graph))
 
@@ -133,7 +141,11 @@ def test_a_task_over_its_timeout_counts_as_failed_and_moves_on():
 
 def test_follow_up_tasks_from_the_check_run_in_another_round():
     model = ScriptedChatModel(
-        {"boss": [plan(2), check("draft", ["add a contact page"]), check("final")], "a1": answers("a1", 2), "a2": answers("a2", 1)}
+        {
+            "boss": [plan(2), check("draft", ["add a contact page"]), check("final")],
+            "a1": answers("a1", 2),
+            "a2": answers("a2", 1),
+        }
     )
     result = asyncio.run(run(create_orchestrator(pool(model, 2), leader=orchestrator(model))))
 
@@ -166,12 +178,21 @@ def test_when_every_agent_is_down_the_run_pauses_and_resume_tries_again(sqlite_d
 def test_agents_find_their_teammates_results_in_shared_memory():
     from graphswarm.testing import KeywordEmbeddings
 
-    model = ScriptedChatModel({
-        "boss": [{"tasks": [{"title": "Research bakery opening hours"}, {"title": "Write the bakery opening hours page"}]},
-                 check()],
-        "a1": ["The bakery opens at seven every morning"],
-        "a2": ["Page written"],
-    })
+    model = ScriptedChatModel(
+        {
+            "boss": [
+                {
+                    "tasks": [
+                        {"title": "Research bakery opening hours"},
+                        {"title": "Write the bakery opening hours page"},
+                    ]
+                },
+                check(),
+            ],
+            "a1": ["The bakery opens at seven every morning"],
+            "a2": ["Page written"],
+        }
+    )
     graph = create_orchestrator(pool(model, 2), leader=orchestrator(model), concurrency=1)
 
     async def scenario():
@@ -214,9 +235,7 @@ def test_40_agents_with_5_failing_finish_every_task_exactly_once(fake, sqlite_db
     fake.script("orch-model", [{"json": plan(80)}, {"json": check("the website plan")}])
     fake.configure(fail_models=FAILING)
     agents = [Agent(name=f"agent-{i}", model=f"pool-{i}") for i in range(1, 41)]
-    graph = create_orchestrator(
-        agents, leader=Agent(name="boss", model="orch-model"), base_url=fake.url, max_tasks=80
-    )
+    graph = create_orchestrator(agents, leader=Agent(name="boss", model="orch-model"), base_url=fake.url, max_tasks=80)
     result = asyncio.run(run(graph, "Make a business website for a marketing consultancy", db=sqlite_db))
 
     assert result.status is RunStatus.DONE and result.final_answer == "the website plan"
@@ -244,9 +263,26 @@ def test_cli_runs_the_seeds_example_with_40_nodes(fake, sqlite_db, capsys, tmp_p
     fake.script("orch-model", [{"json": plan(40, "page")}, {"json": check("a site for the consultancy")}])
     roles = tmp_path / "roles.json"
     roles.write_text(json.dumps({"leader": {"name": "boss", "model": "orch-model"}}))
-    code = main(["run", "orchestrator", "Make a business website for a marketing consultancy", "--nodes", "40",
-                 "--model", "pool-model", "--base-url", fake.url, "--agents-file", str(roles),
-                 "--db", sqlite_db, "--run-id", "seed", "--quiet"])
+    code = main(
+        [
+            "run",
+            "orchestrator",
+            "Make a business website for a marketing consultancy",
+            "--nodes",
+            "40",
+            "--model",
+            "pool-model",
+            "--base-url",
+            fake.url,
+            "--agents-file",
+            str(roles),
+            "--db",
+            sqlite_db,
+            "--run-id",
+            "seed",
+            "--quiet",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     assert capsys.readouterr().out.strip() == "a site for the consultancy"
     assert fake.stats()["by_model"]["pool-model"]["succeeded"] == 40
@@ -260,14 +296,28 @@ def test_kill_9_mid_run_then_resume_reexecutes_no_finished_task(fake, sqlite_db,
     from tests.test_cli import answered_once, cli, kill_9_when, start_cli
 
     agents = tmp_path / "agents.json"
-    agents.write_text(json.dumps({
-        "leader": {"name": "boss", "model": "orch-model"},
-        "agents": [{"name": f"w{i}", "model": f"pool-{i}"} for i in range(1, 7)],
-    }))
+    agents.write_text(
+        json.dumps(
+            {
+                "leader": {"name": "boss", "model": "orch-model"},
+                "agents": [{"name": f"w{i}", "model": f"pool-{i}"} for i in range(1, 7)],
+            }
+        )
+    )
     fake.script("orch-model", [{"json": plan(6)}, {"json": check("all six done")}])
     fake.configure(model_latency_ms={"pool-5": 30_000, "pool-6": 30_000})
-    proc = start_cli("run", "orchestrator", "Make a website", "--agents-file", str(agents), "--base-url", fake.url,
-                     "--run-id", "k9", db=sqlite_db)
+    proc = start_cli(
+        "run",
+        "orchestrator",
+        "Make a website",
+        "--agents-file",
+        str(agents),
+        "--base-url",
+        fake.url,
+        "--run-id",
+        "k9",
+        db=sqlite_db,
+    )
     fast = [f"pool-{i}" for i in range(1, 5)]
     kill_9_when(proc, lambda: answered_once(fake, *fast), "the fast agents never finished")
 
@@ -294,8 +344,20 @@ def test_kill_9_mid_run_then_resume_reexecutes_no_finished_task(fake, sqlite_db,
 def test_cli_bad_pool_input_exits_2_with_one_line(capsys, sqlite_db, args, message):
     from graphswarm.cli import main
 
-    code = main(["run", "orchestrator", "Make a website", *args, "--model", "m", "--base-url", "http://127.0.0.1:9/v1",
-                 "--db", sqlite_db])
+    code = main(
+        [
+            "run",
+            "orchestrator",
+            "Make a website",
+            *args,
+            "--model",
+            "m",
+            "--base-url",
+            "http://127.0.0.1:9/v1",
+            "--db",
+            sqlite_db,
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2, err
     assert err.count("\n") == 1 and message in err and "Traceback" not in err

@@ -17,7 +17,9 @@ def scores(*values: float) -> dict:
 
 def spec(model, **options) -> SwarmSpec:
     return SwarmSpec(
-        architecture="particle", agents=PARTICLES, model=model,
+        architecture="particle",
+        agents=PARTICLES,
+        model=model,
         options={"embeddings": KeywordEmbeddings(), **options},
     )
 
@@ -128,18 +130,29 @@ def test_bad_options_are_config_errors(options, message):
 
 async def test_embeddings_named_as_an_option_come_from_the_base_url_server(fake):
     # What `-o embeddings=openai:NAME` gives with --base-url: a name, which the swarm resolves.
-    model = ScriptedChatModel({"p1": ["Final answer: a"], "p2": ["Final answer: b"], "p3": ["Final answer: c"],
-                               "judge": [scores(3, 2, 1)]})
-    swarm = SwarmSpec(architecture="particle", agents=PARTICLES, model=model, base_url=fake.url,
-                      options={"embeddings": "openai:any-embedder", "iterations": 1})
+    model = ScriptedChatModel(
+        {"p1": ["Final answer: a"], "p2": ["Final answer: b"], "p3": ["Final answer: c"], "judge": [scores(3, 2, 1)]}
+    )
+    swarm = SwarmSpec(
+        architecture="particle",
+        agents=PARTICLES,
+        model=model,
+        base_url=fake.url,
+        options={"embeddings": "openai:any-embedder", "iterations": 1},
+    )
     result = await run(swarm)
     assert result.status is RunStatus.DONE
     assert fake.stats()["embeddings"] >= 1
 
 
 def test_embeddings_named_as_an_option_are_kept_in_the_run_record():
-    named = SwarmSpec(architecture="particle", agents=PARTICLES, model="m", base_url="http://127.0.0.1:9/v1",
-                      options={"embeddings": "minilm", "iterations": 1})
+    named = SwarmSpec(
+        architecture="particle",
+        agents=PARTICLES,
+        model="m",
+        base_url="http://127.0.0.1:9/v1",
+        options={"embeddings": "minilm", "iterations": 1},
+    )
     assert named.recordable  # so `graphswarm resume` rebuilds the run with the same embeddings
     assert named.to_record()["options"] == {"embeddings": "minilm", "iterations": 1}
     assert not spec(ScriptedChatModel([])).recordable  # an Embeddings object cannot be recorded
@@ -148,11 +161,16 @@ def test_embeddings_named_as_an_option_are_kept_in_the_run_record():
 async def test_with_shared_memory_no_neighbours_means_a_particle_sees_no_other_particles_answer():
     # Each particle sees its own answers and the swarm's best (p1's here), nothing else:
     # shared memory must not hand it the others' answers through recalled notes.
-    answers = {"p1": "Final answer: warm bread baked at dawn", "p2": "Final answer: bread cakes and buns for parties",
-               "p3": "Final answer: the finest bread croissants in town"}
+    answers = {
+        "p1": "Final answer: warm bread baked at dawn",
+        "p2": "Final answer: bread cakes and buns for parties",
+        "p3": "Final answer: the finest bread croissants in town",
+    }
     model = ScriptedChatModel(
-        {**{name: [text, f"Final answer: {name} again"] for name, text in answers.items()},
-         "judge": [scores(9, 4, 5), scores(9, 4, 5)]}
+        {
+            **{name: [text, f"Final answer: {name} again"] for name, text in answers.items()},
+            "judge": [scores(9, 4, 5), scores(9, 4, 5)],
+        }
     )
     async with Runner("memory", memory="memory", embeddings=KeywordEmbeddings()) as runner:
         result = await runner.start(spec(model, iterations=2, neighbours=0), "Name a slogan for a bread bakery")

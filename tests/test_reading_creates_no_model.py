@@ -37,7 +37,12 @@ def test_show_history_report_and_draw_create_no_chat_model(architecture, fake, t
     for where, name in ((models, "_openai_compatible"), (models, "_init_chat_model"), (local, "load_local_model")):
         monkeypatch.setattr(where, name, no_client)
     requests = fake.stats()["requests"]
-    for command in (["show", "r"], ["show", "r", "--json"], ["history", "r"], ["report", "r", "-O", str(tmp_path / "r.html")]):
+    for command in (
+        ["show", "r"],
+        ["show", "r", "--json"],
+        ["history", "r"],
+        ["report", "r", "-O", str(tmp_path / "r.html")],
+    ):
         assert main([*command, "--db", db]) == 0, capsys.readouterr().err
     assert main(["draw", architecture]) == 0
     assert fake.stats()["requests"] == requests
@@ -48,8 +53,12 @@ def test_a_graph_is_built_without_resolving_its_models(architecture, monkeypatch
     from graphswarm import SwarmSpec
 
     monkeypatch.setattr(models, "_openai_compatible", no_client)
-    spec = SwarmSpec.with_workers(architecture, 2, model="openai:gpt-4o-mini", options={"embeddings": "minilm"}
-                                  if "embeddings" in ARCHITECTURES[architecture].options.model_fields else {})
+    spec = SwarmSpec.with_workers(
+        architecture,
+        2,
+        model="openai:gpt-4o-mini",
+        options={"embeddings": "minilm"} if "embeddings" in ARCHITECTURES[architecture].options.model_fields else {},
+    )
     assert spec.build().compile().get_graph().nodes  # no key needed, no client made
 
 

@@ -69,7 +69,12 @@ def test_the_cli_reads_a_run_from_a_graph_built_in_python(sqlite_db, capsys, tmp
 
     code, out, _ = cli(capsys, "history", "mine", "--db", sqlite_db)
     rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in out.splitlines() if line.startswith("│")]
-    assert [(row[0], row[3]) for row in rows] == [("-1", "__start__"), ("0", "write"), ("1", "read, read"), ("2", "ask")]
+    assert [(row[0], row[3]) for row in rows] == [
+        ("-1", "__start__"),
+        ("0", "write"),
+        ("1", "read, read"),
+        ("2", "ask"),
+    ]
 
     code, out, _ = cli(capsys, "runs", "--db", sqlite_db)
     assert "mine" in out and "custom" in out and "interrupted" in out
@@ -88,8 +93,9 @@ def test_the_cli_reads_a_run_from_a_graph_built_in_python(sqlite_db, capsys, tmp
 
 def debate_graph() -> StateGraph:
     model = ScriptedChatModel({"ann": ["Final answer: 1", "Final answer: 2"], "ben": ["Final answer: 2"] * 2})
-    return SwarmSpec(architecture="debate", agents=[Agent(name="ann"), Agent(name="ben")], model=model,
-                     options={"rounds": 3}).build()
+    return SwarmSpec(
+        architecture="debate", agents=[Agent(name="ann"), Agent(name="ben")], model=model, options={"rounds": 3}
+    ).build()
 
 
 def approval_graph() -> StateGraph:

@@ -43,7 +43,11 @@ def test_the_main_job_runs_to_the_end_on_the_bundled_model(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "GRAPHSWARM_DB")}
     job = subprocess.run(
         [*graphswarm_command(), "run", "hierarchical", "Plan the launch of a small bakery's website"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
 
     if job.returncode < 0:
@@ -58,7 +62,11 @@ def test_the_main_job_runs_to_the_end_on_the_bundled_model(tmp_path):
     # The run was saved where a new user looks for it: runs.sqlite in the current directory.
     shown = subprocess.run(
         [*graphswarm_command(), "show", done.group(1), "--json"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert shown.returncode == 0, shown.stderr
     run = json.loads(shown.stdout)

@@ -43,7 +43,11 @@ def graphswarm(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env["HF_HUB_OFFLINE"] = "1"  # the particle swarm's MiniLM embeddings load from the package
     return subprocess.run(
         [sys.executable, "-m", "graphswarm", *args, "--db", str(cwd / "runs.sqlite")],
-        cwd=cwd, capture_output=True, text=True, timeout=240, env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
     )
 
 
@@ -56,14 +60,26 @@ def requests_since(server, before: int, expected: int) -> int:
     return server.chat_requests() - before
 
 
-def run_to_the_end(server, tmp_path: Path, architecture: str, *options: str,
-                   objective: str = QUESTION) -> dict[str, Any]:
+def run_to_the_end(
+    server, tmp_path: Path, architecture: str, *options: str, objective: str = QUESTION
+) -> dict[str, Any]:
     """Run `architecture` through `--base-url`; check it ended (exit 0, status done) and that
     `graphswarm show` accounts exactly the requests the server answered; return the shown run."""
     before = server.chat_requests()
     run = graphswarm(
-        "run", architecture, objective, "--base-url", server.url, "--model", server.model,
-        "--run-id", RUN, "--max-seconds", "180", *options, cwd=tmp_path,
+        "run",
+        architecture,
+        objective,
+        "--base-url",
+        server.url,
+        "--model",
+        server.model,
+        "--run-id",
+        RUN,
+        "--max-seconds",
+        "180",
+        *options,
+        cwd=tmp_path,
     )
     assert run.returncode == 0, f"exit {run.returncode}:\n{run.stderr[-4000:]}"
     assert f"run {RUN} done" in run.stderr
@@ -97,7 +113,9 @@ def answers_of(records: list[dict[str, Any]], round_key: str, round_: int) -> li
 
 @default_format
 def test_hierarchical_plans_delegates_and_consolidates(real_server, tmp_path):
-    data = run_to_the_end(real_server, tmp_path, "hierarchical", "--agents", "2", "--max-rounds", "1", "--max-tasks", "2")
+    data = run_to_the_end(
+        real_server, tmp_path, "hierarchical", "--agents", "2", "--max-rounds", "1", "--max-tasks", "2"
+    )
     state, workers = data["state"], members(data)
 
     assert 1 <= len(state["tasks"]) <= 2
@@ -155,8 +173,9 @@ def test_debate_records_each_round(real_server, tmp_path):
 def test_particle_moves_and_traces_the_swarm(real_server, tmp_path):
     # A chat-only server has no usable embeddings endpoint (llama.cpp's gives per-token
     # vectors, and only with --embedding): positions come from the offline MiniLM.
-    data = run_to_the_end(real_server, tmp_path, "particle", "--agents", "2", "--iterations", "1",
-                          "-o", "embeddings=minilm")
+    data = run_to_the_end(
+        real_server, tmp_path, "particle", "--agents", "2", "--iterations", "1", "-o", "embeddings=minilm"
+    )
     state, agents = data["state"], members(data)
 
     assert answers_of(state["moves"], "iteration", 1) == sorted(agents)
@@ -169,7 +188,9 @@ def test_particle_moves_and_traces_the_swarm(real_server, tmp_path):
 
 @default_format
 def test_orchestrator_spreads_tasks_over_its_pool(real_server, tmp_path):
-    data = run_to_the_end(real_server, tmp_path, "orchestrator", "--agents", "2", "-o", "max_tasks=2", "-o", "max_rounds=1")
+    data = run_to_the_end(
+        real_server, tmp_path, "orchestrator", "--agents", "2", "-o", "max_tasks=2", "-o", "max_rounds=1"
+    )
     state, agents = data["state"], members(data)
 
     assert 1 <= len(state["tasks"]) <= 2
@@ -185,8 +206,17 @@ def test_orchestrator_spreads_tasks_over_its_pool(real_server, tmp_path):
 @both_chat_formats
 def test_task_loop_does_tasks_with_the_calculator(real_server, tmp_path):
     data = run_to_the_end(
-        real_server, tmp_path, "task_loop", "--agents", "1",
-        "-o", "max_tasks=2", "-o", "max_steps=2", "-o", 'tools=["calculator"]',
+        real_server,
+        tmp_path,
+        "task_loop",
+        "--agents",
+        "1",
+        "-o",
+        "max_tasks=2",
+        "-o",
+        "max_steps=2",
+        "-o",
+        'tools=["calculator"]',
         objective="Use the calculator to work out 1234 * 5678, then say the result in one sentence.",
     )
     state, [doer] = data["state"], members(data)

@@ -46,7 +46,10 @@ def scores(*values: float) -> dict:
 def hierarchical() -> SwarmSpec:
     model = ScriptedChatModel(
         {
-            "leader": [plan(("market research", "researcher"), ("home page copy", "writer")), review("the launch plan")],
+            "leader": [
+                plan(("market research", "researcher"), ("home page copy", "writer")),
+                review("the launch plan"),
+            ],
             "researcher": ["three competitors"],
             "writer": ["<script>alert('owned')</script> Fresh bread & more"],
         }
@@ -114,7 +117,10 @@ async def test_collaborative_report_holds_each_rounds_answers_and_vote_table():
         }
     )
     spec = SwarmSpec(
-        architecture="collaborative", agents=[Agent(name=f"v{i}") for i in (1, 2, 3)], model=model, options={"rounds": 1}
+        architecture="collaborative",
+        agents=[Agent(name=f"v{i}") for i in (1, 2, 3)],
+        model=model,
+        options={"rounds": 1},
     )
     html, _ = await report_of(spec, objective="What is 17 + 25?")
     assert "<h3>Round 1</h3>" in html and "<h3>Round 2</h3>" in html
@@ -144,7 +150,12 @@ async def test_debate_report_holds_the_transcript_and_the_agreement_per_round():
 
 async def test_competitive_report_holds_the_ranking():
     model = ScriptedChatModel(
-        {"r1": ["Final answer: 41"], "r2": ["Final answer: 42"], "r3": ["Final answer: 40"], "judge": [scores(3, 10, 1)]}
+        {
+            "r1": ["Final answer: 41"],
+            "r2": ["Final answer: 42"],
+            "r3": ["Final answer: 40"],
+            "judge": [scores(3, 10, 1)],
+        }
     )
     spec = SwarmSpec(architecture="competitive", agents=[Agent(name=f"r{i}") for i in (1, 2, 3)], model=model)
     html, _ = await report_of(spec)
@@ -162,7 +173,9 @@ async def test_particle_report_plots_fitness_and_diversity():
         }
     )
     spec = SwarmSpec(
-        architecture="particle", agents=[Agent(name=f"p{i}") for i in (1, 2, 3)], model=model,
+        architecture="particle",
+        agents=[Agent(name=f"p{i}") for i in (1, 2, 3)],
+        model=model,
         options={"embeddings": KeywordEmbeddings(), "iterations": 4},
     )
     html, _ = await report_of(spec)
@@ -175,25 +188,42 @@ async def test_particle_report_plots_fitness_and_diversity():
 async def test_task_loop_report_holds_the_task_list_and_the_tool_calls(tmp_path):
     from langchain_core.messages import AIMessage
 
-    model = ScriptedChatModel({
-        "planner": [{"tasks": [{"title": "Add up", "description": "", "assignee": ""}]},
-                    {"objective_met": True, "new_tasks": [], "priorities": []}, "It is 42."],
-        "doer": [AIMessage("", tool_calls=[{"name": "calculator", "args": {"expression": "17+25"}, "id": "c1"}]), "42"],
-    })
-    spec = SwarmSpec(architecture="task_loop", agents=[Agent(name="doer")], leader=Agent(name="planner"), model=model,
-                     options={"workspace": str(tmp_path)})
+    model = ScriptedChatModel(
+        {
+            "planner": [
+                {"tasks": [{"title": "Add up", "description": "", "assignee": ""}]},
+                {"objective_met": True, "new_tasks": [], "priorities": []},
+                "It is 42.",
+            ],
+            "doer": [
+                AIMessage("", tool_calls=[{"name": "calculator", "args": {"expression": "17+25"}, "id": "c1"}]),
+                "42",
+            ],
+        }
+    )
+    spec = SwarmSpec(
+        architecture="task_loop",
+        agents=[Agent(name="doer")],
+        leader=Agent(name="planner"),
+        model=model,
+        options={"workspace": str(tmp_path)},
+    )
     markdown, _ = await report_of(spec, "md")
     assert "### Task list" in markdown and "| 1 | done | 1 | doer | Add up | 42 |" in markdown
     assert '| 1 | doer | calculator | {"expression": "17+25"} | ok | 42 |' in markdown
 
 
 async def test_orchestrator_report_holds_tasks_and_agents():
-    model = ScriptedChatModel({
-        "boss": [{"tasks": [{"title": "x"}, {"title": "y"}]}, {"answer": "ok", "follow_up_tasks": []}],
-        "w1": ["r1"], "w2": ["r2"],
-    })
-    spec = SwarmSpec(architecture="orchestrator", agents=[Agent(name="w1"), Agent(name="w2")],
-                     leader=Agent(name="boss"), model=model)
+    model = ScriptedChatModel(
+        {
+            "boss": [{"tasks": [{"title": "x"}, {"title": "y"}]}, {"answer": "ok", "follow_up_tasks": []}],
+            "w1": ["r1"],
+            "w2": ["r2"],
+        }
+    )
+    spec = SwarmSpec(
+        architecture="orchestrator", agents=[Agent(name="w1"), Agent(name="w2")], leader=Agent(name="boss"), model=model
+    )
     markdown, _ = await report_of(spec, "md")
     assert "### Tasks" in markdown and "| t1 | 1 | done | w1 | 1 |  | x | r1 |" in markdown
     assert "| w2 | up | 1 | 1 | 0 |" in markdown
@@ -262,7 +292,8 @@ async def test_unknown_format_is_a_config_error():
 def test_export_report_writes_the_format_its_suffix_names(tmp_path):
     db = str(tmp_path / "runs.sqlite")
     spec = SwarmSpec(
-        architecture="collaborative", agents=[Agent(name="a"), Agent(name="b")],
+        architecture="collaborative",
+        agents=[Agent(name="a"), Agent(name="b")],
         model=ScriptedChatModel({"a": ["Final answer: yes"], "b": ["Final answer: yes"]}),
     )
     from graphswarm import run_swarm
@@ -287,7 +318,9 @@ async def test_no_secret_reaches_the_report(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", marker)
     judge = Agent(name="judge", model=ChatOpenAI(api_key=marker, base_url=f"http://user:{password}@127.0.0.1:9/v1"))
     spec = SwarmSpec(
-        architecture="collaborative", agents=[Agent(name="a"), Agent(name="b")], judge=judge,
+        architecture="collaborative",
+        agents=[Agent(name="a"), Agent(name="b")],
+        judge=judge,
         model=ScriptedChatModel({"a": ["Final answer: yes"], "b": ["Final answer: yes"]}),
         base_url=f"http://user:{password}@127.0.0.1:9/v1",
     )
@@ -303,7 +336,9 @@ async def test_no_secret_reaches_the_report(monkeypatch):
 
 
 def debate_graph():
-    return SwarmSpec(architecture="debate", agents=[Agent(name="a"), Agent(name="b")], model=ScriptedChatModel([])).build()
+    return SwarmSpec(
+        architecture="debate", agents=[Agent(name="a"), Agent(name="b")], model=ScriptedChatModel([])
+    ).build()
 
 
 def test_graph_svg_works_without_graphviz(monkeypatch):
@@ -315,14 +350,24 @@ def test_graph_svg_works_without_graphviz(monkeypatch):
         graph_svg(debate_graph(), engine="dot")
 
 
-@pytest.mark.parametrize("engine", ["python", pytest.param("dot", marks=pytest.mark.skipif(
-    not __import__("shutil").which("dot"), reason="Graphviz is not installed"))])
+@pytest.mark.parametrize(
+    "engine",
+    [
+        "python",
+        pytest.param(
+            "dot", marks=pytest.mark.skipif(not __import__("shutil").which("dot"), reason="Graphviz is not installed")
+        ),
+    ],
+)
 def test_both_renderers_mark_visited_and_current_nodes_alike(engine):
     svg = graph_svg(debate_graph().compile(), highlight={"__start__", "argue"}, current={"assess"}, engine=engine)
     root = ET.fromstring(svg)
     ns = {"s": "http://www.w3.org/2000/svg"}
-    classes = {g.find("s:title", ns).text: g.get("class") for g in root.iter("{http://www.w3.org/2000/svg}g")
-               if (g.get("class") or "").startswith("node")}
+    classes = {
+        g.find("s:title", ns).text: g.get("class")
+        for g in root.iter("{http://www.w3.org/2000/svg}g")
+        if (g.get("class") or "").startswith("node")
+    }
     assert classes["argue"] == "node visited" and classes["__start__"] == "node visited"
     assert classes["assess"] == "node current" and classes["verdict"] == "node"
     assert VISITED_FILL in svg and "<?xml" not in svg and "<!--" not in svg
@@ -350,8 +395,12 @@ def test_line_chart_is_well_formed_and_escapes_its_labels():
 def test_cli_exports_a_report_and_rejects_bad_input(fake, sqlite_db, tmp_path, capsys):
     from graphswarm.cli import main
 
-    assert main(["run", "debate", "q", "--agents", "2", "--base-url", fake.url, "--run-id", "rep", "-q",
-                 "--db", sqlite_db]) == 0
+    assert (
+        main(
+            ["run", "debate", "q", "--agents", "2", "--base-url", fake.url, "--run-id", "rep", "-q", "--db", sqlite_db]
+        )
+        == 0
+    )
     out = tmp_path / "rep.html"
     assert main(["report", "rep", "--output", str(out), "--db", sqlite_db]) == 0
     html = out.read_text()

@@ -41,7 +41,9 @@ async def test_a_breakpoint_pauses_then_resume_continues():
 
 
 async def test_state_can_be_edited_at_a_breakpoint():
-    model = ScriptedChatModel({"ann": ["Final answer: 1", "Final answer: 1"], "ben": ["Final answer: 2", "Final answer: 1"]})
+    model = ScriptedChatModel(
+        {"ann": ["Final answer: 1", "Final answer: 1"], "ben": ["Final answer: 2", "Final answer: 1"]}
+    )
     spec = debate(model)
     async with Runner("memory") as runner:
         await runner.start(spec, "q", run_id="edit-1", pause_before=["argue"])
@@ -130,7 +132,8 @@ async def test_tokens_stream_in_the_order_agents_speak_and_before_their_node_fin
     events: list[tuple[str, str]] = []
     async with Runner("memory") as runner:
         await runner.start(
-            debate(model), "q",
+            debate(model),
+            "q",
             on_token=lambda agent, node, text: events.append(("token", agent)),
             on_update=lambda node, update: events.append(("node", node)),
         )
@@ -143,8 +146,22 @@ def test_cli_pause_approve_and_fork(fake, sqlite_db, capsys, tmp_path: Path):
     plan = {"tasks": [{"title": "copy", "worker": "writer-2"}, {"title": "research", "worker": "researcher-1"}]}
     fake.script("default", [{"json": plan}])
     base = ["--db", sqlite_db]
-    code = main(["run", "hierarchical", "site", "--agents", "2", "--base-url", fake.url, "--run-id", "c1",
-                 "-o", "approve_plan=true", *base])
+    code = main(
+        [
+            "run",
+            "hierarchical",
+            "site",
+            "--agents",
+            "2",
+            "--base-url",
+            fake.url,
+            "--run-id",
+            "c1",
+            "-o",
+            "approve_plan=true",
+            *base,
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 3 and "paused: approval" in err and "--approve" in err
 
@@ -172,8 +189,25 @@ def test_cli_pause_approve_and_fork(fake, sqlite_db, capsys, tmp_path: Path):
     ],
 )
 def test_bad_stepping_input_exits_2_with_one_line(fake, sqlite_db, capsys, args, message):
-    assert main(["run", "debate", "q", "--agents", "2", "--base-url", fake.url, "--run-id", "RUN", "--quiet",
-                 "--db", sqlite_db]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "debate",
+                "q",
+                "--agents",
+                "2",
+                "--base-url",
+                fake.url,
+                "--run-id",
+                "RUN",
+                "--quiet",
+                "--db",
+                sqlite_db,
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     code = main([*args, "--db", sqlite_db] if args[0] != "run" else [*args, "--base-url", fake.url, "--db", sqlite_db])
     err = capsys.readouterr().err
@@ -210,8 +244,26 @@ def checkpoint_before(capsys, run_id: str, db: str, node: str) -> str:
 
 def paused_debate(fake, capsys, db: str, run_id: str, *pause: str) -> None:
     """A debate of two agents on the fake server, paused at a breakpoint."""
-    assert main(["run", "debate", "q", "--agents", "2", "--base-url", fake.url, "--run-id", run_id, *pause,
-                 "--quiet", "--db", db]) == 3
+    assert (
+        main(
+            [
+                "run",
+                "debate",
+                "q",
+                "--agents",
+                "2",
+                "--base-url",
+                fake.url,
+                "--run-id",
+                run_id,
+                *pause,
+                "--quiet",
+                "--db",
+                db,
+            ]
+        )
+        == 3
+    )
     capsys.readouterr()
 
 
@@ -227,9 +279,11 @@ DEBATE_KEYS = (
     [
         ("moderator_notes=not json", "--set moderator_notes: 'not json' is not JSON (a string needs quotes"),
         ("bogus=1", f"cannot set 'bogus': this run's state keys are {DEBATE_KEYS}"),
-        ("moderator_notes=\"be brief\"",
-         "cannot set 'moderator_notes': input should be a valid list (give a list of the items to append)"),
-        ("round=\"2\"", "cannot set 'round': input should be a valid integer"),
+        (
+            'moderator_notes="be brief"',
+            "cannot set 'moderator_notes': input should be a valid list (give a list of the items to append)",
+        ),
+        ('round="2"', "cannot set 'round': input should be a valid integer"),
         ('transcript=[{"agent": "ann"}]', "cannot set 'transcript': item 0 round: field required"),
     ],
 )
@@ -256,8 +310,25 @@ def test_an_edit_appends_to_the_lists_the_graph_appends_to_and_replaces_other_ke
     then = show_json(capsys, "ed", sqlite_db, "--checkpoint", checkpoint)
     note = {"agent": "moderator", "round": 1, "text": "cite [sources]"}
 
-    assert main(["fork", "ed", "--checkpoint", checkpoint, "--run-id", "ed-2", "--set", f"transcript=[{json.dumps(note)}]",
-                 "--set", 'objective="q, asked again"', "--db", sqlite_db]) == 0
+    assert (
+        main(
+            [
+                "fork",
+                "ed",
+                "--checkpoint",
+                checkpoint,
+                "--run-id",
+                "ed-2",
+                "--set",
+                f"transcript=[{json.dumps(note)}]",
+                "--set",
+                'objective="q, asked again"',
+                "--db",
+                sqlite_db,
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     fork = show_json(capsys, "ed-2", sqlite_db)
     assert fork["state"]["transcript"] == [*then["state"]["transcript"], note]
@@ -272,7 +343,9 @@ def test_an_edit_on_resume_lands_and_does_not_run_the_step_again(fake, sqlite_db
     paused_debate(fake, capsys, sqlite_db, "ed", "--pause-before", "assess")  # round 1 argued, not yet assessed
     assert fake.stats()["requests"] == 2
 
-    assert main(["resume", "ed", "--set", 'moderator_notes=["be brief"]', "--no-pause", "--quiet", "--db", sqlite_db]) == 0
+    assert (
+        main(["resume", "ed", "--set", 'moderator_notes=["be brief"]', "--no-pause", "--quiet", "--db", sqlite_db]) == 0
+    )
     capsys.readouterr()
     state = show_json(capsys, "ed", sqlite_db)["state"]
     assert state["moderator_notes"] == ["be brief"]

@@ -65,20 +65,22 @@ def titles(result, status: str) -> list[str]:
 
 
 def test_tasks_are_created_executed_with_tools_and_the_objective_is_met(workspace):
-    model = ScriptedChatModel({
-        "planner": [
-            tasks("Compute the total", "Write the report"),
-            review(),
-            review(met=True),
-            "The total is 42; the report is in report.md.",
-        ],
-        "doer": [
-            tool_call("calculator", expression="17 + 25"),
-            "42",
-            tool_call("write_file", path="report.md", content="Total: 42"),
-            "written",
-        ],
-    })
+    model = ScriptedChatModel(
+        {
+            "planner": [
+                tasks("Compute the total", "Write the report"),
+                review(),
+                review(met=True),
+                "The total is 42; the report is in report.md.",
+            ],
+            "doer": [
+                tool_call("calculator", expression="17 + 25"),
+                "42",
+                tool_call("write_file", path="report.md", content="Total: 42"),
+                "written",
+            ],
+        }
+    )
     result = asyncio.run(run(loop(model, workspace)))
 
     assert result.status is RunStatus.DONE
@@ -96,10 +98,18 @@ def test_tasks_are_created_executed_with_tools_and_the_objective_is_met(workspac
 
 
 def test_the_planner_adds_tasks_and_reorders_the_pending_ones(workspace):
-    model = ScriptedChatModel({
-        "planner": [tasks("Draft"), review(new=("Polish", "Fact-check"), order=(3, 2)), review(), review(), "final"],
-        "doer": ["draft", "checked", "polished"],
-    })
+    model = ScriptedChatModel(
+        {
+            "planner": [
+                tasks("Draft"),
+                review(new=("Polish", "Fact-check"), order=(3, 2)),
+                review(),
+                review(),
+                "final",
+            ],
+            "doer": ["draft", "checked", "polished"],
+        }
+    )
     result = asyncio.run(run(loop(model, workspace)))
 
     done = [t for t in result.state["tasks"] if t["status"] == "done"]
@@ -110,10 +120,17 @@ def test_the_planner_adds_tasks_and_reorders_the_pending_ones(workspace):
 
 
 def test_a_task_with_the_same_text_as_another_is_dropped(workspace):
-    model = ScriptedChatModel({
-        "planner": [tasks("Write the intro"), review(new=("write the intro!", "Write the outro")), review(), "final"],
-        "doer": ["intro", "outro"],
-    })
+    model = ScriptedChatModel(
+        {
+            "planner": [
+                tasks("Write the intro"),
+                review(new=("write the intro!", "Write the outro")),
+                review(),
+                "final",
+            ],
+            "doer": ["intro", "outro"],
+        }
+    )
     result = asyncio.run(run(loop(model, workspace)))
 
     dropped = [t for t in result.state["tasks"] if t["status"] == "dropped"]
@@ -122,11 +139,17 @@ def test_a_task_with_the_same_text_as_another_is_dropped(workspace):
 
 
 def test_a_task_close_in_meaning_to_another_is_dropped_by_memory_similarity(workspace):
-    model = ScriptedChatModel({
-        "planner": [tasks("Write the homepage copy"), review(new=("Write homepage copy", "Pick a colour palette")),
-                    review(), "final"],
-        "doer": ["copy", "palette"],
-    })
+    model = ScriptedChatModel(
+        {
+            "planner": [
+                tasks("Write the homepage copy"),
+                review(new=("Write homepage copy", "Pick a colour palette")),
+                review(),
+                "final",
+            ],
+            "doer": ["copy", "palette"],
+        }
+    )
     graph = loop(model, workspace)
     result = asyncio.run(run(graph, memory="memory", embeddings=KeywordEmbeddings()))
 
@@ -136,10 +159,17 @@ def test_a_task_close_in_meaning_to_another_is_dropped_by_memory_similarity(work
 
 
 def test_an_agent_sees_earlier_results_with_its_task(workspace):
-    model = ScriptedChatModel({
-        "planner": [tasks("Find the opening hours", "Write the opening hours page"), review(), review(met=True), "ok"],
-        "doer": ["The bakery opens at seven", "page written"],
-    })
+    model = ScriptedChatModel(
+        {
+            "planner": [
+                tasks("Find the opening hours", "Write the opening hours page"),
+                review(),
+                review(met=True),
+                "ok",
+            ],
+            "doer": ["The bakery opens at seven", "page written"],
+        }
+    )
     asyncio.run(run(loop(model, workspace)))
 
     second = model.calls_for("doer")[1].messages[-1].content
@@ -147,11 +177,17 @@ def test_an_agent_sees_earlier_results_with_its_task(workspace):
 
 
 def test_with_memory_an_agent_recalls_the_earlier_results_closest_to_its_task(workspace):
-    model = ScriptedChatModel({
-        "planner": [tasks("Find the bakery opening hours", "Write the bakery opening hours page"), review(),
-                    review(met=True), "ok"],
-        "doer": ["The bakery opening hours are seven to three", "page written"],
-    })
+    model = ScriptedChatModel(
+        {
+            "planner": [
+                tasks("Find the bakery opening hours", "Write the bakery opening hours page"),
+                review(),
+                review(met=True),
+                "ok",
+            ],
+            "doer": ["The bakery opening hours are seven to three", "page written"],
+        }
+    )
     asyncio.run(run(loop(model, workspace), memory="memory", embeddings=KeywordEmbeddings()))
 
     second = model.calls_for("doer")[1].messages[-1].content
@@ -175,11 +211,16 @@ def test_a_step_run_again_after_a_crash_does_not_take_its_own_tasks_for_duplicat
 
 
 def test_an_agent_that_keeps_calling_tools_must_answer_after_max_steps(workspace):
-    model = ScriptedChatModel({
-        "planner": [tasks("Count"), review(met=True), "final"],
-        "doer": [tool_call("calculator", "c1", expression="1+1"), tool_call("calculator", "c2", expression="2+2"),
-                 "4, finally"],
-    })
+    model = ScriptedChatModel(
+        {
+            "planner": [tasks("Count"), review(met=True), "final"],
+            "doer": [
+                tool_call("calculator", "c1", expression="1+1"),
+                tool_call("calculator", "c2", expression="2+2"),
+                "4, finally",
+            ],
+        }
+    )
     result = asyncio.run(run(loop(model, workspace, max_steps=3)))
 
     last = model.calls_for("doer")[-1]
@@ -190,10 +231,12 @@ def test_an_agent_that_keeps_calling_tools_must_answer_after_max_steps(workspace
 
 def test_the_same_tool_call_made_again_and_again_is_refused(workspace):
     again = [tool_call("calculator", f"c{i}", expression="2 + 2") for i in range(3)]
-    model = ScriptedChatModel({
-        "planner": [tasks("Add"), review(met=True), "final"],
-        "doer": [*again, "4"],
-    })
+    model = ScriptedChatModel(
+        {
+            "planner": [tasks("Add"), review(met=True), "final"],
+            "doer": [*again, "4"],
+        }
+    )
     result = asyncio.run(run(loop(model, workspace)))
 
     outputs = [u["output"] for u in result.state["tool_uses"]]
@@ -202,11 +245,13 @@ def test_the_same_tool_call_made_again_and_again_is_refused(workspace):
 
 
 def test_a_task_can_be_handed_to_a_debate_subgraph(workspace):
-    model = ScriptedChatModel({
-        "planner": [tasks("Is 17 + 25 = 42?", assignee="debate"), review(met=True), "Yes: 42."],
-        "ann": ["Final answer: 42"],
-        "ben": ["Final answer: 42"],
-    })
+    model = ScriptedChatModel(
+        {
+            "planner": [tasks("Is 17 + 25 = 42?", assignee="debate"), review(met=True), "Yes: 42."],
+            "ann": ["Final answer: 42"],
+            "ben": ["Final answer: 42"],
+        }
+    )
     debate = create_debate([Agent(name="ann", model=model), Agent(name="ben", model=model)])
     result = asyncio.run(run(loop(model, workspace, subgraphs={"debate": debate})))
 
@@ -220,11 +265,13 @@ def test_a_task_can_be_handed_to_a_debate_subgraph(workspace):
 
 def delegated_debate(workspace: Path) -> tuple[ScriptedChatModel, object]:
     """A loop whose one task goes to a debate that agrees in its second round."""
-    model = ScriptedChatModel({
-        "planner": [tasks("Is it 42?", assignee="debate"), review(met=True), "yes"],
-        "ann": ["Final answer: 41", "Final answer: 42"],
-        "ben": ["Final answer: 42", "Final answer: 42"],
-    })
+    model = ScriptedChatModel(
+        {
+            "planner": [tasks("Is it 42?", assignee="debate"), review(met=True), "yes"],
+            "ann": ["Final answer: 41", "Final answer: 42"],
+            "ben": ["Final answer: 42", "Final answer: 42"],
+        }
+    )
     debate = create_debate([Agent(name="ann", model=model), Agent(name="ben", model=model)], rounds=3)
     graph = loop(model, workspace, subgraphs={"debate": debate})
     return model, graph
@@ -276,8 +323,9 @@ def test_the_run_stops_when_no_tasks_are_left(workspace):
 
 
 def test_the_run_stops_at_the_task_cap(workspace):
-    model = ScriptedChatModel({"planner": [tasks("One", "Two"), review(new=("Three",)), review(), "final"],
-                               "doer": ["1", "2"]})
+    model = ScriptedChatModel(
+        {"planner": [tasks("One", "Two"), review(new=("Three",)), review(), "final"], "doer": ["1", "2"]}
+    )
     result = asyncio.run(run(loop(model, workspace, max_tasks=2)))
 
     assert result.status is RunStatus.DONE
@@ -333,10 +381,12 @@ def test_a_request_still_running_at_the_time_cap_is_cut_off_and_the_run_pauses(w
 
 
 def test_a_person_answers_an_agents_question(workspace):
-    model = ScriptedChatModel({
-        "planner": [tasks("Choose a name"), review(met=True), "It is called Crumbs."],
-        "doer": [tool_call("ask_human", question="Which name do you like?"), "Crumbs"],
-    })
+    model = ScriptedChatModel(
+        {
+            "planner": [tasks("Choose a name"), review(met=True), "It is called Crumbs."],
+            "doer": [tool_call("ask_human", question="Which name do you like?"), "Crumbs"],
+        }
+    )
 
     async def scenario():
         async with Runner("memory") as runner:
@@ -353,10 +403,12 @@ def test_a_person_answers_an_agents_question(workspace):
 
 
 def test_a_person_can_stop_the_run_at_a_pause(workspace):
-    model = ScriptedChatModel({
-        "planner": [tasks("Ask first", "Never reached")],
-        "doer": [tool_call("ask_human", question="Go on?")],
-    })
+    model = ScriptedChatModel(
+        {
+            "planner": [tasks("Ask first", "Never reached")],
+            "doer": [tool_call("ask_human", question="Go on?")],
+        }
+    )
 
     async def scenario():
         async with Runner("memory") as runner:
@@ -372,10 +424,12 @@ def test_a_person_can_stop_the_run_at_a_pause(workspace):
 
 
 def test_risky_tools_wait_for_approval_and_a_refusal_reaches_the_agent(workspace):
-    model = ScriptedChatModel({
-        "planner": [tasks("Save the notes"), review(met=True), "final"],
-        "doer": [tool_call("write_file", path="notes.md", content="secret plan"), "I could not save them"],
-    })
+    model = ScriptedChatModel(
+        {
+            "planner": [tasks("Save the notes"), review(met=True), "final"],
+            "doer": [tool_call("write_file", path="notes.md", content="secret plan"), "I could not save them"],
+        }
+    )
 
     async def scenario():
         async with Runner("memory") as runner:
@@ -407,10 +461,12 @@ def test_a_decision_for_a_run_that_waits_for_none_is_refused_and_changes_nothing
 
 
 def test_ask_human_is_a_tool_only_when_enabled(workspace):
-    model = ScriptedChatModel({
-        "planner": [tasks("Decide"), review(met=True), "final"],
-        "doer": [tool_call("ask_human", question="Which?"), "decided alone"],
-    })
+    model = ScriptedChatModel(
+        {
+            "planner": [tasks("Decide"), review(met=True), "final"],
+            "doer": [tool_call("ask_human", question="Which?"), "decided alone"],
+        }
+    )
     result = asyncio.run(run(loop(model, workspace, tools=["calculator"])))
 
     assert result.status is RunStatus.DONE
@@ -418,10 +474,12 @@ def test_ask_human_is_a_tool_only_when_enabled(workspace):
 
 
 def test_file_tools_refuse_paths_outside_the_workspace(workspace, tmp_path):
-    model = ScriptedChatModel({
-        "planner": [tasks("Escape"), review(met=True), "final"],
-        "doer": [tool_call("write_file", path="../escaped.txt", content="x"), "refused"],
-    })
+    model = ScriptedChatModel(
+        {
+            "planner": [tasks("Escape"), review(met=True), "final"],
+            "doer": [tool_call("write_file", path="../escaped.txt", content="x"), "refused"],
+        }
+    )
     result = asyncio.run(run(loop(model, workspace)))
 
     use = result.state["tool_uses"][0]
@@ -430,10 +488,12 @@ def test_file_tools_refuse_paths_outside_the_workspace(workspace, tmp_path):
 
 
 def test_each_run_gets_its_own_workspace_beside_the_database(tmp_path):
-    model = ScriptedChatModel({
-        "planner": [tasks("Save"), review(met=True), "final"],
-        "doer": [tool_call("write_file", path="a.txt", content="hello"), "saved"],
-    })
+    model = ScriptedChatModel(
+        {
+            "planner": [tasks("Save"), review(met=True), "final"],
+            "doer": [tool_call("write_file", path="a.txt", content="hello"), "saved"],
+        }
+    )
     graph = create_task_loop([Agent(name="doer", model=model)], leader=Agent(name="planner", model=model))
     asyncio.run(run(graph, db=str(tmp_path / "runs.sqlite"), run_id="own"))
     assert (tmp_path / "workspaces" / "own" / "a.txt").read_text() == "hello"
@@ -484,11 +544,24 @@ def calls_reply(name: str, **args) -> dict:
 def test_cli_a_tool_call_waits_for_approval_and_resume_approves_it(fake, sqlite_db, roles_file, tmp_path):
     from tests.test_cli import cli
 
-    fake.script("planner-model", [json_reply(tasks("Save the plan")), json_reply(review(met=True)),
-                                  {"content": "Saved."}])
+    fake.script(
+        "planner-model", [json_reply(tasks("Save the plan")), json_reply(review(met=True)), {"content": "Saved."}]
+    )
     fake.script("doer-model", [calls_reply("write_file", path="plan.md", content="step 1"), {"content": "done"}])
-    paused = cli("run", "task_loop", "Save a plan", "--agents-file", str(roles_file), "--base-url", fake.url,
-                 "-o", 'approve_tools=["write_file"]', "--run-id", "approve", db=sqlite_db)
+    paused = cli(
+        "run",
+        "task_loop",
+        "Save a plan",
+        "--agents-file",
+        str(roles_file),
+        "--base-url",
+        fake.url,
+        "-o",
+        'approve_tools=["write_file"]',
+        "--run-id",
+        "approve",
+        db=sqlite_db,
+    )
     assert paused.returncode == 3, paused.stderr
     assert 'doer wants to run write_file({"path": "plan.md"' in paused.stderr
     assert "--approve | --reject FEEDBACK | --stop" in paused.stderr
@@ -503,14 +576,29 @@ def test_cli_a_tool_call_waits_for_approval_and_resume_approves_it(fake, sqlite_
 def test_cli_an_agents_question_is_answered_on_resume(fake, sqlite_db, roles_file):
     from tests.test_cli import cli
 
-    fake.script("planner-model", [json_reply(tasks("Pick a colour")), json_reply(review(met=True)), {"content": "Blue."}])
+    fake.script(
+        "planner-model", [json_reply(tasks("Pick a colour")), json_reply(review(met=True)), {"content": "Blue."}]
+    )
     fake.script("doer-model", [calls_reply("ask_human", question="Which colour?"), {"content": "blue"}])
-    paused = cli("run", "task_loop", "Pick a colour", "--agents-file", str(roles_file), "--base-url", fake.url,
-                 "--run-id", "ask", db=sqlite_db)
+    paused = cli(
+        "run",
+        "task_loop",
+        "Pick a colour",
+        "--agents-file",
+        str(roles_file),
+        "--base-url",
+        fake.url,
+        "--run-id",
+        "ask",
+        db=sqlite_db,
+    )
     assert paused.returncode == 3 and "Which colour?" in paused.stderr and "--answer TEXT" in paused.stderr
 
     wrong = cli("resume", "ask", "--approve", db=sqlite_db)
-    assert wrong.returncode == 2 and wrong.stderr.strip() == "error: run ask waits for one of: answer, stop (got 'approve')"
+    assert (
+        wrong.returncode == 2
+        and wrong.stderr.strip() == "error: run ask waits for one of: answer, stop (got 'approve')"
+    )
 
     resumed = cli("resume", "ask", "--answer", "blue", db=sqlite_db, check=True)
     assert resumed.stdout.strip() == "Blue."
@@ -523,10 +611,25 @@ def test_kill_9_mid_task_resumes_at_that_task_without_redoing_its_steps(fake, sq
 
     fake.script("planner-model", [json_reply(tasks("Write notes")), json_reply(review(met=True))])
     # The agent's second call (after the tool ran) hangs until the kill.
-    fake.script("doer-model", [calls_reply("write_file", path="notes.md", content="first step"),
-                               {"content": "never sent", "latency_ms": 30_000}])
-    proc = start_cli("run", "task_loop", "Write notes", "--agents-file", str(roles_file), "--base-url", fake.url,
-                     "--run-id", "k9", db=sqlite_db)
+    fake.script(
+        "doer-model",
+        [
+            calls_reply("write_file", path="notes.md", content="first step"),
+            {"content": "never sent", "latency_ms": 30_000},
+        ],
+    )
+    proc = start_cli(
+        "run",
+        "task_loop",
+        "Write notes",
+        "--agents-file",
+        str(roles_file),
+        "--base-url",
+        fake.url,
+        "--run-id",
+        "k9",
+        db=sqlite_db,
+    )
     notes = tmp_path / "workspaces" / "k9" / "notes.md"
     asked_twice = lambda: fake.stats()["by_model"].get("doer-model", {}).get("requests", 0) >= 2  # noqa: E731
     kill_9_when(proc, asked_twice, "the agent never made its second call")
@@ -555,8 +658,21 @@ def test_cli_bad_task_loop_input_exits_2_with_one_line(capsys, sqlite_db, tmp_pa
 
     blocked = tmp_path / "a-file"
     blocked.write_text("")
-    code = main(["run", "task_loop", "Do it", "-o", option.format(blocked=blocked), "--model", "m",
-                 "--base-url", "http://127.0.0.1:9/v1", "--db", sqlite_db])
+    code = main(
+        [
+            "run",
+            "task_loop",
+            "Do it",
+            "-o",
+            option.format(blocked=blocked),
+            "--model",
+            "m",
+            "--base-url",
+            "http://127.0.0.1:9/v1",
+            "--db",
+            sqlite_db,
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2, err
     assert err.count("\n") == 1 and message in err and "Traceback" not in err
@@ -565,23 +681,35 @@ def test_cli_bad_task_loop_input_exits_2_with_one_line(capsys, sqlite_db, tmp_pa
 def test_over_the_fake_server_tasks_are_created_deduplicated_prioritised_run_with_tools_and_delegated(
     fake, sqlite_db, tmp_path
 ):
-    fake.script("planner-model", [
-        json_reply(tasks("Compute the yearly budget", "Write the summary", assignee="doer")),
-        json_reply({"objective_met": False, "priorities": [4, 2], "new_tasks": [
-            {"title": "compute the yearly budget!", "description": "", "assignee": ""},
-            {"title": "Is the budget realistic?", "description": "", "assignee": "debate"},
-        ]}),
-        json_reply(review()),
-        json_reply(review(met=True)),
-        {"content": "Budget 1440, realistic; summary in summary.md"},
-    ])
-    fake.script("doer-model", [
-        calls_reply("calculator", expression="120 * 12"),
-        {"content": "1440"},
-        {"content": "Final answer: yes"},  # as a debater
-        calls_reply("write_file", path="summary.md", content="Budget: 1440"),
-        {"content": "summary written"},
-    ])
+    fake.script(
+        "planner-model",
+        [
+            json_reply(tasks("Compute the yearly budget", "Write the summary", assignee="doer")),
+            json_reply(
+                {
+                    "objective_met": False,
+                    "priorities": [4, 2],
+                    "new_tasks": [
+                        {"title": "compute the yearly budget!", "description": "", "assignee": ""},
+                        {"title": "Is the budget realistic?", "description": "", "assignee": "debate"},
+                    ],
+                }
+            ),
+            json_reply(review()),
+            json_reply(review(met=True)),
+            {"content": "Budget 1440, realistic; summary in summary.md"},
+        ],
+    )
+    fake.script(
+        "doer-model",
+        [
+            calls_reply("calculator", expression="120 * 12"),
+            {"content": "1440"},
+            {"content": "Final answer: yes"},  # as a debater
+            calls_reply("write_file", path="summary.md", content="Budget: 1440"),
+            {"content": "summary written"},
+        ],
+    )
     fake.script("critic-model", [{"content": "Final answer: yes"}])
     graph = create_task_loop(
         [Agent(name="doer", model="doer-model"), Agent(name="critic", model="critic-model")],

@@ -49,7 +49,9 @@ def run_of(architecture: str, state: dict, spec: dict | None = None) -> SimpleNa
 def test_every_architecture_has_a_view_in_its_own_module(name):
     arch = ARCHITECTURES[name]
     found = arch.view
-    assert found.update.__module__ == found.run.__module__ == arch.build.__module__ == f"graphswarm.architectures.{name}"
+    assert (
+        found.update.__module__ == found.run.__module__ == arch.build.__module__ == f"graphswarm.architectures.{name}"
+    )
     assert view.view_of(name) == found
     # Nothing to say yet: no progress line, no blocks (a run that failed before any node finished).
     assert found.update("any", {}) == ""
@@ -80,6 +82,12 @@ def test_the_terminal_prints_blocks_as_written(capsys, monkeypatch):
         view.agreement_chart([{"agreement": 0.5}, {"agreement": 1.0}], threshold=1.0),
     ])  # fmt: skip
     printed = capsys.readouterr().out
-    for text in ("[bold]x[/bold]", "│ see [docs](https://x) │ 2 ", "winner: :x:", "round 1: x[i]", "Agreement per round"):
+    for text in (
+        "[bold]x[/bold]",
+        "│ see [docs](https://x) │ 2 ",
+        "winner: :x:",
+        "round 1: x[i]",
+        "Agreement per round",
+    ):
         assert text in printed
     assert re.search(r"│ 2\s+│ 1\s+│", printed)  # the chart's points, as a table: round 2, agreement 1

@@ -21,9 +21,7 @@ PERSONAS = ["careful mathematician", "fast guesser", "skeptic", "teacher", "engi
 
 
 def team(prefix: str, n: int) -> list[Agent]:
-    return [
-        Agent(name=f"{prefix}{i}", role=PERSONAS[i % len(PERSONAS)], model=f"{prefix}-model-{i}") for i in range(n)
-    ]
+    return [Agent(name=f"{prefix}{i}", role=PERSONAS[i % len(PERSONAS)], model=f"{prefix}-model-{i}") for i in range(n)]
 
 
 def by_model(fake) -> dict[str, int]:
@@ -62,11 +60,20 @@ async def test_competitive_judge_call_count_and_winner(fake):
     for i, agent in enumerate(agents):
         fake.script(agent.model, [{"content": f"Final answer: {40 + i}"}])
     judge = Agent(name="judge", model="judge-model")
-    fake.script("judge-model", [{"json": {"scores": [
-        {"candidate": 1, "score": 2, "rationale": "no"},
-        {"candidate": 2, "score": 1, "rationale": "no"},
-        {"candidate": 3, "score": 9, "rationale": "yes"},
-    ]}}])
+    fake.script(
+        "judge-model",
+        [
+            {
+                "json": {
+                    "scores": [
+                        {"candidate": 1, "score": 2, "rationale": "no"},
+                        {"candidate": 2, "score": 1, "rationale": "no"},
+                        {"candidate": 3, "score": 9, "rationale": "yes"},
+                    ]
+                }
+            }
+        ],
+    )
     spec = SwarmSpec(architecture="competitive", agents=agents, judge=judge, base_url=fake.url)
     result = await start(spec)
     assert result.final_answer == "42"
@@ -104,15 +111,32 @@ def test_kill_9_during_a_40_agent_vote_then_resume_gives_the_same_winner(fake, s
     agents_file = tmp_path / "agents.json"
     agents_file.write_text(json.dumps(agents))
     env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
-    command = [sys.executable, "-m", "graphswarm", "run", "collaborative", "What is 17 + 25?", "--agents-file",
-               str(agents_file), "--base-url", fake.url, "--run-id", "vote40", "--db", sqlite_db]
+    command = [
+        sys.executable,
+        "-m",
+        "graphswarm",
+        "run",
+        "collaborative",
+        "What is 17 + 25?",
+        "--agents-file",
+        str(agents_file),
+        "--base-url",
+        fake.url,
+        "--run-id",
+        "vote40",
+        "--db",
+        sqlite_db,
+    ]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     kill_9_when(proc, lambda: fake.stats()["succeeded"] >= 30, "the fast agents never finished")
 
     fake.configure(model_latency_ms={})
     resumed = subprocess.run(
         [sys.executable, "-m", "graphswarm", "resume", "vote40", "--db", sqlite_db],
-        capture_output=True, text=True, timeout=120, env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
     )
     assert resumed.returncode == 0, resumed.stderr
     assert resumed.stdout.strip() == "42"
@@ -148,8 +172,25 @@ def test_show_prints_the_vote_table(fake, capsys, sqlite_db):
 
     for i in range(3):
         fake.script("default", [{"content": f"Final answer: {42 if i else 41}"}])
-    assert main(["run", "collaborative", "What is 17 + 25?", "--agents", "3", "--base-url", fake.url,
-                 "--run-id", "shown", "--db", sqlite_db, "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "collaborative",
+                "What is 17 + 25?",
+                "--agents",
+                "3",
+                "--base-url",
+                fake.url,
+                "--run-id",
+                "shown",
+                "--db",
+                sqlite_db,
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["show", "shown", "--db", sqlite_db]) == 0
     shown = capsys.readouterr().out
@@ -159,7 +200,10 @@ def test_show_prints_the_vote_table(fake, capsys, sqlite_db):
 def particle_spec(fake, agents, iterations, **options) -> SwarmSpec:
     judge = Agent(name="judge", model="judge-model")
     return SwarmSpec(
-        architecture="particle", agents=agents, judge=judge, base_url=fake.url,
+        architecture="particle",
+        agents=agents,
+        judge=judge,
+        base_url=fake.url,
         options={"iterations": iterations, **options},
     )
 

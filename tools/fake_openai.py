@@ -40,8 +40,9 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Literal
+from typing import Any, Literal
 
 import uvicorn
 from fastapi import FastAPI, Request
@@ -214,7 +215,7 @@ def _example_number(schema: dict[str, Any], integer: bool) -> int | float:
     maximum = schema.get("maximum", schema.get("exclusiveMaximum"))
     if isinstance(maximum, (int, float)) and value > maximum:
         value = maximum
-    return int(math.ceil(value)) if integer else value
+    return math.ceil(value) if integer else value
 
 
 def example_from_schema(
@@ -424,7 +425,9 @@ def _malformed_reply(body: dict[str, Any], fp: str) -> _Reply:
     # a real model breaks it; otherwise it is the content.
     forced = _forced_tool(body)
     if forced is not None:
-        return _Reply(tool_calls=[_ToolCall(f"call_{fp[:12]}", str(forced.get("name", "")), MALFORMED_TEXT)], kind="tool")
+        return _Reply(
+            tool_calls=[_ToolCall(f"call_{fp[:12]}", str(forced.get("name", "")), MALFORMED_TEXT)], kind="tool"
+        )
     return _Reply(content=MALFORMED_TEXT, kind="json" if _is_structured(body) else "text")
 
 
@@ -593,7 +596,9 @@ class FakeState:
             self._stats["failed"] += 1
             self._model_stats(model)["failed"] += 1
 
-    def record_success(self, model: str, fp: str, kind: CompletionKind, prompt_tokens: int, completion_tokens: int) -> None:
+    def record_success(
+        self, model: str, fp: str, kind: CompletionKind, prompt_tokens: int, completion_tokens: int
+    ) -> None:
         with self._lock:
             self._stats["succeeded"] += 1
             per_model = self._model_stats(model)
@@ -801,7 +806,9 @@ def create_app(state: FakeState) -> FastAPI:
             return _Failure(400, "input must be a string or a list", "invalid_request_error", None, "input").response()
         dims = body.get("dimensions") or DEFAULT_EMBEDDING_DIMS
         if not isinstance(dims, int) or dims <= 0:
-            return _Failure(400, "dimensions must be a positive integer", "invalid_request_error", None, "dimensions").response()
+            return _Failure(
+                400, "dimensions must be a positive integer", "invalid_request_error", None, "dimensions"
+            ).response()
         latency = state.latency_s(model)
         if latency > 0:
             await asyncio.sleep(latency)
@@ -813,9 +820,7 @@ def create_app(state: FakeState) -> FastAPI:
             text = item if isinstance(item, str) else str(item)
             prompt_tokens += count_words(text)
             vector = embed_text(text, dims)
-            encoded: Any = (
-                base64.b64encode(struct.pack(f"<{dims}f", *vector)).decode() if base64_format else vector
-            )
+            encoded: Any = base64.b64encode(struct.pack(f"<{dims}f", *vector)).decode() if base64_format else vector
             data.append({"object": "embedding", "index": index, "embedding": encoded})
         state.record_embeddings()
         return JSONResponse(

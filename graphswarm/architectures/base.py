@@ -43,7 +43,7 @@ class Architecture:
     name: str
     summary: str
     """One line: what the graph does."""
-    build: Callable[..., StateGraph]
+    build: Callable[..., StateGraph[Any, Any, Any, Any]]
     """The builder: `build(agents, *, model=, base_url=, options=, <role>=...) -> StateGraph`."""
     options: type[SwarmOptions]
     """Its Options model: defaults, ranges, help; CLI flags and records derive from it."""

@@ -67,13 +67,18 @@ class CollaborativeOptions(SwarmOptions):
     method: VoteMethod = Field(
         VoteMethod.PLURALITY, description="plurality on normalised answers, semantic clusters, or weighted votes"
     )
-    threshold: float = Field(0.85, gt=0, le=1, description="cosine similarity that puts two answers in one cluster (semantic)")
+    threshold: float = Field(
+        0.85, gt=0, le=1, description="cosine similarity that puts two answers in one cluster (semantic)"
+    )
     tie_break: TieBreak = Field(
         TieBreak.FIRST, description="first answer wins, a judge decides, or a new round (while rounds last)"
     )
-    weights: dict[str, float] = Field(default_factory=dict, description="vote weight per agent name (weighted; default 1)")
+    weights: dict[str, float] = Field(
+        default_factory=dict, description="vote weight per agent name (weighted; default 1)"
+    )
     embeddings: Embeddings | str | None = Field(
-        None, description="for semantic voting: minilm, openai[:model], a name on --base-url (default: the best available)"
+        None,
+        description="for semantic voting: minilm, openai[:model], a name on --base-url (default: the best available)",
     )
 
 
@@ -107,7 +112,7 @@ def create_collaborative(
     judge: Agent | None = None,
     options: CollaborativeOptions | Mapping[str, Any] | None = None,
     **kwargs: Any,
-) -> StateGraph:
+) -> StateGraph[CollaborativeState, SwarmContext, ObjectiveInput, CollaborativeState]:
     """Build a collaborative swarm that decides by a counted vote.
 
     Args:
@@ -125,7 +130,14 @@ def create_collaborative(
     judge = judge or DEFAULT_JUDGE
     crew = Crew([*agents, *([judge] if tie_break is TieBreak.JUDGE else [])], model=model, base_url=base_url)
     vote = _Vote(
-        [a.name for a in agents], judge.name, opts.rounds, method, opts.threshold, tie_break, embeddings, dict(opts.weights)
+        [a.name for a in agents],
+        judge.name,
+        opts.rounds,
+        method,
+        opts.threshold,
+        tie_break,
+        embeddings,
+        dict(opts.weights),
     )
     retry = model_retry_policy()
 

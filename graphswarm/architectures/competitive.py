@@ -12,8 +12,8 @@ from __future__ import annotations
 import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
-from enum import StrEnum
 from dataclasses import dataclass
+from enum import StrEnum
 from functools import partial
 from typing import Annotated, Any
 
@@ -85,7 +85,9 @@ class CompetitiveOptions(SwarmOptions):
 
     model_config = ConfigDict(extra="forbid", title="competitive")
 
-    selection: Selection = Field(Selection.JUDGE, description="who picks the best answer: a judge, in pairs, a scorer, or confidence")
+    selection: Selection = Field(
+        Selection.JUDGE, description="who picks the best answer: a judge, in pairs, a scorer, or confidence"
+    )
     scorer: Callable[[str, str], float] | None = Field(
         None, description="scorer(objective, answer) -> float, higher is better (selection scorer; Python only)"
     )
@@ -120,7 +122,7 @@ def create_competitive(
     judge: Agent | None = None,
     options: CompetitiveOptions | Mapping[str, Any] | None = None,
     **kwargs: Any,
-) -> StateGraph:
+) -> StateGraph[CompetitiveState, SwarmContext, ObjectiveInput, CompetitiveState]:
     """Build a competitive swarm.
 
     Args:
@@ -173,21 +175,31 @@ async def select(
     order = {name: i for i, name in enumerate(contest.agents)}
     entries = sorted(state["entries"], key=lambda e: order[e["agent"]])
     calls: list[CallRecord] = []
+    judge = contest.judge or ""  # the builder names a judge for the selections that need one
     if contest.selection is Selection.JUDGE:
         texts = [e["text"] for e in entries]
         scores, calls = await judge_scores(
-            crew[contest.judge], state["objective"], texts, node="select", runtime=runtime, config=config
+            crew[judge], state["objective"], texts, node="select", runtime=runtime, config=config
         )
         scored = {e["agent"]: score for e, score in zip(entries, scores)}
     elif contest.selection is Selection.PAIRWISE:
-        scored, calls = await _knockout(entries, state["objective"], crew[contest.judge], runtime, config)
+        scored, calls = await _knockout(entries, state["objective"], crew[judge], runtime, config)
     elif contest.selection is Selection.SCORER:
-        scored = {e["agent"]: (float(contest.scorer(state["objective"], e["answer"])), "scoring function") for e in entries}
+        assert contest.scorer is not None  # checked by CompetitiveOptions
+        scored = {
+            e["agent"]: (float(contest.scorer(state["objective"], e["answer"])), "scoring function") for e in entries
+        }
     else:
         scored = {e["agent"]: (e["confidence"] or 0.0, "self-reported confidence") for e in entries}
     ranked = sorted(entries, key=lambda e: (-scored[e["agent"]][0], order[e["agent"]]))
     ranking: list[Ranked] = [
-        {"rank": i, "agent": e["agent"], "score": scored[e["agent"]][0], "rationale": scored[e["agent"]][1], "answer": e["answer"]}
+        {
+            "rank": i,
+            "agent": e["agent"],
+            "score": scored[e["agent"]][0],
+            "rationale": scored[e["agent"]][1],
+            "answer": e["answer"],
+        }
         for i, e in enumerate(ranked, start=1)
     ]
     return {
@@ -212,7 +224,9 @@ async def _knockout(entries, objective, judge, runtime, config):
                 SystemMessage(prompt("judge_pair").format(name=judge.name)),
                 HumanMessage(f"Question: {objective}\n\nAnswer A:\n{a['text']}\n\nAnswer B:\n{b['text']}"),
             ]
-            verdict, made = await ask(judge, messages, node="select", runtime=runtime, config=config, schema=PairVerdict)
+            verdict, made = await ask(
+                judge, messages, node="select", runtime=runtime, config=config, schema=PairVerdict
+            )
             calls += made
             winner = b if verdict.winner.strip().upper().startswith("B") else a
             wins[winner["agent"]] += 1
@@ -262,15 +276,24 @@ def view_run(run: Run, *, brief: bool = False) -> list[Block]:
         return [Table(["rank", "agent", "score", "rationale", "answer"], rows, title="ranking")] if ranking else []
     blocks: list[Block] = []
     if ranking:
-        rows = [[str(r["rank"]), r["agent"], f"{r['score']:g}", Text(r["rationale"]), Text(r["answer"])] for r in ranking]
+        rows = [
+            [str(r["rank"]), r["agent"], f"{r['score']:g}", Text(r["rationale"]), Text(r["answer"])] for r in ranking
+        ]
         winners = {i for i, r in enumerate(ranking) if r["agent"] == state.get("winner")}
         caption = f"winner: {state['winner']}" if state.get("winner") else ""
         blocks.append(
-            Table(["rank", "agent", "score", "rationale", "answer"], rows, title="Ranking", caption=caption, strong=winners)
+            Table(
+                ["rank", "agent", "score", "rationale", "answer"],
+                rows,
+                title="Ranking",
+                caption=caption,
+                strong=winners,
+            )
         )
     if entries:
         listed: list[list[Cell]] = [
-            [e["agent"], Text(e["text"]), "-" if e.get("confidence") is None else f"{e['confidence']:g}"] for e in entries
+            [e["agent"], Text(e["text"]), "-" if e.get("confidence") is None else f"{e['confidence']:g}"]
+            for e in entries
         ]
         blocks.append(Table(["agent", "answer", "confidence"], listed, title="Entries"))
     return blocks

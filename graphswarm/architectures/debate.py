@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Mapping, Sequence
-from enum import StrEnum
 from dataclasses import dataclass
+from enum import StrEnum
 from functools import partial
 from typing import Annotated, Any
 
@@ -46,7 +46,19 @@ from graphswarm.budget import SwarmContext
 from graphswarm.embeddings import resolve_embeddings
 from graphswarm.nodes import Crew, ask, model_retry_policy, prompt
 from graphswarm.state import StopReason, SwarmState
-from graphswarm.view import Block, Cell, Heading, Run, Table, Text, View, agreement_chart, shorten, vote_progress, vote_table
+from graphswarm.view import (
+    Block,
+    Cell,
+    Heading,
+    Run,
+    Table,
+    Text,
+    View,
+    agreement_chart,
+    shorten,
+    vote_progress,
+    vote_table,
+)
 
 __all__ = ["create_debate", "DebateOptions", "DebateState", "Topology", "Turn"]
 
@@ -90,7 +102,8 @@ class DebateOptions(SwarmOptions):
     topology: Topology = Field(Topology.FULL, description="everyone sees everyone (full) or only neighbours (ring)")
     method: VoteMethod = Field(VoteMethod.PLURALITY, description="how answers are grouped to measure agreement")
     embeddings: Embeddings | str | None = Field(
-        None, description="for semantic agreement: minilm, openai[:model], a name on --base-url (default: the best available)"
+        None,
+        description="for semantic agreement: minilm, openai[:model], a name on --base-url (default: the best available)",
     )
 
 
@@ -128,7 +141,7 @@ def create_debate(
     judge: Agent | None = None,
     options: DebateOptions | Mapping[str, Any] | None = None,
     **kwargs: Any,
-) -> StateGraph:
+) -> StateGraph[DebateState, SwarmContext, ObjectiveInput, DebateState]:
     """Build a debate.
 
     Args:
@@ -146,8 +159,14 @@ def create_debate(
     crew = Crew([*agents, *referees], model=model, base_url=base_url)
     check_agents([*agents, *referees])
     debate = _Debate(
-        [a.name for a in agents], opts.rounds, opts.threshold, opts.topology,
-        moderator.name if moderator else None, judge.name if judge else None, method, embeddings,
+        [a.name for a in agents],
+        opts.rounds,
+        opts.threshold,
+        opts.topology,
+        moderator.name if moderator else None,
+        judge.name if judge else None,
+        method,
+        embeddings,
     )
     retry = model_retry_policy()
 
@@ -169,7 +188,9 @@ def first_round(state: DebateState, *, debate: _Debate) -> list[Send]:
     return send_each("argue", debate.agents, payload)
 
 
-async def argue(state: TurnInput, config: RunnableConfig, runtime: Runtime[SwarmContext], *, crew: Crew) -> dict[str, Any]:
+async def argue(
+    state: TurnInput, config: RunnableConfig, runtime: Runtime[SwarmContext], *, crew: Crew
+) -> dict[str, Any]:
     context = ""
     if state["round"] > 1:
         context = prompt("debate_turn").format(round=state["round"], others=state["others"], own=state["previous"])
@@ -208,6 +229,7 @@ def after_assess(state: DebateState, *, debate: _Debate) -> list[Send] | str:
 async def moderate(
     state: DebateState, config: RunnableConfig, runtime: Runtime[SwarmContext], *, crew: Crew, debate: _Debate
 ) -> dict[str, Any]:
+    assert debate.moderator is not None  # the node exists only with a moderator
     member = crew[debate.moderator]
     latest = latest_answers(state["transcript"], state["round"])
     answers = "\n\n".join(f"{name}:\n{latest[name]}" for name in debate.agents if name in latest)
@@ -280,7 +302,9 @@ def view_run(run: Run, *, brief: bool = False) -> list[Block]:
     rounds = state.get("rounds", [])
     if brief:
         return [
-            Text(f"round {o['round']}: agreement {o['agreement']:.0%}, leading: {shorten(o['winning_answer'] or '-', 80)}")
+            Text(
+                f"round {o['round']}: agreement {o['agreement']:.0%}, leading: {shorten(o['winning_answer'] or '-', 80)}"
+            )
             for o in rounds
         ]
     if not state.get("transcript"):
@@ -293,7 +317,9 @@ def view_run(run: Run, *, brief: bool = False) -> list[Block]:
         if outcome := outcomes.get(number):
             blocks.append(vote_table(outcome["votes"]))
     if rounds:
-        threshold = (run.record.spec.get("options") or {}).get("threshold", DebateOptions.model_fields["threshold"].default)
+        threshold = (run.record.spec.get("options") or {}).get(
+            "threshold", DebateOptions.model_fields["threshold"].default
+        )
         agreement: list[list[Cell]] = [
             [str(o["round"]), f"{o['agreement']:.0%}", Text(o.get("winning_answer") or "-")] for o in rounds
         ]

@@ -1,8 +1,8 @@
 """Hierarchical swarm: a leader plans, delegates by strengths, consolidates, reviews.
 
-    START -> plan --Send per task--> work (parallel) -> consolidate --+--> END
-               ^                                                      |
-               +------------------- feedback (next round) -----------+
+START -> plan --Send per task--> work (parallel) -> consolidate --+--> END
+           ^                                                      |
+           +------------------- feedback (next round) -----------+
 """
 
 from __future__ import annotations
@@ -92,7 +92,9 @@ class HierarchicalOptions(SwarmOptions):
 
     max_rounds: int = Field(2, ge=1, le=50, description="plan/work/review rounds before the last answer stands")
     max_tasks: int | None = Field(None, ge=1, le=1000, description="tasks per round (default: one per worker)")
-    join: JoinPolicy = Field(JoinPolicy.CONTINUE, description="what a worker failing after its retries does to the round")
+    join: JoinPolicy = Field(
+        JoinPolicy.CONTINUE, description="what a worker failing after its retries does to the round"
+    )
     approve_plan: bool = Field(False, description="pause after each plan until a person approves, edits or rejects it")
 
 
@@ -122,7 +124,7 @@ def create_hierarchical(
     base_url: str | None = None,
     options: HierarchicalOptions | Mapping[str, Any] | None = None,
     **kwargs: Any,
-) -> StateGraph:
+) -> StateGraph[HierarchicalState, SwarmContext, ObjectiveInput, HierarchicalState]:
     """Build a hierarchical swarm.
 
     Args:
@@ -373,7 +375,9 @@ def view_run(run: Run, *, brief: bool = False) -> list[Block]:
             x = outcomes.get(t["id"])
             outcome = "pending" if x is None else ("ok" if x["ok"] else "failed")
             rows.append([str(t["round"]), shorten(t["title"], 50), t["worker"], t["assigned_by"], outcome])
-        blocks: list[Block] = [Table(["round", "task", "worker", "assigned by", "result"], rows, title="plan and assignments")]
+        blocks: list[Block] = [
+            Table(["round", "task", "worker", "assigned by", "result"], rows, title="plan and assignments")
+        ]
         for review in state.get("reviews", []):
             verdict = "approved" if review["approved"] else f"not approved: {shorten(review['feedback'], 120)}"
             blocks.append(Text(f"round {review['round']} review: {verdict}"))
@@ -384,11 +388,15 @@ def view_run(run: Run, *, brief: bool = False) -> list[Block]:
         status = "pending" if done is None else ("ok" if done["ok"] else "failed")
         output = "" if done is None else (done["output"] if done["ok"] else done["error"])
         title = task["title"] + (f"\n{task['description']}" if task.get("description") else "")
-        rows.append([str(task["round"]), task["id"], Text(title), task["worker"], task["assigned_by"], status, Text(output)])
+        rows.append(
+            [str(task["round"]), task["id"], Text(title), task["worker"], task["assigned_by"], status, Text(output)]
+        )
     header = ["round", "task", "title", "worker", "assigned by", "status", "output"]
     blocks = [Table(header, rows, title="Plan, assignments and results")]
     if state.get("approvals"):
-        approvals: list[list[Cell]] = [[str(a["round"]), a["action"], Text(a.get("feedback", ""))] for a in state["approvals"]]
+        approvals: list[list[Cell]] = [
+            [str(a["round"]), a["action"], Text(a.get("feedback", ""))] for a in state["approvals"]
+        ]
         blocks.append(Table(["round", "decision", "feedback"], approvals, title="Plan approvals"))
     if state.get("reviews"):
         reviews: list[list[Cell]] = [

@@ -46,9 +46,7 @@ class SwarmOptions(BaseModel):
     makes the spec unrecordable — derived from the value (`recorded`), not from a list.
     """
 
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, arbitrary_types_allowed=True, coerce_numbers_to_str=True
-    )
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True, coerce_numbers_to_str=True)
 
     @classmethod
     def check(cls, options: SwarmOptions | Mapping[str, Any] | None = None, /, **kwargs: Any) -> Self:
@@ -168,7 +166,9 @@ def _plain(annotation: Any) -> list[Any]:
 
 
 def _optional(annotation: Any) -> bool:
-    return typing.get_origin(annotation) in (typing.Union, types.UnionType) and type(None) in typing.get_args(annotation)
+    return typing.get_origin(annotation) in (typing.Union, types.UnionType) and type(None) in typing.get_args(
+        annotation
+    )
 
 
 def _one(annotation: Any, *, words: bool) -> str:
@@ -226,9 +226,7 @@ def _range_text(field: FieldInfo) -> str:
     if low_key == "ge" and high_key == "le":
         return f"from {bounds['ge']:g} to {bounds['le']:g}"
     if low_key and high_key:
-        return (
-            f"in {'[' if low_key == 'ge' else '('}{bounds[low_key]:g}, {bounds[high_key]:g}{']' if high_key == 'le' else ')'}"
-        )
+        return f"in {'[' if low_key == 'ge' else '('}{bounds[low_key]:g}, {bounds[high_key]:g}{']' if high_key == 'le' else ')'}"
     if low_key:
         return f"{'at least' if low_key == 'ge' else 'above'} {bounds[low_key]:g}"
     if high_key:

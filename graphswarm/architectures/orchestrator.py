@@ -42,7 +42,15 @@ from graphswarm.nodes import Crew, ask, clip, memory_of, model_retry_policy, pro
 from graphswarm.state import StopReason, SwarmState
 from graphswarm.view import Block, Cell, Run, Table, Text, View, shorten, tasks_line
 
-__all__ = ["create_orchestrator", "OrchestratorOptions", "OrchestratorState", "PoolTask", "PoolTaskStatus", "AgentStats", "Attempt"]
+__all__ = [
+    "create_orchestrator",
+    "OrchestratorOptions",
+    "OrchestratorState",
+    "PoolTask",
+    "PoolTaskStatus",
+    "AgentStats",
+    "Attempt",
+]
 
 DEFAULT_ORCHESTRATOR = Agent(name="orchestrator", role="orchestrator", strengths=["planning", "synthesis"])
 RESULT_CLIP = 800
@@ -115,9 +123,14 @@ class OrchestratorOptions(SwarmOptions):
 
     model_config = ConfigDict(extra="forbid", title="orchestrator")
 
-    concurrency: int | None = Field(None, ge=1, le=10_000, description="tasks in flight at once (default: one per agent)")
+    concurrency: int | None = Field(
+        None, ge=1, le=10_000, description="tasks in flight at once (default: one per agent)"
+    )
     max_tasks: int | None = Field(
-        None, ge=1, le=10_000, description="tasks the orchestrator may create per round (default: twice the pool, at least 10)"
+        None,
+        ge=1,
+        le=10_000,
+        description="tasks the orchestrator may create per round (default: twice the pool, at least 10)",
     )
     max_rounds: int = Field(2, ge=1, le=50, description="check rounds; a round may add follow-up tasks")
     max_failures: int = Field(2, ge=1, le=1000, description="failures in a row after which an agent is marked down")
@@ -147,7 +160,7 @@ def create_orchestrator(
     base_url: str | None = None,
     options: OrchestratorOptions | Mapping[str, Any] | None = None,
     **kwargs: Any,
-) -> StateGraph:
+) -> StateGraph[OrchestratorState, SwarmContext, ObjectiveInput, OrchestratorState]:
     """Build an orchestrator over a pool of agents.
 
     Example:
@@ -163,8 +176,8 @@ def create_orchestrator(
             tries of one model call on transient errors.
     """
     opts = OrchestratorOptions.check(options, **kwargs)
-    if isinstance(agents, int) and not isinstance(agents, bool):
-        if agents < 1:
+    if isinstance(agents, int):
+        if isinstance(agents, bool) or agents < 1:
             raise ConfigError(f"the pool needs at least 1 agent (nodes), got {agents}")
         agents = make_workers(agents)
     agents = check_agents(agents)
@@ -226,7 +239,9 @@ async def plan(
         orchestrator=pool.orchestrator, agents=len(pool.agents), max_tasks=pool.max_tasks
     )
     messages = [SystemMessage(system), HumanMessage(f"Objective: {state['objective']}")]
-    planned, calls = await ask(crew[pool.orchestrator], messages, node="plan", runtime=runtime, config=config, schema=Plan)
+    planned, calls = await ask(
+        crew[pool.orchestrator], messages, node="plan", runtime=runtime, config=config, schema=Plan
+    )
     tasks = _new_tasks(planned.tasks[: pool.max_tasks], round_=1, start=1)
     await _post_tasks(tasks, pool, runtime)
     stats: dict[str, AgentStats] = {
@@ -238,8 +253,8 @@ async def plan(
 
 def schedule(state: OrchestratorState, *, pool: _Pool) -> dict[str, Any]:
     """Fold the last wave's outcomes in, then assign the next wave."""
-    tasks = {t["id"]: {**t, "failed_agents": list(t["failed_agents"])} for t in state["tasks"]}
-    stats = {name: dict(s) for name, s in state["agent_stats"].items()}
+    tasks = {t["id"]: PoolTask(**{**t, "failed_agents": list(t["failed_agents"])}) for t in state["tasks"]}
+    stats = {name: AgentStats(**s) for name, s in state["agent_stats"].items()}
     attempts = state.get("attempts", [])
     for attempt in attempts[state.get("folded", 0) :]:
         _fold(attempt, tasks, stats, pool)
@@ -271,11 +286,13 @@ def schedule(state: OrchestratorState, *, pool: _Pool) -> dict[str, Any]:
         agent = min(fresh, key=lambda n: (stats[n]["assigned"], order[n]))
         busy.add(agent)
         stats[agent]["assigned"] += 1
-        task.update(status=PoolTaskStatus.RUNNING.value, agent=agent, wave=wave, attempts=task["attempts"] + 1)
+        task.update(
+            {"status": PoolTaskStatus.RUNNING.value, "agent": agent, "wave": wave, "attempts": task["attempts"] + 1}
+        )
     return {"tasks": list(tasks.values()), "agent_stats": stats, "folded": len(attempts), "wave": wave}
 
 
-def _fold(attempt: Attempt, tasks: dict[str, dict[str, Any]], stats: dict[str, dict[str, Any]], pool: _Pool) -> None:
+def _fold(attempt: Attempt, tasks: dict[str, PoolTask], stats: dict[str, AgentStats], pool: _Pool) -> None:
     task = tasks.get(attempt["task_id"])
     # Only the outcome of the assignment in force counts: a task is never done twice.
     if task is None or task["status"] != PoolTaskStatus.RUNNING or task["agent"] != attempt["agent"]:
@@ -283,7 +300,7 @@ def _fold(attempt: Attempt, tasks: dict[str, dict[str, Any]], stats: dict[str, d
     agent = stats[attempt["agent"]]
     agent["latency_s"] = round(agent["latency_s"] + attempt["latency_s"], 4)
     if attempt["ok"]:
-        task.update(status=PoolTaskStatus.DONE.value, result=attempt["output"])
+        task.update({"status": PoolTaskStatus.DONE.value, "result": attempt["output"]})
         agent["tasks"] += 1
         agent["consecutive_failures"] = 0
         return
@@ -293,7 +310,9 @@ def _fold(attempt: Attempt, tasks: dict[str, dict[str, Any]], stats: dict[str, d
         agent["up"] = False
     task["failed_agents"].append(attempt["agent"])
     given_up = task["attempts"] >= pool.max_task_attempts
-    task.update(status=(PoolTaskStatus.FAILED if given_up else PoolTaskStatus.PENDING).value, result=attempt["error"])
+    task.update(
+        {"status": (PoolTaskStatus.FAILED if given_up else PoolTaskStatus.PENDING).value, "result": attempt["error"]}
+    )
 
 
 def dispatch(state: OrchestratorState) -> list[Send] | str:
@@ -445,7 +464,14 @@ def view_run(run: Run, *, brief: bool = False) -> list[Block]:
         for t in tasks
     ]  # fmt: skip
     pool = [
-        [name, "up" if s["up"] else "down", str(s["assigned"]), str(s["tasks"]), str(s["failures"]), f"{s['latency_s']:.2f}"]
+        [
+            name,
+            "up" if s["up"] else "down",
+            str(s["assigned"]),
+            str(s["tasks"]),
+            str(s["failures"]),
+            f"{s['latency_s']:.2f}",
+        ]
         for name, s in stats.items()
     ]
     return [

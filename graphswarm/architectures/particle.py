@@ -52,6 +52,7 @@ from graphswarm.view import Block, Cell, Chart, Heading, Run, Table, Text, View
 
 __all__ = ["create_particle", "ParticleOptions", "ParticleState", "Position", "IterationStats", "diversity"]
 
+
 class Position(TypedDict):
     agent: str
     iteration: int
@@ -101,9 +102,12 @@ class ParticleOptions(SwarmOptions):
         0.05, ge=0, lt=2, description="converged when the mean pairwise cosine distance falls below it"
     )
     patience: int = Field(2, ge=1, description="iterations without a better global best before stopping")
-    neighbours: int = Field(0, ge=0, description="how many nearest other particles each one sees (fewer than the particles)")
+    neighbours: int = Field(
+        0, ge=0, description="how many nearest other particles each one sees (fewer than the particles)"
+    )
     embeddings: Embeddings | str | None = Field(
-        None, description="positions are answer embeddings: minilm, openai[:model], a name on --base-url (default: the best available)"
+        None,
+        description="positions are answer embeddings: minilm, openai[:model], a name on --base-url (default: the best available)",
     )
     scorer: Callable[[str, str], float] | None = Field(
         None, description="scorer(objective, answer) -> float instead of a judge (Python only)"
@@ -140,7 +144,7 @@ def create_particle(
     judge: Agent | None = None,
     options: ParticleOptions | Mapping[str, Any] | None = None,
     **kwargs: Any,
-) -> StateGraph:
+) -> StateGraph[ParticleState, SwarmContext, ObjectiveInput, ParticleState]:
     """Build a particle swarm.
 
     Args:
@@ -160,8 +164,16 @@ def create_particle(
     check_agents([*agents, *judges])
     crew = Crew([*agents, *judges], model=model, base_url=base_url)
     swarm = _Swarm(
-        [a.name for a in agents], judges[0].name if judges else None, opts.scorer, embeddings, opts.iterations,
-        opts.inertia, opts.exploration, opts.diversity_threshold, opts.patience, opts.neighbours,
+        [a.name for a in agents],
+        judges[0].name if judges else None,
+        opts.scorer,
+        embeddings,
+        opts.iterations,
+        opts.inertia,
+        opts.exploration,
+        opts.diversity_threshold,
+        opts.patience,
+        opts.neighbours,
     )
     retry = model_retry_policy()
 
@@ -178,7 +190,9 @@ def first_moves(state: ParticleState, *, swarm: _Swarm) -> list[Send]:
     return send_each("move", swarm.agents, {"objective": state["objective"], "iteration": 1, "guidance": ""})
 
 
-async def move(state: MoveInput, config: RunnableConfig, runtime: Runtime[SwarmContext], *, crew: Crew) -> dict[str, Any]:
+async def move(
+    state: MoveInput, config: RunnableConfig, runtime: Runtime[SwarmContext], *, crew: Crew
+) -> dict[str, Any]:
     # A particle sees its guidance (its own answers, the swarm's best, its neighbours) and nothing else.
     text, calls = await answer_question(
         crew[state["agent"]], state["objective"], context=state["guidance"], node="move", runtime=runtime, config=config
@@ -194,7 +208,7 @@ async def evaluate(
     order = {name: i for i, name in enumerate(swarm.agents)}
     current = sorted((m for m in state["moves"] if m["iteration"] == iteration), key=lambda m: order[m["agent"]])
     fitness, calls = await _fitness(state["objective"], current, crew, swarm, runtime, config)
-    scored = [{**m, "fitness": f} for m, f in zip(current, fitness)]
+    scored = [Position(**{**m, "fitness": f}) for m, f in zip(current, fitness)]
     # A position is where the answer itself lies, not the reasoning around it.
     vectors = await swarm.embeddings.aembed_documents([extract_answer(m["text"]) or m["text"] for m in scored])
     await _remember_positions(runtime, scored)
@@ -249,13 +263,14 @@ async def _fitness(
 ) -> tuple[list[float], list[CallRecord]]:
     if swarm.scorer is not None:
         return [float(swarm.scorer(objective, extract_answer(m["text"]) or m["text"])) for m in current], []
+    assert swarm.judge is not None  # the builder gives a judge to a swarm without a scorer
     scores, calls = await judge_scores(
         crew[swarm.judge], objective, [m["text"] for m in current], node="evaluate", runtime=runtime, config=config
     )
     return [score for score, _ in scores], calls
 
 
-async def _remember_positions(runtime: Runtime[SwarmContext] | None, scored: list[dict[str, Any]]) -> None:
+async def _remember_positions(runtime: Runtime[SwarmContext] | None, scored: Sequence[Position]) -> None:
     """Keep the positions in the run's memory; no particle recalls them (it sees only its guidance)."""
     for m in scored:
         await post_note(runtime, m["text"], agent=m["agent"], kind="position", round=m["iteration"])
@@ -267,19 +282,26 @@ async def _guidance(scored, vectors, personal, best, swarm: _Swarm, iteration: i
     for i, m in enumerate(scored):
         near = ""
         if swarm.neighbours:
-            ranked = sorted(
-                (j for j in range(len(scored)) if j != i), key=lambda j: -cosine(vectors[i], vectors[j])
-            )[: swarm.neighbours]
-            near = "\nYour nearest neighbours' answers:\n" + "\n".join(
-                f"- (score {scored[j]['fitness']:g}) {scored[j]['text']}" for j in ranked
-            ) + "\n"
+            ranked = sorted((j for j in range(len(scored)) if j != i), key=lambda j: -cosine(vectors[i], vectors[j]))[
+                : swarm.neighbours
+            ]
+            near = (
+                "\nYour nearest neighbours' answers:\n"
+                + "\n".join(f"- (score {scored[j]['fitness']:g}) {scored[j]['text']}" for j in ranked)
+                + "\n"
+            )
         own_best = personal[m["agent"]]
         guidance[m["agent"]] = prompt("particle_move").format(
             iteration=iteration,
-            own=m["text"], own_score=f"{m['fitness']:g}",
-            personal=own_best["text"], personal_score=f"{own_best['fitness']:g}",
-            best=best["text"], global_score=f"{best['fitness']:g}",
-            neighbours=near, inertia=swarm.inertia, exploration=swarm.exploration,
+            own=m["text"],
+            own_score=f"{m['fitness']:g}",
+            personal=own_best["text"],
+            personal_score=f"{own_best['fitness']:g}",
+            best=best["text"],
+            global_score=f"{best['fitness']:g}",
+            neighbours=near,
+            inertia=swarm.inertia,
+            exploration=swarm.exploration,
         )
     return guidance
 
@@ -319,7 +341,8 @@ def view_run(run: Run, *, brief: bool = False) -> list[Block]:
     if not trace and not state.get("scored"):
         return []
     stats: list[list[Cell]] = [
-        [str(t["iteration"]), f"{t['best_fitness']:g}", f"{t['mean_fitness']:.2f}", f"{t['diversity']:.3f}"] for t in trace
+        [str(t["iteration"]), f"{t['best_fitness']:g}", f"{t['mean_fitness']:.2f}", f"{t['diversity']:.3f}"]
+        for t in trace
     ]
     columns = ["iteration", "best fitness", "mean fitness", "diversity"]
     if brief:
@@ -340,10 +363,22 @@ def view_run(run: Run, *, brief: bool = False) -> list[Block]:
     positions = state.get("scored") or state.get("moves") or []
     if positions:
         best = state.get("global_best") or {}
-        rows: list[list[Cell]] = [[str(p["iteration"]), p["agent"], f"{p['fitness']:g}", Text(p["text"])] for p in positions]
-        strong = {i for i, p in enumerate(positions) if (p["agent"], p["iteration"]) == (best.get("agent"), best.get("iteration"))}
-        caption = f"swarm's best: {best['agent']} in iteration {best['iteration']} ({best['fitness']:g})" if best else ""
-        blocks.append(Table(["iteration", "particle", "fitness", "answer"], rows, title="Positions", caption=caption, strong=strong))
+        rows: list[list[Cell]] = [
+            [str(p["iteration"]), p["agent"], f"{p['fitness']:g}", Text(p["text"])] for p in positions
+        ]
+        strong = {
+            i
+            for i, p in enumerate(positions)
+            if (p["agent"], p["iteration"]) == (best.get("agent"), best.get("iteration"))
+        }
+        caption = (
+            f"swarm's best: {best['agent']} in iteration {best['iteration']} ({best['fitness']:g})" if best else ""
+        )
+        blocks.append(
+            Table(
+                ["iteration", "particle", "fitness", "answer"], rows, title="Positions", caption=caption, strong=strong
+            )
+        )
     return blocks
 
 

@@ -78,9 +78,7 @@ ASK_HUMAN = "ask_human"
 MAX_SAME_CALL = 2
 """Times an agent may make the very same tool call in one task; later ones are refused
 (the AutoGPT failure mode of repeating an action and expecting a different result)."""
-REPEATED_CALL = (
-    "Refused: you already made this exact call; its result is above. Use it, try something else, or answer."
-)
+REPEATED_CALL = "Refused: you already made this exact call; its result is above. Use it, try something else, or answer."
 RESULT_CLIP = 600
 """Characters of each finished task's result shown to the planner and the agents."""
 RECENT_RESULTS = 3
@@ -166,7 +164,9 @@ class TaskLoopOptions(SwarmOptions):
         (), description="graphs a task may be handed to: architecture names, or (Python) a mapping name -> graph"
     )
     max_tasks: int = Field(10, ge=1, le=1000, description="tasks executed before the run stops")
-    max_steps: int = Field(6, ge=1, le=100, description="model calls an agent may make on one task before it must answer")
+    max_steps: int = Field(
+        6, ge=1, le=100, description="model calls an agent may make on one task before it must answer"
+    )
     duplicate_similarity: float = Field(
         0.9, gt=0, le=1, description="a new task this close (cosine) to an existing one in memory is dropped"
     )
@@ -201,7 +201,7 @@ def create_task_loop(
     base_url: str | None = None,
     options: TaskLoopOptions | Mapping[str, Any] | None = None,
     **kwargs: Any,
-) -> StateGraph:
+) -> StateGraph[TaskLoopState, SwarmContext, ObjectiveInput, TaskLoopState]:
     """Build a task loop.
 
     Args:
@@ -317,7 +317,9 @@ async def plan(
 ) -> dict[str, Any]:
     system = prompt("task_loop_plan").format(planner=loop.planner, max_tasks=loop.max_tasks, team=_team(crew, loop))
     messages = [SystemMessage(system), HumanMessage(f"Objective: {state['objective']}")]
-    planned, calls = await ask(crew[loop.planner], messages, node="plan", runtime=runtime, config=config, schema=TaskPlan)
+    planned, calls = await ask(
+        crew[loop.planner], messages, node="plan", runtime=runtime, config=config, schema=TaskPlan
+    )
     tasks = await _add_tasks([], planned.tasks[: loop.max_tasks], origin=0, loop=loop, runtime=runtime)
     return {"tasks": tasks, "current": 0, "executed": 0, "calls": calls}
 
@@ -341,7 +343,10 @@ async def review(
     """Keep the finished task's result, then let the planner extend and reorder the list."""
     task = _current(state)
     outcome = state.get("outcome") or "(no result)"
-    tasks = [{**t, "status": TaskStatus.DONE.value, "result": outcome} if t["id"] == task["id"] else t for t in state["tasks"]]
+    tasks = [
+        LoopTask(**{**t, "status": TaskStatus.DONE.value, "result": outcome}) if t["id"] == task["id"] else t
+        for t in state["tasks"]
+    ]
     await post_note(runtime, outcome, agent=task["assignee"], kind="result", task_id=str(task["id"]))
     done = [t for t in tasks if t["status"] == TaskStatus.DONE]
     pending = [t for t in tasks if t["status"] == TaskStatus.PENDING]
@@ -376,7 +381,13 @@ async def finish(
     done = [t for t in state.get("tasks", []) if t["status"] == TaskStatus.DONE]
     results = "\n\n".join(f"## {t['title']}\n{t['result']}" for t in done)
     reason = state.get("stop_reason") or StopReason.NO_TASKS.value
-    spent = reason in (StopReason.STOPPED, StopReason.CALL_CAP, StopReason.TOKEN_CAP, StopReason.COST_CAP, StopReason.TIME_CAP)
+    spent = reason in (
+        StopReason.STOPPED,
+        StopReason.CALL_CAP,
+        StopReason.TOKEN_CAP,
+        StopReason.COST_CAP,
+        StopReason.TIME_CAP,
+    )
     if spent or not done:
         return {"final_answer": results or "No task was finished.", "stop_reason": reason}
     messages = [
@@ -472,7 +483,11 @@ async def think(
     )
     # Keep only what the conversation needs: no provider metadata in checkpoints.
     reply = AIMessage(content=reply.text, tool_calls=reply.tool_calls if tools else [])
-    update: dict[str, Any] = {"conversation": messages_to_dict([*conversation, reply]), "steps": steps + 1, "calls": calls}
+    update: dict[str, Any] = {
+        "conversation": messages_to_dict([*conversation, reply]),
+        "steps": steps + 1,
+        "calls": calls,
+    }
     if not reply.tool_calls:
         update["outcome"] = reply.text.strip()
     return update
@@ -489,7 +504,8 @@ async def act(
     task = _current(state)
     agent = crew.agent(task["assignee"])
     conversation = messages_from_dict(state["conversation"])
-    requested = conversation[-1].tool_calls
+    # The last message is the agent's reply asking for these tool calls.
+    requested: list[dict[str, Any]] = list(getattr(conversation[-1], "tool_calls", []))
     answered: dict[str, ToolMessage] = {}
     decisions: list[Decision] = []
     for call in requested:
@@ -507,7 +523,9 @@ async def act(
             answered[call["id"]] = ToolMessage(refusal, tool_call_id=call["id"], name=call["name"], status="error")
     for call in requested:
         if call["id"] not in answered and _times_called(conversation, call) > MAX_SAME_CALL:
-            answered[call["id"]] = ToolMessage(REPEATED_CALL, tool_call_id=call["id"], name=call["name"], status="error")
+            answered[call["id"]] = ToolMessage(
+                REPEATED_CALL, tool_call_id=call["id"], name=call["name"], status="error"
+            )
     tools = {t.name: t for t in await _tools(loop, agent, config, runtime)}
     results = [answered.get(call["id"]) or await run_tool(tools, call, config) for call in requested]
     uses: list[ToolUse] = [
@@ -538,10 +556,14 @@ def _times_called(conversation: list[BaseMessage], call: dict[str, Any]) -> int:
 def _ask_person(call: dict[str, Any], task: LoopTask, agent: str) -> Decision:
     if call["name"] == ASK_HUMAN:
         kind, request = "question", str(call["args"].get("question", ""))
-        pause = {"stop_reason": StopReason.HUMAN.value, "detail": request, "question": request}
+        pause: dict[str, Any] = {"stop_reason": StopReason.HUMAN.value, "detail": request, "question": request}
     else:
         kind, request = "approval", f"{call['name']}({json.dumps(call['args'], ensure_ascii=False)})"
-        pause = {"stop_reason": StopReason.APPROVAL.value, "detail": f"{agent} wants to run {request}", "tool_call": call}
+        pause = {
+            "stop_reason": StopReason.APPROVAL.value,
+            "detail": f"{agent} wants to run {request}",
+            "tool_call": call,
+        }
     accepts = list(_ACCEPTS[kind])
     answer = interrupt({**pause, "agent": agent, "node": "act", "task_id": task["id"], "accepts": accepts})
     action, text = _read_answer(answer, kind)
@@ -555,7 +577,11 @@ def _read_answer(answer: Any, kind: str) -> tuple[str, str]:
         text = str(answer.get("text") or answer.get("answer") or answer.get("feedback") or "")
     else:
         text = "" if answer is True else str(answer)
-        action = "answer" if kind == "question" else ("approve" if answer is True or text.lower() in ("approve", "yes", "y") else "reject")
+        action = (
+            "answer"
+            if kind == "question"
+            else ("approve" if answer is True or text.lower() in ("approve", "yes", "y") else "reject")
+        )
     if action not in _ACCEPTS[kind]:
         raise ConfigError(f"unknown decision {action!r} for a {kind}: use {' or '.join(_ACCEPTS[kind])}")
     return action, text
@@ -566,7 +592,9 @@ _ACCEPTS = {"question": ("answer", "stop"), "approval": ("approve", "reject", "s
 
 async def _tools(loop: _Loop, agent: Agent, config: RunnableConfig, runtime: Runtime[SwarmContext]) -> list[Any]:
     # Making the workspace touches the disk: off the event loop.
-    workspace = loop.workspace or await asyncio.to_thread(_run_workspace, config, runtime)
+    workspace = loop.workspace
+    if workspace is None:
+        workspace = await asyncio.to_thread(_run_workspace, config, runtime)
     built = builtin_tools(
         loop.tools, workspace=workspace, memory=memory_of(runtime), agent=agent.name, allow_shell=loop.allow_shell
     )
@@ -656,7 +684,9 @@ def _team(crew: Crew, loop: _Loop) -> str:
     for name in loop.agents:
         agent = crew.agent(name)
         lines.append(f"- {name} ({agent.role}): strengths {', '.join(agent.strengths) or 'general'}")
-    lines += [f"- {name}: a team that runs a {name} among the agents, for contested questions" for name in loop.subgraphs]
+    lines += [
+        f"- {name}: a team that runs a {name} among the agents, for contested questions" for name in loop.subgraphs
+    ]
     return "\n".join(lines)
 
 
@@ -673,7 +703,9 @@ def view_update(node: str, update: dict[str, Any]) -> str:
         return ", ".join(f"{u['tool']}({'ok' if u['ok'] else 'error'})" for u in update["tool_uses"])
     if node == "review" and update.get("tasks"):
         pending = [t for t in update["tasks"] if t["status"] == TaskStatus.PENDING]
-        return f"{len(pending)} tasks pending" + (f"; stop: {update['stop_reason']}" if update.get("stop_reason") else "")
+        return f"{len(pending)} tasks pending" + (
+            f"; stop: {update['stop_reason']}" if update.get("stop_reason") else ""
+        )
     if update.get("stop_reason"):
         return f"stop: {update['stop_reason']}"
     return ""
@@ -689,8 +721,19 @@ def view_run(run: Run, *, brief: bool = False) -> list[Block]:
         rows: list[list[Cell]] = []
         for t in sorted(state["tasks"], key=lambda t: (t["status"] != "done", t["status"] != "pending", t["priority"])):
             status = t["status"] + (f" (repeats {t['duplicate_of']})" if t["duplicate_of"] else "")
-            rows.append([str(t["id"]), status, str(t["priority"]), t["assignee"], shorten(t["title"], 50), shorten(t["result"], 50)])
-        blocks: list[Block] = [Table(["task", "status", "priority", "assignee", "title", "result"], rows, title="task list")]
+            rows.append(
+                [
+                    str(t["id"]),
+                    status,
+                    str(t["priority"]),
+                    t["assignee"],
+                    shorten(t["title"], 50),
+                    shorten(t["result"], 50),
+                ]
+            )
+        blocks: list[Block] = [
+            Table(["task", "status", "priority", "assignee", "title", "result"], rows, title="task list")
+        ]
         if uses:
             calls: list[list[Cell]] = [
                 [str(u["task_id"]), u["agent"], u["tool"], shorten(json.dumps(u["args"], ensure_ascii=False), 50),
@@ -699,7 +742,11 @@ def view_run(run: Run, *, brief: bool = False) -> list[Block]:
             ]  # fmt: skip
             blocks.append(Table(["task", "agent", "tool", "arguments", "ok", "output"], calls, title="tool calls"))
         for d in decisions:
-            blocks.append(Text(f"task {d['task_id']} {d['kind']}: {shorten(d['request'], 80)} -> {d['action']} {d['text']}".rstrip()))
+            blocks.append(
+                Text(
+                    f"task {d['task_id']} {d['kind']}: {shorten(d['request'], 80)} -> {d['action']} {d['text']}".rstrip()
+                )
+            )
         return blocks
     rows = [
         [str(t["id"]), t["status"], str(t["priority"]), t["assignee"], Text(t["title"]), Text(t["result"])]

@@ -53,7 +53,9 @@ async def test_a_failed_run_resumes_without_redoing_finished_workers(db_url, run
             await runner.start(spec(model).model_copy(update={"options": {"join": "fail_fast"}}), "o", run_id=run_id)
         assert (await runner.get(run_id)).status is RunStatus.FAILED
     async with Runner(db_url) as runner:
-        result = await runner.resume(run_id, graph=spec(model).model_copy(update={"options": {"join": "fail_fast"}}).build())
+        result = await runner.resume(
+            run_id, graph=spec(model).model_copy(update={"options": {"join": "fail_fast"}}).build()
+        )
     assert result.status is RunStatus.DONE
     assert len(model.calls_for("a")) == 1
     model.assert_complete()
@@ -109,7 +111,9 @@ async def test_no_secret_reaches_state_or_records(db_url, run_id, monkeypatch, f
     monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-do-not-store")
     fake.script("m", [{"json": {"tasks": [{"title": "t", "worker": "a"}]}}])
     remote = SwarmSpec(
-        architecture="hierarchical", agents=WORKERS[:1], model="m",
+        architecture="hierarchical",
+        agents=WORKERS[:1],
+        model="m",
         base_url=fake.url.replace("http://", "http://user:hunter2@"),
     )
     async with Runner(db_url) as runner:
@@ -160,12 +164,19 @@ async def test_a_task_loop_question_pauses_and_resumes_with_the_answer(db_url, r
     from langchain_core.messages import AIMessage
 
     ask = AIMessage("", tool_calls=[{"name": "ask_human", "args": {"question": "Which colour?"}, "id": "q1"}])
-    model = ScriptedChatModel({
-        "planner": [{"tasks": [{"title": "Pick a colour"}]}, {"objective_met": True}, "Blue it is."],
-        "doer": [ask, "blue"],
-    })
-    loop = SwarmSpec(architecture="task_loop", agents=[Agent(name="doer")], leader=Agent(name="planner"), model=model,
-                     options={"workspace": str(tmp_path)})
+    model = ScriptedChatModel(
+        {
+            "planner": [{"tasks": [{"title": "Pick a colour"}]}, {"objective_met": True}, "Blue it is."],
+            "doer": [ask, "blue"],
+        }
+    )
+    loop = SwarmSpec(
+        architecture="task_loop",
+        agents=[Agent(name="doer")],
+        leader=Agent(name="planner"),
+        model=model,
+        options={"workspace": str(tmp_path)},
+    )
     async with Runner(db_url) as runner:
         paused = await runner.start(loop, "Choose a colour", run_id=run_id)
     async with Runner(db_url) as runner:
@@ -177,13 +188,16 @@ async def test_a_task_loop_question_pauses_and_resumes_with_the_answer(db_url, r
 
 
 async def test_an_orchestrator_paused_mid_wave_resumes_without_redoing_finished_tasks(db_url, run_id):
-    model = ScriptedChatModel({
-        "boss": [{"tasks": [{"title": "one"}, {"title": "two"}]}, {"answer": "both done"}],
-        "p1": ["first"],
-        "p2": ["second"],
-    })
-    pool = SwarmSpec(architecture="orchestrator", agents=[Agent(name="p1"), Agent(name="p2")],
-                     leader=Agent(name="boss"), model=model)
+    model = ScriptedChatModel(
+        {
+            "boss": [{"tasks": [{"title": "one"}, {"title": "two"}]}, {"answer": "both done"}],
+            "p1": ["first"],
+            "p2": ["second"],
+        }
+    )
+    pool = SwarmSpec(
+        architecture="orchestrator", agents=[Agent(name="p1"), Agent(name="p2")], leader=Agent(name="boss"), model=model
+    )
     async with Runner(db_url) as runner:
         # The plan and one task fit the cap; the other task of the same wave pauses the run.
         paused = await runner.start(pool, "o", run_id=run_id, budget=Budget(max_calls=2))

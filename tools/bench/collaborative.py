@@ -192,7 +192,9 @@ async def run_bare(saver: Any, server: Any, n: int) -> tuple[float, int]:
     state = await compiled.ainvoke({"objective": OBJECTIVE}, config, durability="sync")
     wall = time.perf_counter() - started
     if len(state.get("answers", [])) != n or state.get("final_answer") != "42":
-        raise RuntimeError(f"bare run went wrong: {len(state.get('answers', []))} answers, {state.get('final_answer')!r}")
+        raise RuntimeError(
+            f"bare run went wrong: {len(state.get('answers', []))} answers, {state.get('final_answer')!r}"
+        )
     return wall, server_calls(server, BARE_MODEL, n)
 
 
@@ -229,7 +231,7 @@ def swarms_comparison(server: Any, sizes: list[int]) -> list[str]:
             wall = time.perf_counter() - started
             calls = server.stats()["by_model"].get(SWARMS_MODEL, {}).get("succeeded", 0)
             lines.append(f"swarms MajorityVoting N={n}: {wall:.3f}s (1 run), {calls} server calls")
-        except Exception as exc:  # noqa: BLE001 - an optional third-party API we do not pin
+        except Exception as exc:
             lines.append(f"swarms MajorityVoting N={n}: failed: {type(exc).__name__}: {str(exc)[:200]}")
     return lines
 
@@ -352,8 +354,10 @@ async def main_async(args: argparse.Namespace) -> None:
         f"graphswarm collaborative vote vs bare LangGraph (Send fan-out + deferred tally), SQLite checkpoints "
         f"(durability=sync), fake server in a {args.server} at {args.latency_ms:.0f} ms, alternating runs"
     )
-    print(f"ideal = one model latency (all N answers in parallel); reps: {args.reps} (< {LARGE} agents, "
-          f"after {args.warmup} warm-up), {args.reps_large} (>= {LARGE} agents, no warm-up)\n")
+    print(
+        f"ideal = one model latency (all N answers in parallel); reps: {args.reps} (< {LARGE} agents, "
+        f"after {args.warmup} warm-up), {args.reps_large} (>= {LARGE} agents, no warm-up)\n"
+    )
     print_table(rows, args.latency_ms)
     print_spread(rows)
     print()
@@ -367,12 +371,20 @@ async def main_async(args: argparse.Namespace) -> None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="8,40,200,1000", help="comma-separated agent counts (default 8,40,200,1000)")
-    parser.add_argument("--latency-ms", type=float, default=100.0, help="model latency of the fake server (default 100)")
-    parser.add_argument("--reps", type=int, default=5, help=f"timed runs per side below {LARGE} agents (default 5)")
-    parser.add_argument("--reps-large", type=int, default=3, help=f"timed runs per side from {LARGE} agents (default 3)")
-    parser.add_argument("--warmup", type=int, default=1, help=f"untimed runs per side first, below {LARGE} agents (default 1)")
     parser.add_argument(
-        "--server", choices=["process", "thread"], default="process",
+        "--latency-ms", type=float, default=100.0, help="model latency of the fake server (default 100)"
+    )
+    parser.add_argument("--reps", type=int, default=5, help=f"timed runs per side below {LARGE} agents (default 5)")
+    parser.add_argument(
+        "--reps-large", type=int, default=3, help=f"timed runs per side from {LARGE} agents (default 3)"
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=1, help=f"untimed runs per side first, below {LARGE} agents (default 1)"
+    )
+    parser.add_argument(
+        "--server",
+        choices=["process", "thread"],
+        default="process",
         help="run the fake server in a child process (default) or a thread of this process",
     )
     args = parser.parse_args(argv)

@@ -179,12 +179,15 @@ def build_fixed(url: str, rounds: int) -> Any:
     def sends(state: FixedState, round_: int) -> list[Send]:
         latest = {t["agent"]: t["text"] for t in state.get("transcript", []) if t["round"] == round_ - 1}
         return [
-            Send("argue", {
-                "objective": state["objective"],
-                "agent": a,
-                "round": round_,
-                "others": "\n\n".join(f"{p}: {latest[p]}" for p in AGENTS if p != a and p in latest),
-            })
+            Send(
+                "argue",
+                {
+                    "objective": state["objective"],
+                    "agent": a,
+                    "round": round_,
+                    "others": "\n\n".join(f"{p}: {latest[p]}" for p in AGENTS if p != a and p in latest),
+                },
+            )
             for a in AGENTS
         ]
 
@@ -223,7 +226,9 @@ async def run_fixed(saver: Any, server: Any, scenario: Scenario, rounds: int) ->
     wall = time.perf_counter() - started
     calls = server_calls(server)
     if len(state.get("transcript", [])) != calls or state.get("round") != rounds:
-        raise RuntimeError(f"fixed-rounds debate went wrong: {len(state.get('transcript', []))} turns, round {state.get('round')}")
+        raise RuntimeError(
+            f"fixed-rounds debate went wrong: {len(state.get('transcript', []))} turns, round {state.get('round')}"
+        )
     return {"calls": calls, "rounds": state["round"], "wall": wall}
 
 
@@ -308,7 +313,9 @@ def report(scenario: Scenario, early: dict[str, Any], fixed: dict[str, Any], rou
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3, help="the debate's most rounds (default 3)")
-    parser.add_argument("--latency-ms", type=float, default=100.0, help="model latency of the fake server (default 100)")
+    parser.add_argument(
+        "--latency-ms", type=float, default=100.0, help="model latency of the fake server (default 100)"
+    )
     args = parser.parse_args(argv)
     if not 2 <= args.rounds <= 20:
         parser.error("rounds must be between 2 and 20 (the scenarios converge in round 2)")

@@ -68,8 +68,12 @@ def heavy_modules(code: str) -> list[str]:
 def slowest_imports(code: str, top: int = 8) -> list[tuple[int, str]]:
     """The top-level imports with the largest cumulative import time (microseconds)."""
     err = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", code], cwd=ROOT, env=_env(), check=True,
-        capture_output=True, text=True,
+        [sys.executable, "-X", "importtime", "-c", code],
+        cwd=ROOT,
+        env=_env(),
+        check=True,
+        capture_output=True,
+        text=True,
     ).stderr
     rows: list[tuple[int, str]] = []
     for line in err.splitlines():

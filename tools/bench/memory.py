@@ -34,13 +34,78 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-WORDS = (
-    "bread starter flour oven crust yeast dough rye wheat salt water proof knead bake loaf "
-    "river castle apple forest mountain engine signal protocol cache index vector memory agent "
-    "swarm debate judge score answer planet orbit comet galaxy ocean tide storm cloud rain "
-    "copper iron silver gold market price trade ledger coffee tea sugar honey garden seed "
-    "root leaf branch bridge tunnel road train station ticket music guitar piano violin drum"
-).split()
+WORDS = [
+    "bread",
+    "starter",
+    "flour",
+    "oven",
+    "crust",
+    "yeast",
+    "dough",
+    "rye",
+    "wheat",
+    "salt",
+    "water",
+    "proof",
+    "knead",
+    "bake",
+    "loaf",
+    "river",
+    "castle",
+    "apple",
+    "forest",
+    "mountain",
+    "engine",
+    "signal",
+    "protocol",
+    "cache",
+    "index",
+    "vector",
+    "memory",
+    "agent",
+    "swarm",
+    "debate",
+    "judge",
+    "score",
+    "answer",
+    "planet",
+    "orbit",
+    "comet",
+    "galaxy",
+    "ocean",
+    "tide",
+    "storm",
+    "cloud",
+    "rain",
+    "copper",
+    "iron",
+    "silver",
+    "gold",
+    "market",
+    "price",
+    "trade",
+    "ledger",
+    "coffee",
+    "tea",
+    "sugar",
+    "honey",
+    "garden",
+    "seed",
+    "root",
+    "leaf",
+    "branch",
+    "bridge",
+    "tunnel",
+    "road",
+    "train",
+    "station",
+    "ticket",
+    "music",
+    "guitar",
+    "piano",
+    "violin",
+    "drum",
+]
 
 
 def note_text(rng: random.Random, serial: int) -> str:
@@ -57,7 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--embeddings", choices=("keyword", "minilm"), default="keyword")
     parser.add_argument("--sizes", help="comma-separated note counts (default 1000,10000,100000; minilm 1000,10000)")
-    parser.add_argument("--samples", type=int, default=100, help="single posts and queries timed per size (default 100)")
+    parser.add_argument(
+        "--samples", type=int, default=100, help="single posts and queries timed per size (default 100)"
+    )
     parser.add_argument("--batch", type=int, default=1000, help="post_many batch size when filling (default 1000)")
     args = parser.parse_args(argv)
     default_sizes = "1000,10000" if args.embeddings == "minilm" else "1000,10000,100000"
@@ -101,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
             at = memory.count()
 
             post_ms = []
-            for i in range(args.samples):
+            for _ in range(args.samples):
                 text = note_text(rng, serial)
                 serial += 1
                 started = time.perf_counter()
@@ -110,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
 
             query_ms = []
             hits = 0
-            for i in range(args.samples):
+            for _ in range(args.samples):
                 text = " ".join(rng.choices(WORDS, k=5))
                 started = time.perf_counter()
                 found = memory.query(text, k=5)
@@ -118,17 +185,19 @@ def main(argv: list[str] | None = None) -> int:
                 hits += len(found)
             if hits != 5 * args.samples:
                 raise RuntimeError(f"queries at {at} notes returned {hits} notes, expected {5 * args.samples}")
-            rows.append({
-                "size": size,
-                "count": at,
-                "filled": filled,
-                "fill_rate": filled / fill_seconds if filled else float("nan"),
-                "fill_seconds": fill_seconds,
-                "post_p50": statistics.median(post_ms),
-                "post_p95": pct(post_ms, 0.95),
-                "query_p50": statistics.median(query_ms),
-                "query_p95": pct(query_ms, 0.95),
-            })
+            rows.append(
+                {
+                    "size": size,
+                    "count": at,
+                    "filled": filled,
+                    "fill_rate": filled / fill_seconds if filled else float("nan"),
+                    "fill_seconds": fill_seconds,
+                    "post_p50": statistics.median(post_ms),
+                    "post_p95": pct(post_ms, 0.95),
+                    "query_p50": statistics.median(query_ms),
+                    "query_p95": pct(query_ms, 0.95),
+                }
+            )
             print(f"  size {size}: done ({time.perf_counter() - began:.1f}s so far)", flush=True)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

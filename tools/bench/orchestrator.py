@@ -71,7 +71,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tools.bench.servers import ProcessServer, ThreadServer
+from tools.bench.servers import ProcessServer, ThreadServer  # noqa: E402 - after the path set-up above
 
 ORCH_MODEL = "orch-model"
 POOL_MODEL = "pool-model"
@@ -89,10 +89,7 @@ OBJECTIVE = "Write the chapters of a field guide to the birds of one valley."
 def orchestrator_script(tasks: int) -> list[dict[str, Any]]:
     """The orchestrator's two answers: a plan of exactly `tasks` tasks, then a check
     with no follow-up tasks."""
-    plan = [
-        {"title": f"chapter {i + 1}", "description": f"write chapter {i + 1}"}
-        for i in range(tasks)
-    ]
+    plan = [{"title": f"chapter {i + 1}", "description": f"write chapter {i + 1}"} for i in range(tasks)]
     return [
         {"json": {"tasks": plan}},
         {"json": {"answer": "the field guide", "follow_up_tasks": []}},
@@ -130,9 +127,7 @@ class Sample:
     """Finished tasks per agent: min, mean, max."""
 
 
-async def run_graphswarm(
-    runner: Any, server: Any, n: int, tasks: int, concurrency: int | None
-) -> Sample:
+async def run_graphswarm(runner: Any, server: Any, n: int, tasks: int, concurrency: int | None) -> Sample:
     from graphswarm import Agent, RunStatus
     from graphswarm.architectures.orchestrator import create_orchestrator, load_spread
 
@@ -194,9 +189,7 @@ async def run_graphswarm(
     )
 
 
-async def run_floor(
-    server: Any, tasks: int, concurrency: int, *, waves: bool
-) -> Sample:
+async def run_floor(server: Any, tasks: int, concurrency: int, *, waves: bool) -> Sample:
     """The same T calls through graphswarm's client for a served model, no graph:
     `concurrency` in flight at any time, or (`waves`) in waves of `concurrency`."""
     from langchain_core.messages import HumanMessage, SystemMessage
@@ -281,9 +274,7 @@ async def measure(
                 waves = side == WAVES
                 sample = await run_floor(server, tasks, concurrency, waves=waves)
             else:
-                sample = await run_graphswarm(
-                    runners[side], server, n, tasks, args.concurrency or None
-                )
+                sample = await run_graphswarm(runners[side], server, n, tasks, args.concurrency or None)
             if rep >= args.warmup:
                 row.sides[side].append(sample)
     return row
@@ -363,8 +354,7 @@ def print_breakdown(rows: list[Row]) -> None:
             wall, work = r.median(side, "wall"), r.median(side, "work")
             per_task = (work - waves) / r.tasks * 1000
             graph.append(
-                f"{side} {work - waves:+.3f}s in the waves ({per_task:+.2f} ms/task) "
-                f"+ {wall - work:.3f}s outside them"
+                f"{side} {work - waves:+.3f}s in the waves ({per_task:+.2f} ms/task) + {wall - work:.3f}s outside them"
             )
         print(
             f"OVERHEAD N={r.n}: ideal {r.ideal:.3f}s; client and server (floor - ideal) "
@@ -383,12 +373,9 @@ async def measure_all(
     for n in args.sizes:
         row = await measure(runners, server, n, args)
         rows.append(row)
-        walls = ", ".join(
-            f"{side} {row.median(side, 'wall'):.3f}s" for side in row.sides
-        )
+        walls = ", ".join(f"{side} {row.median(side, 'wall'):.3f}s" for side in row.sides)
         print(
-            f"  measured N={n} ({row.tasks} tasks): {walls} "
-            f"({time.perf_counter() - began:.0f}s elapsed)",
+            f"  measured N={n} ({row.tasks} tasks): {walls} ({time.perf_counter() - began:.0f}s elapsed)",
             flush=True,
         )
 
@@ -396,11 +383,7 @@ async def measure_all(
 async def main_async(args: argparse.Namespace) -> None:
     from graphswarm import Runner
 
-    server = (
-        ProcessServer(args.latency_ms)
-        if args.server == "process"
-        else ThreadServer(args.latency_ms)
-    )
+    server = ProcessServer(args.latency_ms) if args.server == "process" else ThreadServer(args.latency_ms)
     workdir = Path(tempfile.mkdtemp(prefix="graphswarm-bench-orch-"))
     # Long-lived objects (imported modules) out of the collector's way, so that a full
     # collection does not land at random inside a timed run.
@@ -421,9 +404,7 @@ async def main_async(args: argparse.Namespace) -> None:
         server.close()
         shutil.rmtree(workdir, ignore_errors=True)
 
-    concurrency = (
-        f"{args.concurrency} tasks" if args.concurrency else "one task per agent"
-    )
+    concurrency = f"{args.concurrency} tasks" if args.concurrency else "one task per agent"
     print()
     print(
         f"graphswarm orchestrator: {args.tasks_per_agent} tasks per agent, concurrency "
@@ -478,17 +459,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--db",
         default="sqlite,memory",
-        help="comma-separated Runner databases: sqlite (a file), memory "
-        "(default sqlite,memory)",
+        help="comma-separated Runner databases: sqlite (a file), memory (default sqlite,memory)",
     )
     parser.add_argument(
         "--no-floor",
         action="store_true",
         help="skip the client floors (the same calls with no graph)",
     )
-    parser.add_argument(
-        "--reps", type=int, default=3, help="timed runs per side and size (default 3)"
-    )
+    parser.add_argument("--reps", type=int, default=3, help="timed runs per side and size (default 3)")
     parser.add_argument(
         "--warmup",
         type=int,
@@ -499,14 +477,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--server",
         choices=["process", "thread"],
         default="process",
-        help="run the fake server in a child process (default) or a thread of this "
-        "process",
+        help="run the fake server in a child process (default) or a thread of this process",
     )
     args = parser.parse_args(argv)
     try:
-        args.sizes = [
-            int(s) for item in args.sizes for s in item.split(",") if s.strip()
-        ]
+        args.sizes = [int(s) for item in args.sizes for s in item.split(",") if s.strip()]
     except ValueError:
         parser.error(f"sizes must be integers, got {' '.join(args.sizes)!r}")
     args.db = [d.strip() for d in args.db.split(",") if d.strip()]
@@ -514,11 +489,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("sizes and tasks-per-agent must be positive integers")
     if args.reps < 1 or args.warmup < 0 or args.concurrency < 0:
         parser.error("reps must be >= 1, warmup >= 0, concurrency >= 0")
-    if (
-        not args.db
-        or set(args.db) - {"sqlite", "memory"}
-        or len(set(args.db)) < len(args.db)
-    ):
+    if not args.db or set(args.db) - {"sqlite", "memory"} or len(set(args.db)) < len(args.db):
         parser.error(f"--db takes sqlite and/or memory, got {','.join(args.db)!r}")
     if max(args.sizes) * args.tasks_per_agent > 10_000:
         parser.error("at most 10000 tasks per run (the orchestrator's max_tasks)")

@@ -141,6 +141,7 @@ async def run_graphswarm(runner: Any, server: Any, n: int) -> float:
 # The bare LangGraph side: the same shape, written by hand
 # --------------------------------------------------------------------------
 
+
 class BareState(TypedDict, total=False):
     objective: str
     tasks: Annotated[list[dict[str, Any]], operator.add]
@@ -222,7 +223,9 @@ async def run_bare(saver: Any, server: Any, n: int) -> float:
     state = await compiled.ainvoke({"objective": OBJECTIVE}, config, durability="sync")
     wall = time.perf_counter() - started
     if len(state.get("results", [])) != n or state.get("answer") != "x":
-        raise RuntimeError(f"bare run went wrong: {len(state.get('results', []))} results, answer {state.get('answer')!r}")
+        raise RuntimeError(
+            f"bare run went wrong: {len(state.get('results', []))} results, answer {state.get('answer')!r}"
+        )
     check_server(server, BARE_LEADER_MODEL, BARE_WORKER_MODEL, n)
     return wall
 
@@ -412,7 +415,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--reps", type=int, default=7, help="timed runs per side and size (default 7)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs per side and size first (default 1)")
     parser.add_argument(
-        "--server", choices=["process", "thread"], default="process",
+        "--server",
+        choices=["process", "thread"],
+        default="process",
         help="run the fake server in a child process (default) or a thread of this process",
     )
     parser.add_argument("--profile", action="store_true", help="also cProfile graphswarm runs at 0 ms latency")

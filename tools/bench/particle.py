@@ -108,9 +108,14 @@ async def run_variant(args: argparse.Namespace, name: str, options: dict[str, An
 
 def report(r: dict[str, Any], particles: int) -> list[str]:
     opts = ", ".join(f"{k}={v}" for k, v in r["options"].items()) or "defaults (inertia=0.5, neighbours=0, patience=2)"
-    lines = [f"variant {r['name']}: {opts}", f"  {'iteration':>9} {'best fitness':>13} {'mean fitness':>13} {'diversity':>10}"]
+    lines = [
+        f"variant {r['name']}: {opts}",
+        f"  {'iteration':>9} {'best fitness':>13} {'mean fitness':>13} {'diversity':>10}",
+    ]
     for t in r["trace"]:
-        lines.append(f"  {t['iteration']:>9} {t['best_fitness']:>13.3f} {t['mean_fitness']:>13.3f} {round(t['diversity'], 6) + 0.0:>10.3f}")
+        lines.append(
+            f"  {t['iteration']:>9} {t['best_fitness']:>13.3f} {t['mean_fitness']:>13.3f} {round(t['diversity'], 6) + 0.0:>10.3f}"
+        )
     converged = r["stop_reason"] == "converged"
     expected = particles * r["iterations"]
     check = "" if r["calls"] == expected else f"  UNEXPECTED: not particles x iterations = {expected}"
@@ -143,7 +148,11 @@ async def main_async(args: argparse.Namespace) -> None:
         for line in report(r, args.particles):
             print(line)
     base = results[0]
-    same = [r["name"] for r in results[1:] if [t for t in r["trace"]] == base["trace"] and r["stop_reason"] == base["stop_reason"]]
+    same = [
+        r["name"]
+        for r in results[1:]
+        if [t for t in r["trace"]] == base["trace"] and r["stop_reason"] == base["stop_reason"]
+    ]
     print(f"variants with the same trace and stop reason as baseline: {', '.join(same) or 'none'}")
     print(
         f"CONVERGENCE baseline: stop {base['stop_reason']} after {base['iterations']} iterations, "

@@ -23,8 +23,14 @@ class ProcessServer:
 
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
         cmd = [
-            sys.executable, str(ROOT / "tools" / "fake_openai.py"),
-            "--host", "127.0.0.1", "--port", "0", "--latency-ms", str(latency_ms),
+            sys.executable,
+            str(ROOT / "tools" / "fake_openai.py"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--latency-ms",
+            str(latency_ms),
         ]
         self._proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=self._stderr, text=True)
         line = self._proc.stdout.readline() if self._proc.stdout else ""
