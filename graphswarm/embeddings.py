@@ -26,7 +26,14 @@ from pydantic import SecretStr
 from graphswarm.errors import ConfigError, MissingExtraError
 from graphswarm.models import redact_url
 
-__all__ = ["MINILM", "MiniLMEmbeddings", "minilm_available", "resolve_embeddings"]
+__all__ = [
+    "MINILM",
+    "MiniLMEmbeddings",
+    "minilm_available",
+    "resolve_embeddings",
+    "check_embeddings",
+    "deferred_embeddings",
+]
 
 MINILM = "minilm"
 DEFAULT_OPENAI_EMBEDDINGS = "text-embedding-3-small"
@@ -115,16 +122,61 @@ def resolve_embeddings(spec: str | Embeddings | None = None, *, base_url: str | 
     """Return embeddings for `spec` (see the module docstring for the forms)."""
     if isinstance(spec, Embeddings):
         return spec
+    name, model = _parse(spec, base_url)
+    if name == MINILM:
+        return MiniLMEmbeddings()
+    return _openai_embeddings(model, base_url)
+
+
+def check_embeddings(spec: str | Embeddings | None, *, base_url: str | None = None) -> None:
+    """Raise `ConfigError` for embeddings that cannot work, creating no client."""
+    if not isinstance(spec, Embeddings):
+        _parse(spec, base_url)
+
+
+def deferred_embeddings(spec: str | Embeddings | None = None, *, base_url: str | None = None) -> Embeddings:
+    """Embeddings for `spec`, resolved when first used: a graph is built (and a run
+    read or drawn) without creating an embeddings client or loading a model."""
+    return spec if isinstance(spec, Embeddings) else _Deferred(spec, base_url)
+
+
+class _Deferred(Embeddings):
+    def __init__(self, spec: str | None, base_url: str | None) -> None:
+        self._spec, self._base_url = spec, base_url
+        self._resolved: Embeddings | None = None
+
+    def _embeddings(self) -> Embeddings:
+        if self._resolved is None:
+            self._resolved = resolve_embeddings(self._spec, base_url=self._base_url)
+        return self._resolved
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self._embeddings().embed_documents(texts)
+
+    def embed_query(self, text: str) -> list[float]:
+        return self._embeddings().embed_query(text)
+
+    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
+        return await self._embeddings().aembed_documents(texts)
+
+    async def aembed_query(self, text: str) -> list[float]:
+        return await self._embeddings().aembed_query(text)
+
+
+def _parse(spec: str | None, base_url: str | None) -> tuple[str, str]:
+    """("minilm", "") or ("openai", model name) for a spec; a `ConfigError` if it cannot work."""
     if spec is None:
         spec = _best_available(base_url)
     if not isinstance(spec, str) or not spec.strip():
         raise ConfigError(f"embeddings must be an Embeddings instance or a non-empty string, got {spec!r}")
     spec = spec.strip()
     if spec == MINILM:
-        return MiniLMEmbeddings()
+        if not minilm_available():
+            raise MissingExtraError("local embeddings", "memory")
+        return MINILM, ""
     model = DEFAULT_OPENAI_EMBEDDINGS if spec == "openai" else spec.removeprefix("openai:").strip()
     if base_url:
-        return _openai_embeddings(model, base_url)
+        return "openai", model
     if spec != "openai" and not spec.startswith("openai:"):
         raise ConfigError(
             f"unknown embeddings {spec!r}: use minilm, openai, openai:<model>, "
@@ -132,7 +184,7 @@ def resolve_embeddings(spec: str | Embeddings | None = None, *, base_url: str | 
         )
     if not os.environ.get("OPENAI_API_KEY"):
         raise ConfigError(f"embeddings {spec!r} need OPENAI_API_KEY in the environment")
-    return _openai_embeddings(model, None)
+    return "openai", model
 
 
 def _best_available(base_url: str | None) -> str:

@@ -121,10 +121,16 @@ class SwarmSpec(BaseModel):
         return [*self.roles.values(), *self.agents]
 
     def check_models(self) -> None:
-        """Raise `ModelConfigError` if a member's model cannot work, creating no client
-        (a built graph resolves its models only when its nodes call them)."""
+        """Raise `ModelConfigError` (or `ConfigError`) if a member's model or the named
+        embeddings cannot work, creating no client: a built graph resolves them only when
+        its nodes first use them."""
         for agent in self.members:
             check_model(agent.model if agent.model is not None else self.model, base_url=self.base_url)
+        options = self.checked_options()
+        if options.needs_embeddings:
+            from graphswarm.embeddings import check_embeddings
+
+            check_embeddings(getattr(options, "embeddings", None), base_url=self.base_url)
 
     @property
     def recordable(self) -> bool:

@@ -41,11 +41,9 @@ __all__ = [
 
 def draw(architecture: str, *, ascii: bool = False) -> str:
     """The graph of an architecture as mermaid text (default) or ASCII art."""
-    from graphswarm.testing import ScriptedChatModel
-
     arch = get_architecture(architecture)
-    # The shape does not depend on models: a stand-in avoids needing any credentials.
-    spec = SwarmSpec(architecture=arch.name, agents=make_workers(arch.default_agents), model=ScriptedChatModel([]))
+    # Building creates no model or embeddings client: drawing needs no credentials.
+    spec = SwarmSpec(architecture=arch.name, agents=make_workers(arch.default_agents))
     graph = spec.build().compile().get_graph()
     return graph.draw_ascii() if ascii else graph.draw_mermaid()
 
@@ -168,19 +166,11 @@ def visited_nodes(run: Any, *, graph: Any = None) -> set[str]:
 
 
 def record_graph(spec: Mapping[str, Any]) -> Any:
-    """The shape of a recorded run's graph. Building it creates no chat model (nodes
-    resolve theirs only when they run); embeddings are stood in for, as the graph's
-    shape never depends on them."""
-    from graphswarm.testing import KeywordEmbeddings
-
+    """The shape of a recorded run's graph. Building it creates no client: models and
+    embeddings are resolved only when a node first uses them."""
     if not spec:
         raise ConfigError("this run was started from a graph you built: pass that graph to draw it")
-    data = {k: v for k, v in spec.items() if k != "recordable"}
-    options = dict(data.get("options") or {})
-    if "embeddings" in get_architecture(data["architecture"]).options.model_fields:
-        options["embeddings"] = KeywordEmbeddings()
-    data["options"] = options
-    return SwarmSpec.model_validate(data).build()
+    return SwarmSpec.from_record(dict(spec)).build()
 
 
 def inline_svg(svg: str) -> str:

@@ -128,7 +128,8 @@ async def test_weights_change_the_winner():
 def test_bad_options_are_config_errors(options, message, monkeypatch):
     monkeypatch.setattr("graphswarm.embeddings.minilm_available", lambda: False)
     spec = SwarmSpec(architecture="collaborative", agents=VOTERS, model=ScriptedChatModel([]), options=options)
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ConfigError, match=message):  # all checked before a run starts, as Runner.start does
+        spec.check_models()
         spec.build()
 
 

@@ -1,5 +1,5 @@
 """Reading a run never needs a model: `show`, `history`, `report` and `draw` build each
-architecture's graph shape only, and no chat model client is ever created for them.
+architecture's graph shape only, and no chat model or embeddings client is created for them.
 
 A graph resolves its agents' models when a node first calls one, so building it is free.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from graphswarm import local, models
+from graphswarm import embeddings, local, models
 from graphswarm.cli import main
 from graphswarm.registry import ARCHITECTURES
 
@@ -34,9 +34,10 @@ def test_show_history_report_and_draw_create_no_chat_model(architecture, fake, t
                     "--run-id", "r", "--quiet", "--db", db, *SMALL[architecture]])  # fmt: skip
     assert started == 0, capsys.readouterr().err
 
-    for where, name in ((models, "_openai_compatible"), (models, "_init_chat_model"), (local, "load_local_model")):
+    clients = [(models, "_openai_compatible"), (models, "_init_chat_model"), (local, "load_local_model")]
+    for where, name in [*clients, (embeddings, "resolve_embeddings")]:
         monkeypatch.setattr(where, name, no_client)
-    requests = fake.stats()["requests"]
+    requests = fake.stats()["requests"], fake.stats()["embeddings"]
     for command in (
         ["show", "r"],
         ["show", "r", "--json"],
@@ -45,7 +46,7 @@ def test_show_history_report_and_draw_create_no_chat_model(architecture, fake, t
     ):
         assert main([*command, "--db", db]) == 0, capsys.readouterr().err
     assert main(["draw", architecture]) == 0
-    assert fake.stats()["requests"] == requests
+    assert (fake.stats()["requests"], fake.stats()["embeddings"]) == requests
 
 
 @pytest.mark.parametrize("architecture", list(ARCHITECTURES))

@@ -37,7 +37,7 @@ from graphswarm.architectures.blocks import (
 )
 from graphswarm.architectures.options import SwarmOptions
 from graphswarm.budget import SwarmContext
-from graphswarm.embeddings import resolve_embeddings
+from graphswarm.embeddings import deferred_embeddings
 from graphswarm.nodes import Crew, model_retry_policy, prompt
 from graphswarm.state import StopReason, SwarmState
 from graphswarm.view import Block, Cell, Heading, Run, Table, Text, View, agreement_chart, vote_progress, vote_table
@@ -80,6 +80,10 @@ class CollaborativeOptions(SwarmOptions):
         None,
         description="for semantic voting: minilm, openai[:model], a name on --base-url (default: the best available)",
     )
+
+    @property
+    def needs_embeddings(self) -> bool:
+        return self.method is VoteMethod.SEMANTIC
 
 
 class AnswerInput(AgentInput):
@@ -126,7 +130,7 @@ def create_collaborative(
     opts = CollaborativeOptions.check(options, **kwargs)
     agents = check_agents(agents, minimum=2)
     method, tie_break = opts.method, opts.tie_break
-    embeddings = resolve_embeddings(opts.embeddings, base_url=base_url) if method is VoteMethod.SEMANTIC else None
+    embeddings = deferred_embeddings(opts.embeddings, base_url=base_url) if method is VoteMethod.SEMANTIC else None
     judge = judge or DEFAULT_JUDGE
     crew = Crew([*agents, *([judge] if tie_break is TieBreak.JUDGE else [])], model=model, base_url=base_url)
     vote = _Vote(

@@ -43,7 +43,7 @@ from graphswarm.architectures.blocks import (
 )
 from graphswarm.architectures.options import SwarmOptions
 from graphswarm.budget import SwarmContext
-from graphswarm.embeddings import resolve_embeddings
+from graphswarm.embeddings import deferred_embeddings
 from graphswarm.nodes import Crew, ask, model_retry_policy, prompt
 from graphswarm.state import StopReason, SwarmState
 from graphswarm.view import (
@@ -106,6 +106,10 @@ class DebateOptions(SwarmOptions):
         description="for semantic agreement: minilm, openai[:model], a name on --base-url (default: the best available)",
     )
 
+    @property
+    def needs_embeddings(self) -> bool:
+        return self.method is VoteMethod.SEMANTIC
+
 
 class TurnInput(AgentInput):
     round: int
@@ -154,7 +158,7 @@ def create_debate(
     opts = DebateOptions.check(options, **kwargs)
     agents = check_agents(agents, minimum=2)
     method = opts.method
-    embeddings = resolve_embeddings(opts.embeddings, base_url=base_url) if method is VoteMethod.SEMANTIC else None
+    embeddings = deferred_embeddings(opts.embeddings, base_url=base_url) if method is VoteMethod.SEMANTIC else None
     referees = [a for a in (moderator, judge) if a is not None]
     crew = Crew([*agents, *referees], model=model, base_url=base_url)
     check_agents([*agents, *referees])

@@ -62,6 +62,12 @@ class SwarmOptions(BaseModel):
         except ValidationError as exc:
             raise option_error(cls, exc, data) from None
 
+    @property
+    def needs_embeddings(self) -> bool:
+        """Whether the graph built with these options embeds text (checked before a run
+        starts; the embeddings themselves are resolved when first used)."""
+        return False
+
     def recorded(self) -> dict[str, Any]:
         """The options given (not defaults), as JSON values; objects are left out."""
         kept: dict[str, Any] = {}

@@ -44,7 +44,7 @@ from graphswarm.architectures.blocks import (
 )
 from graphswarm.architectures.options import SwarmOptions
 from graphswarm.budget import SwarmContext
-from graphswarm.embeddings import resolve_embeddings
+from graphswarm.embeddings import deferred_embeddings
 from graphswarm.errors import ConfigError
 from graphswarm.nodes import Crew, model_retry_policy, post_note, prompt
 from graphswarm.state import CallRecord, StopReason, SwarmState
@@ -113,6 +113,10 @@ class ParticleOptions(SwarmOptions):
         None, description="scorer(objective, answer) -> float instead of a judge (Python only)"
     )
 
+    @property
+    def needs_embeddings(self) -> bool:
+        return True
+
 
 class MoveInput(AgentInput):
     iteration: int
@@ -159,7 +163,7 @@ def create_particle(
     agents = check_agents(agents, minimum=2)
     if opts.neighbours >= len(agents):
         raise ConfigError(f"option neighbours must be fewer than the {len(agents)} particles, got {opts.neighbours}")
-    embeddings = resolve_embeddings(opts.embeddings, base_url=base_url)
+    embeddings = deferred_embeddings(opts.embeddings, base_url=base_url)
     judges = [] if opts.scorer is not None else [judge or DEFAULT_JUDGE]
     check_agents([*agents, *judges])
     crew = Crew([*agents, *judges], model=model, base_url=base_url)
