@@ -1,4 +1,5 @@
-"""Building blocks shared by every architecture: calling an agent, retrying, pausing.
+"""Building blocks shared by every architecture: calling an agent, retrying, pausing,
+and the one tool loop (`ToolLoop`) of an agent that uses tools.
 
 Every model call in graphswarm goes through `ask`, which asks the budget governor
 first, gets structured output where a schema is given, and returns a `CallRecord`
@@ -9,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -38,6 +40,8 @@ __all__ = [
     "Pause",
     "ask",
     "ask_once",
+    "ToolLoop",
+    "TOOL_LOOP",
     "run_tool",
     "model_retry_policy",
     "is_transient",
@@ -47,14 +51,8 @@ __all__ = [
 ]
 
 MAX_ATTEMPTS = 4
-MAX_TOOL_STEPS = 6
-"""Model calls an agent may make while using tools, before it must answer."""
 MEMORY_NOTES = 3
 """Notes recalled into a request that asks for them (`recall`)."""
-
-TOOL_ERROR = "Error: {error}\nFix the arguments, or answer without this tool."
-UNKNOWN_TOOL = "Error: there is no tool named {name!r}. Available tools: {known}."
-TOOL_STEPS_USED = "You have used all your tool calls. Give your final answer now."
 
 
 class Pause(TypedDict):
@@ -168,7 +166,8 @@ async def ask(
 
     Returns the answer (text, or an instance of `schema`) and the call records, one
     per request sent (structured-output fallbacks, re-asks and tool steps included).
-    An agent with tools may call them for up to `MAX_TOOL_STEPS` model calls first.
+    An agent with tools uses them first under the one tool loop (`TOOL_LOOP`): at most
+    `MAX_TOOL_STEPS` model calls, the same call a third time refused, all in this node.
     When a cap is reached the run pauses here (a LangGraph interrupt); resuming with
     a higher cap continues from this very call.
 
@@ -291,21 +290,103 @@ async def ask_once(
     return await requests.send(model, messages), requests.records
 
 
-async def _with_tools(requests: _Requests, messages: list[BaseMessage]) -> str:
-    """A bounded tool-calling loop: call, run the requested tools, show the results, repeat."""
+# -- one tool loop: an agent using tools, in every architecture ---------------------
+
+MAX_TOOL_STEPS = 6
+"""Model calls an agent may make while using tools; the last one offers no tools and
+asks for the answer (`TOOL_STEPS_USED`)."""
+MAX_SAME_CALL = 2
+"""Times an agent may make the very same tool call (same tool, same arguments) in one
+loop; later ones are refused (`REPEATED_CALL`: the AutoGPT failure mode of repeating an
+action and expecting a different result)."""
+
+TOOL_ERROR = "Error: {error}\nFix the arguments, or answer without this tool."
+UNKNOWN_TOOL = "Error: there is no tool named {name!r}. Available tools: {known}."
+TOOL_STEPS_USED = "You have used all your tool calls. Give your final answer now."
+REPEATED_CALL = "Refused: you already made this exact call; its result is above. Use it, try something else, or answer."
+
+
+@dataclass(frozen=True)
+class ToolLoop:
+    """How an agent uses tools, written once: each model call may ask for tool calls,
+    which are run (`run_tool`) and shown to it; the same call (tool and arguments) made
+    more than `max_same_call` times is refused; the last of `max_steps` model calls
+    offers no tools and tells it to answer now.
+
+    Two drivers run this policy. `ask` runs it for an agent with `Agent.tools` in any
+    architecture, as one loop inside the node that asks (`_with_tools`): its steps are
+    not checkpointed one by one, so a run stopped mid-loop does the node's loop again
+    when resumed, and no call waits for a person. The task loop runs it one step per
+    node run (`think` makes one model call, `act` runs its tool calls), each step
+    checkpointed, and asks a person first where its approvals say so. Checkpointing
+    every step for every architecture is out of scope here.
+    """
+
+    max_steps: int = MAX_TOOL_STEPS
+    """Model calls allowed, the last one (without tools) included."""
+    max_same_call: int = MAX_SAME_CALL
+    """Times the same call (tool and arguments) is run; later ones are refused."""
+
+    def request(self, conversation: list[BaseMessage], steps: int) -> tuple[list[BaseMessage], bool]:
+        """The messages of the model call after `steps` calls, and whether it offers the
+        tools: the last call allowed offers none and asks for the answer."""
+        if steps + 1 >= self.max_steps:
+            return [*conversation, HumanMessage(TOOL_STEPS_USED)], False
+        return conversation, True
+
+    async def run_calls(
+        self,
+        tools: Mapping[str, Any],
+        conversation: Sequence[BaseMessage],
+        config: RunnableConfig | None,
+        *,
+        answered: Mapping[str, ToolMessage] | None = None,
+    ) -> list[ToolMessage]:
+        """The results of the tool calls the conversation's last message asks for, in
+        order: `answered` (by call id, e.g. a person's answer or refusal) as given, a call
+        made more than `max_same_call` times in the conversation refused, the rest run."""
+        answered = answered or {}
+        results = []
+        for call in getattr(conversation[-1], "tool_calls", []):
+            if call["id"] in answered:
+                result = answered[call["id"]]
+            elif self.repeated(conversation, call):
+                result = ToolMessage(REPEATED_CALL, tool_call_id=call["id"], name=call["name"], status="error")
+            else:
+                result = await run_tool(tools, call, config)
+            results.append(result)
+        return results
+
+    def repeated(self, conversation: Sequence[BaseMessage], call: Mapping[str, Any]) -> bool:
+        """Whether `call` (already in the conversation) was asked for too often."""
+        same = (call["name"], json.dumps(call["args"], sort_keys=True))
+        times = sum(
+            (c["name"], json.dumps(c["args"], sort_keys=True)) == same
+            for message in conversation
+            if isinstance(message, AIMessage)
+            for c in message.tool_calls
+        )
+        return times > self.max_same_call
+
+
+TOOL_LOOP = ToolLoop()
+"""The tool loop of an agent with tools that `ask` calls (any architecture)."""
+
+
+async def _with_tools(requests: _Requests, messages: list[BaseMessage], loop: ToolLoop = TOOL_LOOP) -> str:
+    """`loop` run inside one node: call, run the requested tools, show the results, repeat."""
     member = requests.member
     tools = {t.name: t for t in member.agent.tools}
     with_tools = _with_tool_choice(member.model, tools.values())
-    conversation = list(messages)
-    for _ in range(MAX_TOOL_STEPS - 1):
-        reply = await requests.send(with_tools, conversation)
-        if not reply.tool_calls:
+    conversation, steps = list(messages), 0
+    while True:
+        conversation, offered = loop.request(conversation, steps)
+        reply = await requests.send(with_tools if offered else member.model, conversation)
+        steps += 1
+        if not offered or not reply.tool_calls:
             return str(reply.text)
         conversation.append(reply)
-        for tool_call in reply.tool_calls:
-            conversation.append(await run_tool(tools, tool_call, requests.config))
-    conversation.append(HumanMessage(TOOL_STEPS_USED))
-    return str((await requests.send(member.model, conversation)).text)
+        conversation += await loop.run_calls(tools, conversation, requests.config)
 
 
 def _with_tool_choice(model: BaseChatModel, tools: Any) -> Any:
@@ -314,7 +395,7 @@ def _with_tool_choice(model: BaseChatModel, tools: Any) -> Any:
     return model.bind_tools(list(tools), tool_choice="auto")
 
 
-async def run_tool(tools: dict[str, Any], call: dict[str, Any], config: RunnableConfig | None) -> ToolMessage:
+async def run_tool(tools: Mapping[str, Any], call: Mapping[str, Any], config: RunnableConfig | None) -> ToolMessage:
     """Run one requested tool call; failures become an error message the model can act on."""
     from langgraph.errors import GraphBubbleUp
 

@@ -10,9 +10,11 @@
 
 Every model call and every tool step is its own checkpointed node run, so a run killed
 mid-task resumes at the step it was on. The loop cannot run away: it executes at most
-`max_tasks` tasks, an agent gets `max_steps` model calls per task, a task equal or close
-in meaning to an existing one is dropped, and the run's `Budget` (tokens, cost, time) is
-checked before each task.
+`max_tasks` tasks, an agent gets `max_steps` model calls per task and the same tool call
+a third time in a task is refused (the tool loop every architecture's agents use,
+`nodes.ToolLoop`, run here one step per node), a task equal or close in meaning to an
+existing one is dropped, and the run's `Budget` (tokens, cost, time) is checked before
+each task.
 """
 
 from __future__ import annotations
@@ -53,8 +55,10 @@ from graphswarm.architectures.options import SwarmOptions
 from graphswarm.budget import SwarmContext
 from graphswarm.errors import ConfigError
 from graphswarm.nodes import (
-    TOOL_STEPS_USED,
+    MAX_TOOL_STEPS,
+    TOOL_LOOP,
     Crew,
+    ToolLoop,
     ask,
     ask_once,
     clip,
@@ -63,7 +67,6 @@ from graphswarm.nodes import (
     model_retry_policy,
     post_note,
     prompt,
-    run_tool,
 )
 from graphswarm.state import StopReason, SwarmState
 from graphswarm.toolbox import Workspace, builtin_tools, check_tool_names
@@ -75,10 +78,6 @@ DEFAULT_PLANNER = Agent(name="planner", role="task planner", strengths=["plannin
 DEFAULT_TOOLS = ("memory_search", "calculator", "read_file", "write_file", "list_files", "ask_human")
 """Built-in tools every agent of a task loop gets unless told otherwise (no shell)."""
 ASK_HUMAN = "ask_human"
-MAX_SAME_CALL = 2
-"""Times an agent may make the very same tool call in one task; later ones are refused
-(the AutoGPT failure mode of repeating an action and expecting a different result)."""
-REPEATED_CALL = "Refused: you already made this exact call; its result is above. Use it, try something else, or answer."
 RESULT_CLIP = 600
 """Characters of each finished task's result shown to the planner and the agents."""
 RECENT_RESULTS = 3
@@ -165,7 +164,7 @@ class TaskLoopOptions(SwarmOptions):
     )
     max_tasks: int = Field(10, ge=1, le=1000, description="tasks executed before the run stops")
     max_steps: int = Field(
-        6, ge=1, le=100, description="model calls an agent may make on one task before it must answer"
+        MAX_TOOL_STEPS, ge=1, le=100, description="model calls an agent may make on one task before it must answer"
     )
     duplicate_similarity: float = Field(
         0.9, gt=0, le=1, description="a new task this close (cosine) to an existing one in memory is dropped"
@@ -245,7 +244,7 @@ def create_task_loop(
         workspace=fixed,
         subgraphs=graphs,
         max_tasks=max_tasks,
-        max_steps=max_steps,
+        tool_loop=ToolLoop(max_steps=max_steps),
         duplicate_similarity=duplicate_similarity,
     )
     retry = model_retry_policy()
@@ -280,7 +279,9 @@ class _Loop:
     workspace: Workspace | None
     subgraphs: dict[str, Any] = field(default_factory=dict)
     max_tasks: int = 10
-    max_steps: int = 6
+    tool_loop: ToolLoop = TOOL_LOOP
+    """The one tool loop's caps (`max_steps` model calls per task, repeats refused),
+    run here one checkpointed step per node run."""
     duplicate_similarity: float = 0.9
 
     def assignees(self) -> set[str]:
@@ -472,11 +473,8 @@ async def think(
         state, task, member.agent, with_results=memory is None
     )
     steps = state.get("steps", 0)
-    tools: list[Any] = []
-    if steps + 1 >= loop.max_steps:
-        conversation.append(HumanMessage(TOOL_STEPS_USED))
-    else:
-        tools = await _tools(loop, member.agent, config, runtime)
+    conversation, offered = loop.tool_loop.request(conversation, steps)
+    tools = await _tools(loop, member.agent, config, runtime) if offered else []
     # With memory, the first step recalls the earlier results closest to the task.
     reply, calls = await ask_once(
         member, conversation, node="think", runtime=runtime, config=config, tools=tools, recall=RESULTS
@@ -521,13 +519,8 @@ async def act(
         elif decision["action"] == "reject":
             refusal = f"A person refused this call. {decision['text']}".strip()
             answered[call["id"]] = ToolMessage(refusal, tool_call_id=call["id"], name=call["name"], status="error")
-    for call in requested:
-        if call["id"] not in answered and _times_called(conversation, call) > MAX_SAME_CALL:
-            answered[call["id"]] = ToolMessage(
-                REPEATED_CALL, tool_call_id=call["id"], name=call["name"], status="error"
-            )
     tools = {t.name: t for t in await _tools(loop, agent, config, runtime)}
-    results = [answered.get(call["id"]) or await run_tool(tools, call, config) for call in requested]
+    results = await loop.tool_loop.run_calls(tools, conversation, config, answered=answered)
     uses: list[ToolUse] = [
         {
             "task_id": task["id"],
@@ -540,17 +533,6 @@ async def act(
         for call, result in zip(requested, results, strict=True)
     ]
     return {"conversation": messages_to_dict([*conversation, *results]), "tool_uses": uses, "decisions": decisions}
-
-
-def _times_called(conversation: list[BaseMessage], call: dict[str, Any]) -> int:
-    """How often this task's agent has asked for this very call (same tool, same arguments)."""
-    same = (call["name"], json.dumps(call["args"], sort_keys=True))
-    return sum(
-        (c["name"], json.dumps(c["args"], sort_keys=True)) == same
-        for message in conversation
-        if isinstance(message, AIMessage)
-        for c in message.tool_calls
-    )
 
 
 def _ask_person(call: dict[str, Any], task: LoopTask, agent: str) -> Decision:
