@@ -52,6 +52,3 @@ class Architecture:
     roles: tuple[Role, ...] = ()
     min_agents: int = 1
     default_agents: int = 3
-
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "summary": self.summary, "roles": [r.value for r in self.roles]}
