@@ -120,7 +120,8 @@ class VoteTable(TypedDict):
     winning_answer: str | None
     """The first raw answer of the winning cluster."""
     margin: float
-    """Winner's votes minus the runner-up's; 0.0 with a single cluster or no winner."""
+    """Winner's votes minus the runner-up's (none: 0), so a unanimous vote's margin is all
+    its votes (3 of 3 -> 3); 0.0 for a tie or no winner."""
     agreement: float
     """Share of the non-abstaining votes held by the largest cluster (0.0 if none)."""
     abstentions: list[str]
@@ -498,7 +499,8 @@ def _table(method: VoteMethod, ballots: list[Ballot], clusters: list[Cluster], t
     tied = [cluster["label"] for cluster in clusters if cluster["votes"] == top] if top > 0 else []
     tie = len(tied) > 1
     winner = clusters[0] if top > 0 and (not tie or tie_break is TieBreak.FIRST) else None
-    margin = top - clusters[1]["votes"] if winner is not None and len(clusters) > 1 else 0.0
+    runner_up = clusters[1]["votes"] if len(clusters) > 1 else 0.0
+    margin = top - runner_up if winner is not None else 0.0
     return VoteTable(
         method=method.value,
         ballots=ballots,

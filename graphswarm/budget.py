@@ -37,7 +37,9 @@ class Budget(BaseModel):
     max_calls: int | None = Field(None, ge=1)
     max_tokens: int | None = Field(None, ge=1)
     max_cost: float | None = Field(None, gt=0)
-    """Estimated US dollars (see `Agent.price` and the built-in price table)."""
+    """Estimated US dollars (an agent's `price`, else genai-prices' bundled price data).
+    A call whose price is unknown cannot be kept under this cap, so it is never made:
+    `Runner.start` refuses such a swarm, and a node pauses with `cost_cap` before the call."""
     max_seconds: float | None = Field(None, gt=0)
     """Wall time spent running, summed over every start and resume."""
     max_repeats: int = Field(3, ge=1)
@@ -61,17 +63,25 @@ class Governor:
         self._lock = threading.Lock()
         self._calls = len(spent)
         self._tokens = sum(c["input_tokens"] + c["output_tokens"] for c in spent)
-        self._cost = sum(c["cost"] for c in spent)
+        # Calls of unknown price made before a cost cap was set count as 0.
+        self._cost = sum(c.get("cost") or 0.0 for c in spent)
         self._started = time.monotonic() - elapsed_s
         self._repeats: Counter[str] = Counter()
         self.records: list[CallRecord] = []
         """Every request recorded in this execution, in order (the runner keeps those whose
         node never finished: they reached a server but not the state's ledger)."""
 
-    def admit(self, fingerprint: str) -> None:
-        """Reserve one model call, or raise `BudgetExhausted` saying which cap it hit."""
+    def admit(self, fingerprint: str, *, priced: bool = True) -> None:
+        """Reserve one model call, or raise `BudgetExhausted` saying which cap it hit;
+        `priced=False` (no price known for the call's model) breaks any cost cap."""
         with self._lock:
             stop = self._cap_reached()
+            if stop is None and not priced and self.budget.max_cost is not None:
+                stop = BudgetExhausted(
+                    StopReason.COST_CAP,
+                    f"cost cap of ${self.budget.max_cost:.4f} cannot be kept: no price is known for this "
+                    "agent's model (give the agent a price, or run without a cost cap)",
+                )
             if stop is None and self._repeats[fingerprint] >= self.budget.max_repeats:
                 stop = BudgetExhausted(
                     StopReason.STALL, f"the same call was made {self._repeats[fingerprint]} times: the swarm is stalled"
@@ -102,7 +112,7 @@ class Governor:
         """Account an admitted request; a failed one counts as a call, not as a repeat."""
         with self._lock:
             self._tokens += call["input_tokens"] + call["output_tokens"]
-            self._cost += call["cost"]
+            self._cost += call.get("cost") or 0.0
             if "error" not in call:
                 self._repeats[fingerprint] += 1
             self.records.append(call)

@@ -45,6 +45,28 @@ app = typer.Typer(
 out = Console(highlight=False, markup=False, emoji=False, soft_wrap=True, width=None if sys.stdout.isatty() else 240)
 err = Console(stderr=True, highlight=False, markup=False, emoji=False, soft_wrap=True)
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("graphswarm")
+        except PackageNotFoundError:  # pragma: no cover - run from a source tree
+            from graphswarm import __version__ as number
+        out.print(f"graphswarm {number}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool, typer.Option("--version", help="Print the version and exit.", callback=_print_version, is_eager=True)
+    ] = False,
+) -> None:
+    """LLM agent swarms as durable LangGraph graphs."""
+
+
 DbOption = Annotated[
     str | None,
     typer.Option(
@@ -393,13 +415,25 @@ def report(
 
 @app.command()
 def draw(
-    architecture: Annotated[str, typer.Argument()],
+    name: Annotated[str, typer.Argument(metavar="ARCHITECTURE|RUN_ID")],
     ascii: Annotated[bool, typer.Option("--ascii", help="ASCII art instead of mermaid.")] = False,
+    svg: Annotated[
+        Path | None, typer.Option("--svg", help="Write the picture as SVG to this file (a run's visited nodes filled).")
+    ] = None,
+    db: DbOption = None,
 ) -> None:
-    """Print an architecture's graph (mermaid text by default), offline."""
-    from graphswarm.viz import draw as draw_graph
+    """Draw an architecture's graph, or a run's with the nodes it went through, offline."""
+    from graphswarm.viz import draw_named
 
-    out.print(draw_graph(architecture, ascii=ascii))
+    text, picture = draw_named(name, db=db, ascii=ascii, svg=svg is not None)
+    if svg is None:
+        out.print(text, end="")
+        return
+    try:
+        svg.write_text(picture, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot write {str(svg)!r}: {exc.strerror}") from None
+    err.print(f"wrote {svg}")
 
 
 @app.command("options")
@@ -748,13 +782,15 @@ def _chart_table(chart: view.Chart) -> view.Table:
     return view.Table([chart.x_label or "x", *series], rows, title=chart.title)
 
 
-def _usage_cells(row: dict[str, float]) -> list[str]:
+def _usage_cells(row: dict[str, Any]) -> list[str]:
+    from graphswarm.state import format_cost
+
     return [
         str(int(row["calls"])),
         str(int(row["input_tokens"])),
         str(int(row["output_tokens"])),
         f"{row['latency_s']:.2f}",
-        f"{row['cost']:.4f}",
+        format_cost(row["cost"]),
     ]
 
 

@@ -27,7 +27,16 @@ from langchain_core.language_models import BaseChatModel
 
 from graphswarm.errors import ConfigError, MissingExtraError, ModelConfigError
 
-__all__ = ["LOCAL", "resolve_model", "check_model", "default_model_spec", "model_label", "redact_url"]
+__all__ = [
+    "LOCAL",
+    "resolve_model",
+    "check_model",
+    "default_model_spec",
+    "model_label",
+    "redact_url",
+    "estimate_cost",
+    "price_known",
+]
 
 LOCAL = "local"
 DEFAULT_OPENAI_MODEL = "openai:gpt-4o-mini"
@@ -258,20 +267,55 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-# US dollars per million input / output tokens, for cost estimates only.
-_PRICES: dict[str, tuple[float, float]] = {
-    "gpt-4o-mini": (0.15, 0.60),
-    "gpt-4o": (2.50, 10.00),
-    "gpt-4.1-nano": (0.10, 0.40),
-    "gpt-4.1-mini": (0.40, 1.60),
-    "gpt-4.1": (2.00, 8.00),
-}
+def estimate_cost(model: BaseChatModel, input_tokens: int, output_tokens: int) -> float | None:
+    """Estimated US dollars for one call, or None when no price is known.
 
-
-def estimate_cost(model: BaseChatModel, input_tokens: int, output_tokens: int) -> float:
-    """Estimated cost of one call from the built-in price table (0 for unknown and local models)."""
-    name = str(getattr(model, "model_name", "") or "")
-    price = _PRICES.get(name)
-    if price is None:
+    Prices come from `genai-prices` (the pydantic team's price data, bundled with the
+    package: no network). Models run on this machine (llama.cpp, Ollama) cost 0. An agent's
+    own `price` (see `graphswarm.agents.ModelPrice`) is used instead of this by the nodes."""
+    if _runs_locally(model):
         return 0.0
-    return (input_tokens * price[0] + output_tokens * price[1]) / 1e6
+    name, provider = _priced_name(model)
+    return _price(name, provider, input_tokens, output_tokens)
+
+
+def price_known(spec: str | BaseChatModel | None, *, base_url: str | None = None) -> bool:
+    """Whether `estimate_cost` knows what a model spec costs, creating no client."""
+    if isinstance(spec, BaseChatModel):
+        return estimate_cost(spec, 0, 0) is not None
+    provider, name = _parse(spec, base_url, notice=False)
+    if provider in (LOCAL, "ollama"):
+        return True
+    if provider == "openai" and base_url and "api.openai.com" not in base_url:
+        provider = ""
+    return _price(name, provider or None, 0, 0) is not None
+
+
+def _price(name: str, provider: str | None, input_tokens: int, output_tokens: int) -> float | None:
+    if not name:
+        return None
+    from genai_prices import Usage, calc_price
+
+    usage = Usage(input_tokens=input_tokens, output_tokens=output_tokens)
+    for provider_id in dict.fromkeys([provider, None]):
+        try:
+            return float(calc_price(usage, name, provider_id=provider_id).total_price)
+        except LookupError:
+            continue
+    return None
+
+
+def _runs_locally(model: BaseChatModel) -> bool:
+    return any(cls.__name__ in ("ChatLlamaCpp", "ChatOllama") for cls in type(model).__mro__)
+
+
+def _priced_name(model: BaseChatModel) -> tuple[str, str | None]:
+    """The model's name, and "openai" when it is OpenAI's own API (any other server: look
+    the name up across providers)."""
+    name = getattr(model, "model_name", None) or getattr(model, "model", None)
+    if not isinstance(name, str):
+        return "", None
+    if any(cls.__name__ == "ChatOpenAI" for cls in type(model).__mro__):
+        base = str(getattr(model, "openai_api_base", None) or "")
+        return name, "openai" if not base or "api.openai.com" in base else None
+    return name, None

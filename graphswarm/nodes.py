@@ -202,7 +202,8 @@ class _Requests:
 
     async def send(self, runnable: Any, messages: list[BaseMessage]) -> Any:
         fingerprint = _fingerprint(self.member.name, messages, self.schema)
-        _admit_or_pause(self.governor, fingerprint, self.member.name, self.node)
+        priced = self.governor.budget.max_cost is None or _price_known(self.member)
+        _admit_or_pause(self.governor, fingerprint, self.member.name, self.node, priced=priced)
         started = time.perf_counter()
         try:
             # A server that takes the connection and never answers must not outlive the
@@ -414,14 +415,18 @@ async def run_tool(tools: Mapping[str, Any], call: Mapping[str, Any], config: Ru
     return ToolMessage(str(result), tool_call_id=call["id"], name=call["name"])
 
 
-def _admit_or_pause(governor: Governor, fingerprint: str, agent: str, node: str) -> None:
+def _price_known(member: Member) -> bool:
+    return member.agent.price is not None or estimate_cost(member.model, 0, 0) is not None
+
+
+def _admit_or_pause(governor: Governor, fingerprint: str, agent: str, node: str, *, priced: bool = True) -> None:
     try:
-        governor.admit(fingerprint)
+        governor.admit(fingerprint, priced=priced)
     except BudgetExhausted as stop:
         pause: Pause = {"stop_reason": stop.reason.value, "detail": stop.detail, "agent": agent, "node": node}
         interrupt(pause)
         # Resumed with a value (Command(resume=...)): try once more under the new caps.
-        governor.admit(fingerprint)
+        governor.admit(fingerprint, priced=priced)
 
 
 def _record(member: Member, node: str, reply: Any, messages: list[BaseMessage], latency: float) -> CallRecord:

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from graphswarm.agents import Agent, make_workers
 from graphswarm.architectures.base import Architecture, Role
 from graphswarm.errors import ConfigError
-from graphswarm.models import check_model, model_label, redact_url
+from graphswarm.models import check_model, model_label, price_known, redact_url
 
 if TYPE_CHECKING:
     from graphswarm.architectures.options import SwarmOptions
@@ -131,6 +131,21 @@ class SwarmSpec(BaseModel):
             from graphswarm.embeddings import check_embeddings
 
             check_embeddings(getattr(options, "embeddings", None), base_url=self.base_url)
+
+    def check_prices(self) -> None:
+        """Raise `ConfigError` naming the agents whose model has no known price: a cost cap
+        cannot be kept for them (see `Budget.max_cost`)."""
+        unpriced = [
+            f"{a.name} ({model_label(a.model if a.model is not None else self.model)})"
+            for a in self.members
+            if a.price is None
+            and not price_known(a.model if a.model is not None else self.model, base_url=self.base_url)
+        ]
+        if unpriced:
+            raise ConfigError(
+                f"a cost cap cannot be kept: no price is known for the model of {', '.join(unpriced)}; "
+                'give those agents a "price" in the agents file, or run without --max-cost'
+            )
 
     @property
     def recordable(self) -> bool:

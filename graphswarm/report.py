@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import html
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,6 +27,7 @@ from typing import Any, Literal, get_args
 from graphswarm.architectures.base import Role
 from graphswarm.errors import ConfigError, UsageError
 from graphswarm.runs import Runner, RunResult, Step
+from graphswarm.state import format_cost
 from graphswarm.view import Chart, Heading, Table, Text, run_blocks
 from graphswarm.viz import (
     CURRENT_STROKE,
@@ -36,6 +36,7 @@ from graphswarm.viz import (
     drawable_graph,
     graph_svg,
     inline_svg,
+    mermaid,
     record_graph,
     visited_nodes,
 )
@@ -149,7 +150,7 @@ def _summary_table(result: RunResult) -> Table:
         ["run time", f"{r.elapsed_s:.1f} s"],
         ["model calls", str(int(usage["calls"]))],
         ["tokens (in / out)", f"{int(usage['input_tokens'])} / {int(usage['output_tokens'])}"],
-        ["estimated cost", f"${usage['cost']:.4f}"],
+        ["estimated cost", format_cost(usage["cost"], "$")],
     ]
     if r.forked_from:
         rows.append(["forked from", r.forked_from])
@@ -171,18 +172,9 @@ def _graph_section(result: RunResult, steps: list[Step], graph: Any) -> list[_Bl
     # Nodes with finished tasks in an unfinished step ran too, in part: filled and outlined.
     visited, current = visited_nodes(steps) | set(result.pending), set(result.next)
     drawable = drawable_graph(graph)
-    mermaid = drawable.draw_mermaid().rstrip() + f"\n\tclassDef visited fill:{VISITED_FILL}\n"
-    if ran := _mermaid_ids(visited, drawable):
-        mermaid += f"\tclass {ran} visited\n"
-    if stopped := _mermaid_ids(current, drawable):
-        mermaid += f"\tclassDef current stroke:{CURRENT_STROKE},stroke-width:3px\n\tclass {stopped} current\n"
+    text = mermaid(drawable, highlight=visited, current=current)
     picture = graph_svg(drawable, highlight=visited, current=current)
-    return [_Heading("Graph"), _Figure([picture], markdown=f"```mermaid\n{mermaid}```", legend=True)]
-
-
-def _mermaid_ids(names: set[str], drawable: Any) -> str:
-    """Node ids for a mermaid `class` line (ids mermaid would have to escape are left out)."""
-    return ",".join(sorted(n for n in names & set(drawable.nodes) if re.fullmatch(r"[A-Za-z0-9_-]+", n)))
+    return [_Heading("Graph"), _Figure([picture], markdown=f"```mermaid\n{text}```", legend=True)]
 
 
 def _who_said_what(result: RunResult) -> list[_Block]:
@@ -266,13 +258,13 @@ def _agent_row(agent: dict[str, Any], part: str, spec: dict[str, Any]) -> list[s
 # -- small helpers --------------------------------------------------------------------
 
 
-def _usage_cells(row: dict[str, float]) -> list[str | Text]:
+def _usage_cells(row: dict[str, Any]) -> list[str | Text]:
     return [
         str(int(row["calls"])),
         str(int(row["input_tokens"])),
         str(int(row["output_tokens"])),
         f"{row['latency_s']:.2f}",
-        f"{row['cost']:.4f}",
+        format_cost(row["cost"]),
     ]
 
 

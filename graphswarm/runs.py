@@ -161,6 +161,8 @@ class Runner:
         run_id = await self._open.records.free_id(run_id)
         if isinstance(swarm, SwarmSpec):
             swarm.check_models()
+            if budget is not None and budget.max_cost is not None:
+                swarm.check_prices()
             graph, spec, arch = swarm.build(), swarm.to_record(), swarm.architecture
         else:
             graph, spec, arch = swarm, {}, architecture or "custom"

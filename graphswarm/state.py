@@ -12,7 +12,7 @@ from typing import Annotated, Any, NotRequired
 
 from typing_extensions import TypedDict
 
-__all__ = ["StopReason", "CallRecord", "SwarmState", "summarize_calls"]
+__all__ = ["StopReason", "CallRecord", "SwarmState", "summarize_calls", "format_cost"]
 
 
 class StopReason(StrEnum):
@@ -26,6 +26,8 @@ class StopReason(StrEnum):
     """Agreement reached the threshold (an early stop, a unanimous vote)."""
     MAJORITY = "majority"
     """The vote was counted and the largest group won."""
+    TIE_BROKEN_BY_FIRST = "tie_broken_by_first"
+    """The vote ended tied and, by the `first` rule, the answer given first among the tied won."""
     JUDGED = "judged"
     """A judge (or a scoring function) chose the answer."""
     MODERATOR = "moderator"
@@ -71,7 +73,8 @@ class CallRecord(TypedDict):
     input_tokens: int
     output_tokens: int
     latency_s: float
-    cost: float
+    cost: float | None
+    """Estimated US dollars; None when no price is known for the agent's model."""
     error: NotRequired[str]
     """Set when the request failed (refused, timed out, malformed); it still counts."""
 
@@ -89,13 +92,14 @@ class SwarmState(TypedDict):
 
 
 def summarize_calls(calls: list[CallRecord]) -> dict[str, Any]:
-    """Per-agent, per-node and total calls, tokens, latency and estimated cost."""
+    """Per-agent, per-node and total calls, tokens, latency and estimated cost; a row's
+    cost is None ("unknown") when any of its calls has no known price."""
 
-    def empty() -> dict[str, float]:
+    def empty() -> dict[str, Any]:
         return {"calls": 0, "input_tokens": 0, "output_tokens": 0, "latency_s": 0.0, "cost": 0.0}
 
-    by_agent: dict[str, dict[str, float]] = {}
-    by_node: dict[str, dict[str, float]] = {}
+    by_agent: dict[str, dict[str, Any]] = {}
+    by_node: dict[str, dict[str, Any]] = {}
     total = empty()
     for call in calls:
         for row in (
@@ -107,5 +111,11 @@ def summarize_calls(calls: list[CallRecord]) -> dict[str, Any]:
             row["input_tokens"] += call["input_tokens"]
             row["output_tokens"] += call["output_tokens"]
             row["latency_s"] += call["latency_s"]
-            row["cost"] += call["cost"]
+            cost = call.get("cost")
+            row["cost"] = None if cost is None or row["cost"] is None else row["cost"] + cost
     return {"agents": by_agent, "nodes": by_node, "total": total}
+
+
+def format_cost(cost: float | None, prefix: str = "") -> str:
+    """A cost for tables: "0.0123" (with `prefix`, e.g. "$"), or "unknown" when None."""
+    return "unknown" if cost is None else f"{prefix}{cost:.4f}"

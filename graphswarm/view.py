@@ -46,6 +46,7 @@ __all__ = [
     "vote_table",
     "vote_progress",
     "agreement_chart",
+    "agreement_text",
     "tasks_line",
     "state_table",
 ]
@@ -167,7 +168,7 @@ def vote_table(votes: Mapping[str, Any], *, title: str = "", brief: bool = False
         ]
         if votes["abstentions"]:
             rows.append(["(abstained)", "0", shorten(", ".join(votes["abstentions"]), 60)])
-        caption = f"winner: {votes['winner']!s} · margin {votes['margin']:g} · agreement {votes['agreement']:.0%}"
+        caption = f"winner: {votes['winner']!s} · margin {votes['margin']:g} · {agreement_text(votes)}"
         return Table(["answer", "votes", "agents"], rows, title=title, caption=caption)
     rows = [[Text(c["answers"][0]), f"{c['votes']:g}", ", ".join(c["agents"])] for c in votes["clusters"]]
     if votes.get("abstentions"):
@@ -175,14 +176,23 @@ def vote_table(votes: Mapping[str, Any], *, title: str = "", brief: bool = False
     winner = {i for i, c in enumerate(votes["clusters"]) if c["label"] == votes.get("winner")}
     caption = (
         f"{votes['method']} vote · winner: {votes['winner']!s} · margin {votes['margin']:g} · "
-        f"agreement {votes['agreement']:.0%}" + (" · tie" if votes.get("tie") else "")
+        f"{agreement_text(votes)}" + (" · tie" if votes.get("tie") else "")
     )
     return Table(["answer", "votes", "agents"], rows, title=title, caption=caption, strong=winner, compact=True)
 
 
+def agreement_text(votes: Mapping[str, Any]) -> str:
+    """A counted vote's agreement with the votes behind it: ``agreement 55% (22 of 40 votes)``;
+    1 of 40 (every answer different) reads as such, not only as "2%"."""
+    clusters = votes.get("clusters") or []
+    cast = sum(c["votes"] for c in clusters)
+    top = clusters[0]["votes"] if clusters else 0
+    return f"agreement {votes['agreement']:.0%} ({top:g} of {cast:g} votes)"
+
+
 def vote_progress(votes: Mapping[str, Any], stop_reason: str | None = None) -> str:
     """The progress line of a counted vote: agreement, the leading answer, why it stops."""
-    line = f"agreement {votes['agreement']:.0%}, leading: {shorten(votes.get('winning_answer') or '-', 60)}"
+    line = f"{agreement_text(votes)}, leading: {shorten(votes.get('winning_answer') or '-', 60)}"
     return line + (f"; stop: {stop_reason}" if stop_reason else "")
 
 

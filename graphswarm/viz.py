@@ -11,19 +11,27 @@ from __future__ import annotations
 import hashlib
 import html
 import math
+import re
 import shutil
 import subprocess
 from collections.abc import Collection, Mapping, Sequence
 from itertools import pairwise
+from pathlib import Path
 from typing import Any, Literal, get_args
 
 from graphswarm.agents import make_workers
 from graphswarm.errors import ConfigError
-from graphswarm.registry import SwarmSpec, get_architecture
+from graphswarm.registry import ARCHITECTURES, SwarmSpec, get_architecture
 from graphswarm.view import Chart
 
 __all__ = [
     "draw",
+    "mermaid",
+    "ascii_art",
+    "architecture_graph",
+    "run_graph_svg",
+    "run_graph",
+    "draw_named",
     "Engine",
     "VISITED_FILL",
     "CURRENT_STROKE",
@@ -40,12 +48,195 @@ __all__ = [
 
 
 def draw(architecture: str, *, ascii: bool = False) -> str:
-    """The graph of an architecture as mermaid text (default) or ASCII art."""
+    """The graph of an architecture as mermaid text (default, see `mermaid`) or ASCII art
+    (see `ascii_art`)."""
+    graph = architecture_graph(architecture)
+    return ascii_art(graph) if ascii else mermaid(graph)
+
+
+def draw_named(name: str, *, db: str | None = None, ascii: bool = False, svg: bool = False) -> tuple[str, str]:
+    """What `graphswarm draw NAME` shows: an architecture's graph, or else the graph of the
+    run with that id in `db` with the nodes it went through marked (architecture names
+    win). Returns the text (mermaid, or ASCII art) or, with `svg`, the SVG picture.
+
+    A name that is neither is a `ConfigError` of one line; no database is created to
+    find that out.
+    """
+    if name in ARCHITECTURES:
+        graph, highlight, current = architecture_graph(name), set[str](), set[str]()
+    else:
+        graph, highlight, current = _named_run(name, db)
+    if svg:
+        return "", graph_svg(graph, highlight=highlight, current=current)
+    return (ascii_art(graph) if ascii else mermaid(graph, highlight=highlight, current=current)), ""
+
+
+def _named_run(name: str, db: str | None) -> tuple[Any, set[str], set[str]]:
+    import asyncio
+
+    from graphswarm.checkpoint import Backend, parse_db_url
+    from graphswarm.errors import UnknownRunError
+    from graphswarm.runs import Runner
+
+    database = parse_db_url(db)
+    neither = ConfigError(
+        f"unknown architecture or run {name!r}: not one of {', '.join(ARCHITECTURES)}, nor a run in "
+        f"{database.label} (list runs with: graphswarm runs)"
+    )
+    if database.backend is Backend.SQLITE and not Path(database.location).expanduser().is_file():
+        raise neither
+
+    async def main() -> tuple[Any, set[str], set[str]]:
+        async with Runner(db) as runner:
+            return await run_graph(runner, name)
+
+    try:
+        return asyncio.run(main())
+    except UnknownRunError:
+        raise neither from None
+
+
+def architecture_graph(architecture: str) -> Any:
+    """An architecture's graph with its default team. Building it creates no model or
+    embeddings client: drawing needs no credentials."""
     arch = get_architecture(architecture)
-    # Building creates no model or embeddings client: drawing needs no credentials.
-    spec = SwarmSpec(architecture=arch.name, agents=make_workers(arch.default_agents))
-    graph = spec.build().compile().get_graph()
-    return graph.draw_ascii() if ascii else graph.draw_mermaid()
+    return SwarmSpec(architecture=arch.name, agents=make_workers(arch.default_agents)).build()
+
+
+# -- text: mermaid and ASCII ------------------------------------------------------
+
+_MERMAID_ENTITIES = {ch: f"#{ord(ch)};" for ch in '#[](){}"<>|;`*&'}
+_TERMINAL_LABELS = {"__start__": "start", "__end__": "end"}
+
+
+def mermaid(graph: Any, *, highlight: Collection[str] = frozenset(), current: Collection[str] = frozenset()) -> str:
+    """A graph as plain mermaid text: no HTML in it, so it reads the same raw and rendered.
+
+    LangGraph's `draw_mermaid` puts node metadata into labels as HTML
+    (``consolidate<hr/><small><em>defer = True</em></small>``) and wraps names such as
+    ``__start__`` in ``<p>``; here labels are the nodes' names (special characters as
+    mermaid's own ``#code;`` entities, start and end as ``start`` and ``end``), and a
+    deferred node (one that waits for all its inputs) is said in a ``%%`` comment.
+    `highlight` and `current` nodes get the classes ``visited`` and ``current``.
+    """
+    drawable = drawable_graph(graph)
+    nodes = {
+        key: node._replace(name=_mermaid_label(key, str(node.name or node.id)), metadata=None)
+        for key, node in drawable.nodes.items()
+    }
+    edges = [
+        edge._replace(data=_mermaid_text(label) if (label := _edge_label(edge)) else None) for edge in drawable.edges
+    ]
+    plain = type(drawable)(nodes=nodes, edges=edges)
+    text = plain.draw_mermaid(wrap_label_n_words=10**6).replace("&nbsp;", "").rstrip() + "\n"
+    deferred = sorted(key for key, node in drawable.nodes.items() if _label(node)[1])
+    for key in deferred:
+        text += f"\t%% {key}: waits for all its inputs (defer=True)\n"
+    if ran := _mermaid_ids(set(highlight), drawable):
+        text += f"\tclassDef visited fill:{VISITED_FILL}\n\tclass {ran} visited\n"
+    if stopped := _mermaid_ids(set(current), drawable):
+        text += f"\tclassDef current stroke:{CURRENT_STROKE},stroke-width:3px\n\tclass {stopped} current\n"
+    return text
+
+
+def _mermaid_text(text: str) -> str:
+    """Text safe in a mermaid label: syntax characters as entities, and underscores
+    at either end too (mermaid reads labels as markdown: ``__x__`` would be bold)."""
+    body = text.strip("_")
+    if not body:
+        return "#95;" * len(text)
+    lead, trail = len(text) - len(text.lstrip("_")), len(text) - len(text.rstrip("_"))
+    return "#95;" * lead + "".join(_MERMAID_ENTITIES.get(ch, ch) for ch in body) + "#95;" * trail
+
+
+def _mermaid_label(key: str, name: str) -> str:
+    return _TERMINAL_LABELS.get(key) or _mermaid_text(name.split(":")[-1])
+
+
+def _mermaid_ids(names: set[str], drawable: Any) -> str:
+    """Node ids for a mermaid `class` line (ids mermaid would have to escape are left out)."""
+    return ",".join(sorted(n for n in names & set(drawable.nodes) if re.fullmatch(r"[A-Za-z0-9_-]+", n)))
+
+
+def ascii_art(graph: Any) -> str:
+    """A graph as ASCII art, with every edge.
+
+    LangChain's `draw_ascii` lays the graph out with grandalf, which draws every edge
+    downwards: an edge back up a loop (``consolidate -> plan``) is laid over the edge it
+    closes the loop with (``plan -> consolidate``) and, with no arrowheads, cannot be
+    told apart; a node's edge to itself is not drawn at all, nor are parts of the graph
+    not connected to the first. So the picture shows the graph without such edges
+    (``*`` an edge, ``.`` a conditional one) and lists them under it.
+    """
+    from langchain_core.runnables.graph_ascii import draw_ascii
+
+    drawable = drawable_graph(graph)
+    back = _back_edges(drawable)
+    forward = [e for i, e in enumerate(drawable.edges) if i not in back]
+    pictures = []
+    for component in _components(drawable.nodes, forward):
+        names = {key: str(drawable.nodes[key].name or key) for key in component}
+        edges = [e for e in forward if e.source in component]
+        pictures.append(draw_ascii(names, edges) if edges else "\n".join(f"[ {n} ]" for n in names.values()))
+    text = "\n\n".join(p.rstrip() for p in pictures)
+    if back:
+        legend = " (-.-> conditional)" if any(drawable.edges[i].conditional for i in back) else ""
+        text += f"\n\nedges back up the graph (loops), not drawn above{legend}:"
+        for index in sorted(back):
+            edge = drawable.edges[index]
+            arrow = " -.-> " if edge.conditional else " --> "
+            label = f"  ({label})" if (label := _edge_label(edge)) else ""
+            text += f"\n  {edge.source}{arrow}{edge.target}{label}"
+    return text + "\n"
+
+
+def _back_edges(drawable: Any) -> set[int]:
+    """Indexes of the edges that close a cycle (to a node on the depth-first path from
+    the start, a node to itself included), found from ``__start__`` first."""
+    out: dict[str, list[int]] = {}
+    for index, edge in enumerate(drawable.edges):
+        out.setdefault(edge.source, []).append(index)
+    back: set[int] = set()
+    state: dict[str, int] = {}  # 1: on the path, 2: done
+    roots = [n for n in ("__start__",) if n in drawable.nodes] + list(drawable.nodes)
+    for root in roots:
+        if root in state:
+            continue
+        state[root] = 1
+        stack = [(root, iter(out.get(root, ())))]
+        while stack:
+            node, pending = stack[-1]
+            following = next(pending, None)
+            if following is None:
+                state[node] = 2
+                stack.pop()
+                continue
+            target = drawable.edges[following].target
+            if state.get(target) == 1:
+                back.add(following)
+            elif target not in state and target in drawable.nodes:
+                state[target] = 1
+                stack.append((target, iter(out.get(target, ()))))
+    return back
+
+
+def _components(nodes: Mapping[str, Any], edges: Sequence[Any]) -> list[list[str]]:
+    """The node ids of each connected part of the graph, in the nodes' order."""
+    parent = {key: key for key in nodes}
+
+    def find(key: str) -> str:
+        while parent[key] != key:
+            parent[key] = parent[parent[key]]
+            key = parent[key]
+        return key
+
+    for edge in edges:
+        if edge.source in parent and edge.target in parent:
+            parent[find(edge.source)] = find(edge.target)
+    parts: dict[str, list[str]] = {}
+    for key in nodes:
+        parts.setdefault(find(key), []).append(key)
+    return list(parts.values())
 
 
 # -- pictures: SVG rendered on this machine ---------------------------------------
@@ -163,6 +354,28 @@ def visited_nodes(run: Any, *, graph: Any = None) -> set[str]:
     if steps and not steps[-1].next:
         seen.add("__end__")
     return seen
+
+
+async def run_graph_svg(runner: Any, run_id: str, *, graph: Any = None, engine: Engine = "python") -> str:
+    """The picture of a run's graph (`graph_svg`): the nodes it went through filled, those
+    it stopped before outlined, as in its report.
+
+    Args:
+        runner: an open `Runner` on the run's database.
+        graph: the `StateGraph` of a run started from a graph you built; others are
+            rebuilt from their record.
+    """
+    shape, visited, current = await run_graph(runner, run_id, graph=graph)
+    return graph_svg(shape, highlight=visited, current=current, engine=engine)
+
+
+async def run_graph(runner: Any, run_id: str, *, graph: Any = None) -> tuple[Any, set[str], set[str]]:
+    """A run's graph, the nodes it went through (from its history, with the nodes that
+    finished tasks in an unfinished step), and those it stopped before."""
+    result = await runner.result(run_id, graph=graph)
+    steps = await runner.history(run_id, graph=graph)
+    shape = graph if graph is not None else record_graph(result.record.spec)
+    return shape, visited_nodes(steps) | set(result.pending), set(result.next)
 
 
 def record_graph(spec: Mapping[str, Any]) -> Any:

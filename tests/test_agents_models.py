@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from graphswarm import Agent, ConfigError, ModelConfigError, resolve_model
 from graphswarm.agents import check_agents, make_workers
-from graphswarm.models import LOCAL, default_model_spec, model_label, redact_url
+from graphswarm.models import LOCAL, default_model_spec, estimate_cost, model_label, price_known, redact_url
 from graphswarm.testing import ScriptedChatModel
 
 
@@ -87,3 +87,24 @@ def test_import_graphswarm_loads_no_heavy_module():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_costs_come_from_genai_prices_offline_and_unknown_is_none(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "k")
+    # genai-prices ships its price data: no network (the tests reach nothing beyond 127.0.0.1)
+    mini = ChatOpenAI(model="gpt-4o-mini", api_key="k")
+    assert estimate_cost(mini, 1_000_000, 1_000_000) == pytest.approx(0.15 + 0.60)
+    served = ChatOpenAI(model="gpt-4o-mini", api_key="k", base_url="http://127.0.0.1:9/v1")
+    assert estimate_cost(served, 1_000_000, 0) == pytest.approx(0.15)  # looked up by name
+    assert estimate_cost(ChatOpenAI(model="my-finetune-xyz", api_key="k"), 10, 10) is None
+    assert estimate_cost(ScriptedChatModel(["x"]), 10, 10) is None
+    assert price_known("openai:gpt-4o-mini") and price_known("local") and price_known("ollama:llama3")
+    assert not price_known("my-finetune-xyz", base_url="http://127.0.0.1:9/v1")
+
+
+def test_the_bundled_local_model_costs_nothing():
+    pytest.importorskip("langchain_community.chat_models.llamacpp")
+    from langchain_community.chat_models import ChatLlamaCpp
+
+    local = ChatLlamaCpp.model_construct(model_path="/x.gguf")
+    assert estimate_cost(local, 1000, 1000) == 0.0

@@ -280,11 +280,19 @@ def test_margin_and_agreement():
     assert table["agreement"] == pytest.approx(0.6)
 
 
-def test_unanimous_vote_has_full_agreement_and_no_runner_up():
+def test_unanimous_vote_has_full_agreement_and_a_margin_of_all_its_votes():
     table = count_votes(ballots("42", "42.0", "#### 42"))
 
     assert table["agreement"] == 1.0
-    assert table["margin"] == 0.0
+    assert table["margin"] == 3.0  # 3 of 3: the runner-up has none
+
+
+def test_margin_is_winner_minus_runner_up_and_abstentions_are_no_votes():
+    assert count_votes(ballots("42", "42", "I don't know"))["margin"] == 2.0
+    assert count_votes(ballots(*["42"] * 40))["margin"] == 40.0
+    assert count_votes(ballots("a", "b", "c"), tie_break="first")["margin"] == 0.0  # a tie has no margin
+    assert count_votes(ballots("a", "b"), tie_break="judge")["margin"] == 0.0
+    assert count_votes(ballots("", "I don't know"))["margin"] == 0.0
 
 
 def test_agreement_shortcut_for_early_stopping():

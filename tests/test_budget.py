@@ -74,3 +74,24 @@ async def test_a_swarm_going_in_circles_stops_as_stalled():
     assert result.status is RunStatus.INTERRUPTED
     assert result.stop_reason == "stall"
     assert result.state["reviews"], "partial results are kept"
+
+
+def test_an_unpriced_call_cannot_pass_a_cost_cap():
+    with pytest.raises(BudgetExhausted, match="cannot be kept") as caught:
+        Governor(Budget(max_cost=1.0)).admit("x", priced=False)
+    assert caught.value.reason is StopReason.COST_CAP
+    Governor(Budget(max_calls=5)).admit("x", priced=False)  # no cost cap: nothing to keep
+    unknown = {**CALL, "cost": None}
+    governor = Governor(Budget(max_cost=0.015), spent=[unknown, CALL])  # unknown spent counts 0
+    governor.admit("x")
+    governor.record("x", unknown)
+
+
+async def test_a_graph_run_outside_the_runner_pauses_before_an_unpriced_call():
+    # Runner.start refuses such a swarm (see test_cli); a graph given to the runner pauses instead
+    model = ScriptedChatModel(["answer"])
+    graph = SwarmSpec(architecture="competitive", agents=[Agent(name="a"), Agent(name="b")], model=model).build()
+    async with Runner("memory") as runner:
+        result = await runner.start(graph, "x", budget=Budget(max_cost=1.0))
+    assert result.status is RunStatus.INTERRUPTED and result.stop_reason == "cost_cap"
+    assert model.calls == [] and "cannot be kept" in result.pauses[0]["detail"]

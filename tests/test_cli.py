@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from graphswarm.cli import main
+from graphswarm.registry import ARCHITECTURES
 
 AGENTS = {
     "leader": {"name": "lead", "role": "leader", "model": "leader-model"},
@@ -190,6 +192,53 @@ def test_draw_prints_mermaid_offline(capsys):
 def test_draw_ascii(capsys):
     assert main(["draw", "hierarchical", "--ascii"]) == 0
     assert "consolidate" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("architecture", list(ARCHITECTURES))
+def test_mermaid_has_no_html(capsys, architecture):
+    assert main(["draw", architecture]) == 0
+    mermaid = capsys.readouterr().out
+    assert "graph TD;" in mermaid and "__start__([start]):::first" in mermaid
+    assert "<" not in mermaid and "&nbsp" not in mermaid, mermaid
+
+
+def test_ascii_lists_the_loop_edge_it_cannot_draw(capsys):
+    assert main(["draw", "hierarchical", "--ascii"]) == 0
+    picture, _, below = capsys.readouterr().out.partition("edges back up the graph (loops), not drawn above")
+    assert "| consolidate |" in picture and "| plan |" in picture
+    assert below.splitlines()[1:] == ["  consolidate -.-> plan"]
+    assert main(["draw", "competitive", "--ascii"]) == 0  # no loop: nothing listed
+    assert "not drawn above" not in capsys.readouterr().out
+
+
+def test_draw_a_run_as_svg_marks_the_nodes_it_went_through(capsys, sqlite_db, tmp_path):
+    from graphswarm import Agent, JoinPolicy, RunFailedError, SwarmSpec, run_swarm
+    from graphswarm.testing import ScriptedChatModel
+
+    model = ScriptedChatModel(
+        {"leader": [{"tasks": [{"title": "copy", "worker": "writer"}]}], "writer": [ValueError("writer broke")]}
+    )
+    spec = SwarmSpec(
+        architecture="hierarchical", agents=[Agent(name="writer")], model=model, options={"join": JoinPolicy.FAIL_FAST}
+    )
+    with pytest.raises(RunFailedError):
+        run_swarm(spec, "objective", db=sqlite_db, run_id="drawn")
+    out = tmp_path / "drawn.svg"
+    assert main(["draw", "drawn", "--svg", str(out), "--db", sqlite_db]) == 0
+    svg = out.read_text(encoding="utf-8")
+    assert svg.startswith("<svg") and "<script" not in svg
+    classes = dict((name, cls) for cls, name in re.findall(r'<g class="(node[^"]*)"><title>([^<]+)</title>', svg))
+    assert classes == {
+        "__start__": "node visited",
+        "plan": "node visited",
+        "work": "node current",
+        "consolidate": "node",
+        "__end__": "node",
+    }
+    assert main(["draw", "drawn", "--db", sqlite_db]) == 0  # mermaid, with the same nodes marked
+    assert "class __start__,plan visited\n" in capsys.readouterr().out
+    line = one_line_error(run_main(capsys, "draw", "nothing", "--db", sqlite_db))
+    assert "unknown architecture or run 'nothing'" in line and "hierarchical" in line
 
 
 @pytest.mark.parametrize(
@@ -479,3 +528,63 @@ def test_ctrl_c_says_the_run_is_saved_and_how_to_continue_it(fake, sqlite_db):
 
     fake.configure(latency_ms=0)
     cli("resume", "cc", db=sqlite_db, check=True)
+
+
+def priced_team(tmp_path: Path, **worker_price) -> Path:
+    """AGENTS with the leader on gpt-4o-mini (genai-prices knows it) and workers on models
+    no price list knows; `worker_price` gives the workers a price of their own."""
+    team = json.loads(json.dumps(AGENTS))
+    team["leader"]["model"] = "gpt-4o-mini"
+    for agent in team["agents"]:
+        if worker_price:
+            agent["price"] = worker_price
+    path = tmp_path / "priced.json"
+    path.write_text(json.dumps(team))
+    return path
+
+
+def test_show_prices_known_models_and_says_unknown_for_the_rest(fake, tmp_path, sqlite_db):
+    tasks = [{"title": f"part of {name}", "description": "", "worker": name} for name in WORKER_NAMES]
+    fake.script("gpt-4o-mini", [{"json": {"tasks": tasks}}, {"json": {"answer": "the final site", "approved": True}}])
+    team = priced_team(tmp_path)
+    cli("run", "hierarchical", "Make a website", "--agents-file", str(team), "--base-url", fake.url,
+        "--run-id", "prices", db=sqlite_db, check=True)  # fmt: skip
+
+    usage = json.loads(cli("show", "prices", "--json", db=sqlite_db, check=True).stdout)["usage"]
+    lead = usage["agents"]["lead"]
+    expected = (lead["input_tokens"] * 0.15 + lead["output_tokens"] * 0.60) / 1e6  # genai-prices' gpt-4o-mini
+    assert lead["cost"] == pytest.approx(expected) and lead["cost"] > 0
+    assert usage["agents"]["fast1"]["cost"] is None and usage["total"]["cost"] is None
+
+    rows = {line.split("│")[1].strip(): line for line in cli("show", "prices", db=sqlite_db, check=True).stdout.splitlines()
+            if line.startswith("│")}  # fmt: skip
+    assert rows["lead"].rstrip(" │").endswith(f"{expected:.4f}")
+    assert rows["fast1"].rstrip(" │").endswith("unknown")
+    assert rows["total"].rstrip(" │").endswith("unknown")
+    assert "0.0000" not in rows["fast1"]
+
+
+def test_max_cost_refuses_a_swarm_with_unpriced_models(fake, tmp_path, sqlite_db):
+    run = cli("run", "hierarchical", "x", "--agents-file", str(priced_team(tmp_path)), "--base-url", fake.url,
+              "--max-cost", "0.5", db=sqlite_db)  # fmt: skip
+    assert run.returncode == 2  # bad input: nothing started
+    assert "cost cap cannot be kept" in run.stderr and "fast1 (fast-1)" in run.stderr and "lead" not in run.stderr
+    assert fake.stats()["requests"] == 0
+    assert "hierarchical" not in cli("runs", db=sqlite_db, check=True).stdout
+
+    # a price of their own in the agents file wins: the cap can be kept
+    script_leader_on = [{"title": f"part of {n}", "description": "", "worker": n} for n in WORKER_NAMES]
+    fake.script("gpt-4o-mini", [{"json": {"tasks": script_leader_on}}, {"json": {"answer": "done", "approved": True}}])
+    team = priced_team(tmp_path, input_per_mtok=1.0, output_per_mtok=2.0)
+    ok = cli("run", "hierarchical", "x", "--agents-file", str(team), "--base-url", fake.url, "--max-cost", "0.5",
+             "--run-id", "capped-ok", db=sqlite_db)  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    usage = json.loads(cli("show", "capped-ok", "--json", db=sqlite_db, check=True).stdout)["usage"]
+    assert usage["agents"]["fast1"]["cost"] > 0 and usage["total"]["cost"] > 0
+
+
+def test_version(capsys):
+    from graphswarm import __version__
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"graphswarm {__version__}"

@@ -64,6 +64,53 @@ async def test_a_tie_goes_to_the_first_answer_by_default():
     result = await run(model, agents=VOTERS[:2])
     assert result.final_answer == "blue"
     assert result.state["votes"][-1]["tie"] is True
+    assert result.stop_reason == "tie_broken_by_first"  # not "majority": nobody had one
+
+
+async def test_a_three_way_split_broken_by_the_first_answer_says_so():
+    model = ScriptedChatModel({"v1": ["Final answer: 1"], "v2": ["Final answer: 2"], "v3": ["Final answer: 3"]})
+    result = await run(model, agents=VOTERS[:3])
+    table = result.state["votes"][-1]
+    assert (result.final_answer, result.stop_reason) == ("1", "tie_broken_by_first")
+    assert table["margin"] == 0 and table["tied"] == ["1", "2", "3"]
+
+
+async def test_a_tie_left_for_a_new_round_with_none_left_is_broken_by_the_first_answer():
+    model = ScriptedChatModel({"v1": ["Final answer: blue"], "v2": ["Final answer: red"]})
+    result = await run(model, agents=VOTERS[:2], tie_break="new_round")
+    assert (result.final_answer, result.stop_reason) == ("blue", "tie_broken_by_first")
+
+
+async def test_a_unanimous_vote_has_a_margin_of_all_its_votes():
+    model = ScriptedChatModel({f"v{i}": ["Final answer: 42"] for i in range(1, 4)})
+    table = (await run(model, agents=VOTERS[:3])).state["votes"][-1]
+    assert (table["margin"], table["agreement"]) == (3, 1.0)
+
+
+async def test_by_default_agents_answer_once_and_never_see_the_tally():
+    # README: "with `--rounds N` (default 0) they see the tally and may revise"
+    model = ScriptedChatModel({"v1": ["Final answer: 1"], "v2": ["Final answer: 2"], "v3": ["Final answer: 2"]})
+    result = await run(model, agents=VOTERS[:3])
+    assert result.stop_reason == "majority" and len(model.calls) == 3
+    assert all("tally" not in call.prompt.lower() for call in model.calls)
+
+
+async def test_a_resumed_40_agent_vote_counts_every_agent_once(tmp_path):
+    from graphswarm import Budget
+
+    agents = [Agent(name=f"a{i:02d}") for i in range(40)]
+    model = ScriptedChatModel({a.name: [f"Final answer: {41 if i % 4 == 0 else 42}"] for i, a in enumerate(agents)})
+    spec = SwarmSpec(architecture="collaborative", agents=agents, model=model)
+    async with Runner(str(tmp_path / "runs.sqlite")) as runner:
+        paused = await runner.start(spec, "What is 17 + 25?", budget=Budget(max_calls=31))
+        assert paused.status is RunStatus.INTERRUPTED and paused.stop_reason == "call_cap"
+        result = await runner.resume(paused.run_id, graph=spec.build(), budget=Budget(max_calls=80))
+    table = result.state["votes"][-1]
+    assert result.status is RunStatus.DONE and len(model.calls) == 40  # no agent asked twice
+    assert sorted(b["agent"] for b in table["ballots"]) == [a.name for a in agents]
+    assert len(result.state["answers"]) == 40
+    assert table["counts"] == {"42": 30, "41": 10}
+    assert (table["agreement"], table["margin"]) == (0.75, 20)
 
 
 async def test_a_tie_can_be_broken_by_a_judge():

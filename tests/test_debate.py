@@ -52,6 +52,26 @@ async def test_the_round_limit_ends_a_debate_without_agreement():
     assert len(result.state["transcript"]) == 6
 
 
+async def test_a_tied_last_round_without_a_judge_says_the_first_answer_broke_the_tie():
+    agents = [Agent(name=n) for n in ("ann", "ben", "cat", "dan")]
+    script = {
+        "ann": ["Final answer: 1"],
+        "ben": ["Final answer: 2"],
+        "cat": ["Final answer: 2"],
+        "dan": ["Final answer: 1"],
+    }
+    result = await run(ScriptedChatModel(script), agents=agents, rounds=1, threshold=0.5)
+    assert result.stop_reason == "tie_broken_by_first"  # a 2-2 split is no consensus, even at threshold 0.5
+    assert result.final_answer == "1"
+
+
+async def test_a_tied_last_round_with_a_judge_is_judged_not_broken_by_rule():
+    script = {"ann": ["Final answer: 1"], "ben": ["Final answer: 2"], "judge": [{"answer": "2", "reason": "right"}]}
+    agents = [Agent(name="ann"), Agent(name="ben")]
+    result = await run(ScriptedChatModel(script), agents=agents, judge=Agent(name="judge"), rounds=1)
+    assert result.stop_reason == "max_rounds" and result.final_answer == "2"
+
+
 async def test_a_lower_threshold_accepts_a_majority():
     model = ScriptedChatModel({"ann": ["Final answer: 1"], "ben": ["Final answer: 2"], "cat": ["Final answer: 2"]})
     result = await run(model, rounds=3, threshold=0.6)

@@ -9,6 +9,7 @@ from langchain_openai import ChatOpenAI
 from pydantic import BaseModel
 
 from graphswarm import Agent, Budget, Runner, RunStatus, StructuredMethod, SwarmSpec, resolve_model
+from graphswarm.agents import ModelPrice
 from graphswarm.structured import ainvoke_structured
 
 # Heterogeneous agents: each on its own model name, so the server counts each apart.
@@ -112,9 +113,11 @@ async def test_token_cap_pauses_and_resumes_with_a_raised_cap(fake):
 async def test_cost_cap_uses_the_price_table(fake):
     priced = [Agent(name="w", model="gpt-4o", strengths=["x"])]
     fake.script("leader-model", [{"json": {"tasks": [{"title": "t", "worker": "w"}]}}])
+    free_leader = LEADER.model_copy(update={"price": ModelPrice()})
+    swarm = SwarmSpec(architecture="hierarchical", agents=priced, leader=free_leader, base_url=fake.url)
     async with Runner("memory") as runner:
-        result = await runner.start(spec(fake, workers=priced), "x", budget=Budget(max_cost=1e-9))
-    # the leader's model has no price; the worker's gpt-4o call costs money, so consolidation waits
+        result = await runner.start(swarm, "x", budget=Budget(max_cost=1e-9))
+    # the leader's own price is 0; the worker's gpt-4o call costs money (genai-prices), so consolidation waits
     assert result.stop_reason == "cost_cap"
     assert result.pauses[0]["node"] == "consolidate"
     assert result.usage["agents"]["w"]["cost"] > 0

@@ -124,8 +124,8 @@ async def test_collaborative_report_holds_each_rounds_answers_and_vote_table():
     )
     html, _ = await report_of(spec, objective="What is 17 + 25?")
     assert "<h3>Round 1</h3>" in html and "<h3>Round 2</h3>" in html
-    assert "plurality vote · winner: 42 · margin 0 · agreement 50% · tie" in html
-    assert "plurality vote · winner: 42 · margin 0 · agreement 100%" in html
+    assert "plurality vote · winner: 42 · margin 0 · agreement 50% (1 of 2 votes) · tie" in html
+    assert "plurality vote · winner: 42 · margin 3 · agreement 100% (3 of 3 votes)" in html
     assert "<td>(abstained)</td><td>0</td><td>v3</td>" in html
     assert 'class="graphswarm-chart"' in html  # agreement over the two rounds
 
@@ -238,6 +238,14 @@ async def test_markdown_report_has_a_mermaid_graph_and_tables():
     assert "| researcher | 1 |" in md
     assert "leader@plan" in md
     assert "&lt;script&gt;" in md and "<script>" not in md
+
+
+async def test_markdown_report_mermaid_has_no_html():
+    md, _ = await report_of(hierarchical(), fmt="md")
+    graph = md.split("```mermaid\n", 1)[1].split("```", 1)[0]
+    assert "consolidate(consolidate)" in graph and "__start__([start]):::first" in graph
+    assert "%% consolidate: waits for all its inputs (defer=True)" in graph
+    assert "<" not in graph and "&nbsp" not in graph, graph
 
 
 async def test_a_failed_run_shows_where_it_stopped_and_counts_each_call_once():

@@ -91,3 +91,12 @@ def test_the_terminal_prints_blocks_as_written(capsys, monkeypatch):
     ):
         assert text in printed
     assert re.search(r"│ 2\s+│ 1\s+│", printed)  # the chart's points, as a table: round 2, agreement 1
+
+
+def test_a_vote_shows_the_votes_behind_its_agreement_and_margin():
+    from graphswarm.aggregation import count_votes, make_ballot
+
+    split = count_votes([make_ballot(f"a{i}", f"Final answer: answer number {i}") for i in range(40)])
+    assert view.vote_progress(split).startswith("agreement 2% (1 of 40 votes), leading: answer number 0")
+    unanimous = count_votes([make_ballot(f"a{i}", "Final answer: 42") for i in range(3)])
+    assert view.vote_table(unanimous, brief=True).caption == "winner: 42 · margin 3 · agreement 100% (3 of 3 votes)"

@@ -194,7 +194,21 @@ def test_show_prints_the_vote_table(fake, capsys, sqlite_db):
     capsys.readouterr()
     assert main(["show", "shown", "--db", sqlite_db]) == 0
     shown = capsys.readouterr().out
-    assert "vote (round 1)" in shown and "agreement 67%" in shown
+    assert "vote (round 1)" in shown and "margin 1 · agreement 67% (2 of 3 votes)" in shown
+
+
+def test_a_split_vote_broken_by_the_first_answer_says_so(fake, capsys, sqlite_db):
+    from graphswarm.cli import main
+
+    for answer in ("blue", "red", "green"):
+        fake.script("default", [{"content": f"Final answer: {answer}"}])
+    args = ["run", "collaborative", "Which colour?", "--agents", "3", "--base-url", fake.url, "--run-id", "split"]
+    assert main([*args, "--db", sqlite_db, "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["show", "split", "--db", sqlite_db]) == 0
+    shown = capsys.readouterr().out
+    assert "tie_broken_by_first" in shown and "majority" not in shown
+    assert "margin 0 · agreement 33% (1 of 3 votes)" in shown
 
 
 def particle_spec(fake, agents, iterations, **options) -> SwarmSpec:

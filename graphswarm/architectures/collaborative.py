@@ -186,11 +186,18 @@ def tally(state: CollaborativeState, *, vote: _Vote) -> dict[str, Any]:
         # A tie left open for the judge or a new round; with no round left, the first answer stands.
         if vote.tie_break is TieBreak.NEW_ROUND and not more_rounds:
             update["final_answer"] = table["clusters"][0]["answers"][0]
-            update["stop_reason"] = StopReason.MAX_ROUNDS.value
+            update["stop_reason"] = StopReason.TIE_BROKEN_BY_FIRST.value
     elif table["agreement"] >= 1.0 or not more_rounds:
         update["final_answer"] = table["winning_answer"]
-        update["stop_reason"] = (StopReason.CONSENSUS if table["agreement"] >= 1.0 else StopReason.MAJORITY).value
+        update["stop_reason"] = _decided_by(table).value
     return update
+
+
+def _decided_by(table: VoteTable) -> StopReason:
+    """Why a vote with a winner ends: all agreed, a tie broken by the `first` rule, or a majority."""
+    if table["agreement"] >= 1.0:
+        return StopReason.CONSENSUS
+    return StopReason.TIE_BROKEN_BY_FIRST if table["tie"] else StopReason.MAJORITY
 
 
 def after_tally(state: CollaborativeState, *, vote: _Vote) -> list[Send] | str:
@@ -254,7 +261,7 @@ def view_run(run: Run, *, brief: bool = False) -> list[Block]:
 
 ARCHITECTURE = Architecture(
     name="collaborative",
-    summary="agents answer in parallel, may revise after seeing the tally, and a counted vote decides",
+    summary="agents answer in parallel (with --rounds, revise after seeing the tally), and a counted vote decides",
     build=create_collaborative,
     options=CollaborativeOptions,
     view=View(update=view_update, run=view_run),

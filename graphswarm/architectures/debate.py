@@ -215,10 +215,12 @@ def assess(state: DebateState, *, debate: _Debate) -> dict[str, Any]:
         "votes": table,
     }
     update: dict[str, Any] = {"round": round_, "rounds": [outcome]}
-    if table["winner"] is not None and table["agreement"] >= debate.threshold:
+    if table["winner"] is not None and not table["tie"] and table["agreement"] >= debate.threshold:
         update["stop_reason"] = StopReason.CONSENSUS.value
     elif round_ >= debate.rounds:
-        update["stop_reason"] = StopReason.MAX_ROUNDS.value
+        # Without a judge a tied last round is settled by the `first` rule: say so.
+        tie_broken = table["tie"] and debate.judge is None
+        update["stop_reason"] = (StopReason.TIE_BROKEN_BY_FIRST if tie_broken else StopReason.MAX_ROUNDS).value
     return update
 
 
