@@ -23,7 +23,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.store.base import BaseStore
 
-from graphswarm.errors import ConfigError
+from graphswarm.errors import ConfigError, first_line
 from graphswarm.models import redact_url
 
 if TYPE_CHECKING:
@@ -169,6 +169,5 @@ async def _postgres(stack: AsyncExitStack, database: Database) -> tuple[BaseChec
         await checkpointer.setup()
         await store.setup()
     except psycopg.Error as exc:
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"cannot use PostgreSQL database {database.label}: {detail}") from None
+        raise ConfigError(f"cannot use PostgreSQL database {database.label}: {first_line(exc)}") from None
     return checkpointer, store

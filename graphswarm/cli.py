@@ -22,7 +22,7 @@ from rich.text import Text
 from typer.core import TyperCommand
 
 from graphswarm import view
-from graphswarm.errors import ConfigError, GraphswarmError, UnknownRunError, UsageError
+from graphswarm.errors import ConfigError, GraphswarmError, UnknownRunError, UsageError, first_line
 from graphswarm.view import Block, shorten
 
 try:  # Typer >= 0.17 ships its own copy of click
@@ -799,8 +799,7 @@ def _one_line(exc: BaseException) -> str:
         e = exc.errors()[0]
         where = ".".join(str(p) for p in e["loc"])
         return f"invalid {exc.title} {where}: {e['msg']}"
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    return first_line(exc)
 
 
 def main(argv: list[str] | None = None) -> int:

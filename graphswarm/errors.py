@@ -17,6 +17,7 @@ __all__ = [
     "RunError",
     "StructuredOutputError",
     "ToolRefusedError",
+    "first_line",
 ]
 
 
@@ -70,3 +71,10 @@ class StructuredOutputError(RunError):
 class ToolRefusedError(GraphswarmError):
     """A built-in tool refused a request (a path outside the workspace, code posing as
     arithmetic); the tool loop shows the message to the model, which may try again."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's message (its type's name when it has none): what a
+    one-line error or a run record shows."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from graphswarm.errors import MissingExtraError, ModelConfigError
+from graphswarm.errors import MissingExtraError, ModelConfigError, first_line
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -80,7 +80,7 @@ def load_local_model(path: str | None = None, *, temperature: float | None = Non
     except ValidationError as exc:
         # llama.cpp's "failed to load" arrives wrapped by the model's validator.
         cause = exc.errors()[0].get("ctx", {}).get("error", exc)
-        raise ModelConfigError(f"cannot load local model {path or model_path}: {_first_line(cause)}") from None
+        raise ModelConfigError(f"cannot load local model {path or model_path}: {first_line(cause)}") from None
 
 
 def check_local_model(path: str | None = None) -> Path:
@@ -413,8 +413,3 @@ def _chat_class() -> type[BaseChatModel]:
                 await worker
 
     return LocalChatModel
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__

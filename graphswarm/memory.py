@@ -33,7 +33,7 @@ from typing_extensions import TypedDict
 
 from graphswarm.checkpoint import Backend, parse_db_url
 from graphswarm.embeddings import resolve_embeddings
-from graphswarm.errors import ConfigError
+from graphswarm.errors import ConfigError, first_line
 from graphswarm.models import redact_url
 
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ def open_chroma(url: str | None = None, *, db: str | None = None) -> ClientAPI:
         if spec in ("memory", "ephemeral"):
             return chromadb.EphemeralClient(settings=settings)
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot open Chroma store {spec or str(chroma_path(db))!r}: {_first_line(exc)}") from None
+        raise ConfigError(f"cannot open Chroma store {spec or str(chroma_path(db))!r}: {first_line(exc)}") from None
     parts = urlsplit(spec)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(
@@ -117,7 +117,7 @@ def _http_client(url: str, settings: Any) -> ClientAPI:
         httpx.get(f"{parts.scheme}://{parts.netloc}/api/v2/heartbeat", timeout=HEARTBEAT_TIMEOUT).raise_for_status()
         return chromadb.HttpClient(host=parts.hostname or "", port=port, ssl=ssl, settings=settings)
     except Exception as exc:
-        raise ConfigError(f"cannot reach Chroma at {redact_url(url)}: {_first_line(exc)}") from None
+        raise ConfigError(f"cannot reach Chroma at {redact_url(url)}: {first_line(exc)}") from None
 
 
 def collection_name(run_id: str) -> str:
@@ -287,7 +287,7 @@ class SharedMemory:
             if "dimension" not in str(exc):
                 raise
             raise ConfigError(
-                f"Chroma collection {self.name!r} was filled with other embeddings ({_first_line(exc)}): "
+                f"Chroma collection {self.name!r} was filled with other embeddings ({first_line(exc)}): "
                 "use the same embeddings as before, or another run id"
             ) from None
 
@@ -312,8 +312,3 @@ def _note(id_: str, text: str | None, meta: Any, distance: float | None = None) 
 def _check_text(text: Any) -> None:
     if not isinstance(text, str) or not text.strip():
         raise ConfigError(f"a note needs non-empty text, got {text!r}")
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__

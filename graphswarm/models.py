@@ -25,7 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from langchain_core.language_models import BaseChatModel
 
-from graphswarm.errors import ConfigError, MissingExtraError, ModelConfigError
+from graphswarm.errors import ConfigError, MissingExtraError, ModelConfigError, first_line
 
 __all__ = [
     "LOCAL",
@@ -231,7 +231,7 @@ def _init_chat_model(provider: str, name: str, temperature: float | None) -> Bas
     except ValueError as exc:
         raise ModelConfigError(f"cannot use model {provider}:{name}: {exc}") from None
     except Exception as exc:  # provider clients raise their own types for missing keys
-        raise ModelConfigError(f"cannot use model {provider}:{name}: {_first_line(exc)}") from None
+        raise ModelConfigError(f"cannot use model {provider}:{name}: {first_line(exc)}") from None
 
 
 def model_label(spec: Any) -> str:
@@ -262,11 +262,6 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
 def estimate_cost(model: BaseChatModel, input_tokens: int, output_tokens: int) -> float | None:
     """Estimated US dollars for one call, or None when no price is known.
 
@@ -286,7 +281,7 @@ def price_known(spec: str | BaseChatModel | None, *, base_url: str | None = None
     provider, name = _parse(spec, base_url, notice=False)
     if provider in (LOCAL, "ollama"):
         return True
-    if provider == "openai" and base_url and "api.openai.com" not in base_url:
+    if provider == "openai" and not _is_openai_api(base_url):
         provider = ""
     return _price(name, provider or None, 0, 0) is not None
 
@@ -316,6 +311,10 @@ def _priced_name(model: BaseChatModel) -> tuple[str, str | None]:
     if not isinstance(name, str):
         return "", None
     if any(cls.__name__ == "ChatOpenAI" for cls in type(model).__mro__):
-        base = str(getattr(model, "openai_api_base", None) or "")
-        return name, "openai" if not base or "api.openai.com" in base else None
+        return name, "openai" if _is_openai_api(getattr(model, "openai_api_base", None)) else None
     return name, None
+
+
+def _is_openai_api(base_url: str | None) -> bool:
+    """Whether requests go to OpenAI's own API (priced as OpenAI's), not another server."""
+    return not base_url or "api.openai.com" in base_url

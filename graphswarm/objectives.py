@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from typing_extensions import TypedDict
 
-from graphswarm.errors import ConfigError
+from graphswarm.errors import ConfigError, first_line
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -110,7 +110,7 @@ class TokenCounter:
         try:
             tokenizer = Tokenizer.from_file(str(path))
         except Exception as exc:
-            raise ConfigError(f"cannot load tokenizer {str(path)!r}: {_first_line(exc)}") from None
+            raise ConfigError(f"cannot load tokenizer {str(path)!r}: {first_line(exc)}") from None
         return cls(tokenizer, name=name or Path(path).parent.name)
 
     def count(self, text: str) -> int:
@@ -436,8 +436,3 @@ async def relevant_chunks(
 def _chunk_number(note: Any) -> int:
     number = str(note.get("task_id") or "").rpartition("-")[2]
     return int(number) if number.isdigit() else 1 << 30
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__

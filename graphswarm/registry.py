@@ -120,12 +120,16 @@ class SwarmSpec(BaseModel):
         """Every agent of the swarm: the special roles first, then the members."""
         return [*self.roles.values(), *self.agents]
 
+    def model_of(self, agent: Agent) -> Any:
+        """The model an agent uses: its own, else the swarm's."""
+        return agent.model if agent.model is not None else self.model
+
     def check_models(self) -> None:
         """Raise `ModelConfigError` (or `ConfigError`) if a member's model or the named
         embeddings cannot work, creating no client: a built graph resolves them only when
         its nodes first use them."""
         for agent in self.members:
-            check_model(agent.model if agent.model is not None else self.model, base_url=self.base_url)
+            check_model(self.model_of(agent), base_url=self.base_url)
         options = self.checked_options()
         if options.needs_embeddings:
             from graphswarm.embeddings import check_embeddings
@@ -136,10 +140,9 @@ class SwarmSpec(BaseModel):
         """Raise `ConfigError` naming the agents whose model has no known price: a cost cap
         cannot be kept for them (see `Budget.max_cost`)."""
         unpriced = [
-            f"{a.name} ({model_label(a.model if a.model is not None else self.model)})"
+            f"{a.name} ({model_label(self.model_of(a))})"
             for a in self.members
-            if a.price is None
-            and not price_known(a.model if a.model is not None else self.model, base_url=self.base_url)
+            if a.price is None and not price_known(self.model_of(a), base_url=self.base_url)
         ]
         if unpriced:
             raise ConfigError(

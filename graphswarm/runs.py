@@ -32,7 +32,7 @@ from langgraph.types import Command, StreamMode
 from graphswarm.budget import Budget, Governor
 from graphswarm.checkpoint import Persistence, open_database
 from graphswarm.edits import apply_edit, checked_edit
-from graphswarm.errors import ConfigError, RunError, UsageError
+from graphswarm.errors import ConfigError, RunError, UsageError, first_line
 from graphswarm.forks import fork_run
 from graphswarm.inspection import RunReader, RunResult, Step, python_graph_needed, run_config
 from graphswarm.records import RunRecord, RunRecords, RunStatus, new_run_id
@@ -68,8 +68,7 @@ class RunFailedError(RunError):
     """A run stopped on an error; its state is saved and `resume` continues it."""
 
     def __init__(self, run_id: str, cause: BaseException) -> None:
-        detail = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
-        super().__init__(f"run {run_id} failed: {type(cause).__name__}: {detail}")
+        super().__init__(f"run {run_id} failed: {type(cause).__name__}: {first_line(cause)}")
         self.run_id = run_id
         self.cause = cause
 
