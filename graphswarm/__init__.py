@@ -14,6 +14,8 @@ _EXPORTS: dict[str, str] = {
     "Agent": "graphswarm.agents",
     "ModelPrice": "graphswarm.agents",
     "Budget": "graphswarm.budget",
+    "SwarmContext": "graphswarm.budget",
+    "configurable_graph": "graphswarm.configurable",
     "create_hierarchical": "graphswarm.architectures.hierarchical",
     "create_collaborative": "graphswarm.architectures.collaborative",
     "create_competitive": "graphswarm.architectures.competitive",
@@ -77,8 +79,9 @@ if TYPE_CHECKING:
     from graphswarm.architectures.orchestrator import OrchestratorOptions, create_orchestrator
     from graphswarm.architectures.particle import ParticleOptions, create_particle
     from graphswarm.architectures.task_loop import TaskLoopOptions, create_task_loop
-    from graphswarm.budget import Budget
+    from graphswarm.budget import Budget, SwarmContext
     from graphswarm.checkpoint import open_database
+    from graphswarm.configurable import configurable_graph
     from graphswarm.errors import (
         ConfigError,
         GraphswarmError,

@@ -14,17 +14,13 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
 from graphswarm.state import CallRecord, StopReason
-
-if TYPE_CHECKING:  # type names only: importing the budget loads no memory backend
-    from pathlib import Path
-
-    from graphswarm.memory import SharedMemory
 
 __all__ = ["Budget", "BudgetExhausted", "Governor", "SwarmContext"]
 
@@ -90,6 +86,11 @@ class Governor:
                 raise stop
             self._calls += 1
 
+    async def aadmit(self, fingerprint: str, *, priced: bool = True) -> None:
+        """`admit`, for nodes: a governor shared across machines (a Temporal run's) asks
+        the one place that decides."""
+        self.admit(fingerprint, priced=priced)
+
     def exhausted(self) -> BudgetExhausted | None:
         """The cap already reached, if any, without reserving a call (for loops that
         would rather stop cleanly between tasks than pause inside one)."""
@@ -137,12 +138,48 @@ class Governor:
         return self._tokens
 
 
-@dataclass
-class SwarmContext:
-    """Run-scoped objects handed to every node by LangGraph (never checkpointed)."""
+class SwarmContext(BaseModel):
+    """What a run is given besides its input, handed to every node by LangGraph.
 
-    governor: Governor = field(default_factory=Governor)
-    memory: SharedMemory | None = None
-    """The run's shared memory, when the run has one."""
-    workspace: Path | None = None
+    Two kinds of fields. Settings (plain data: Studio shows them as the assistant's and
+    the run's context form, a remote worker receives them) choose the swarm of a graph
+    built by `graphswarm.configurable.configurable_graph`: `model`, `base_url`,
+    `agents`, `options`, `budget` (a graph built from a spec in Python ignores all but
+    `budget`). The run's live objects (`governor`, `memory`, `workspace`) are never
+    serialized or shown; a context without a governor makes one from `budget` on first use.
+
+    For a graph you compile yourself, `SwarmContext(budget=Budget(max_calls=20))` is the
+    whole of it: `await graph.ainvoke(input, context=...)`.
+    """
+
+    model_config = ConfigDict(
+        arbitrary_types_allowed=True,
+        title="swarm",
+        # What Studio shows above the form (the docstring is for Python readers).
+        json_schema_extra={"description": "The swarm this run uses: unset fields keep the server's defaults."},
+    )
+
+    model: str | None = Field(None, description='The swarm\'s model, "provider:name" (e.g. "openai:gpt-4o-mini").')
+    base_url: str | None = Field(None, description="An OpenAI-compatible server for the swarm's model.")
+    agents: int | None = Field(None, ge=1, description="How many agents (members) the swarm has.")
+    options: dict[str, Any] | None = Field(
+        default_factory=dict, description="The architecture's options (`graphswarm options ARCH` lists them)."
+    )
+    budget: Budget = Field(default_factory=Budget, description="Caps for the run.")
+    spec: SkipJsonSchema[dict[str, Any] | None] = None
+    """A whole recorded swarm (`SwarmSpec.to_record()`); when given, it wins over the
+    settings above (a remote run is sent its spec this way)."""
+    run_id: SkipJsonSchema[str | None] = None
+
+    governor: SkipJsonSchema[Governor | None] = Field(None, exclude=True)
+    memory: SkipJsonSchema[Any] = Field(None, exclude=True)
+    """The run's shared memory (a `SharedMemory`), when the run has one."""
+    workspace: SkipJsonSchema[Path | None] = Field(None, exclude=True)
     """The run's own directory for agents' files, when the runner gives one."""
+
+    def governor_for_run(self) -> Governor:
+        """The run's governor: the one given, else one made from `budget` (kept: every
+        node of the execution shares it)."""
+        if self.governor is None:
+            self.governor = Governor(self.budget)
+        return self.governor

@@ -6,12 +6,16 @@
 - ``memory`` — in-process only, for tests and notebooks.
 
 Checkpoints are serialised with LangGraph's msgpack serializer with the pickle
-fallback off, so loading a checkpoint never unpickles anything.
+fallback off, so loading a checkpoint never unpickles anything. The tables are created
+(and migrated) by one process at a time, so that many processes can open a new database
+at once; beside them, `graphswarm.leases` keeps which process executes which run.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -24,6 +28,7 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.store.base import BaseStore
 
 from graphswarm.errors import ConfigError, first_line
+from graphswarm.leases import CREATE_LEASE_TABLE, MemoryLeaseTable, RunLeases, SqlLeaseTable
 from graphswarm.models import redact_url
 
 if TYPE_CHECKING:
@@ -35,6 +40,8 @@ __all__ = ["DEFAULT_DB", "Backend", "Database", "Persistence", "open_database", 
 DEFAULT_DB = ".graphswarm/runs.sqlite"
 
 SERDE = JsonPlusSerializer(pickle_fallback=False)
+
+_SETUP_LOCK_KEY = 0x67726170687377  # "graphsw": the PostgreSQL advisory lock held while setting up tables
 
 
 class Backend(StrEnum):
@@ -81,12 +88,13 @@ def parse_db_url(url: str | None = None) -> Database:
 
 @dataclass
 class Persistence:
-    """One open database: the checkpointer that holds runs' states and the store that
-    holds their records."""
+    """One open database: the checkpointer that holds runs' states, the store that
+    holds their records, and the leases saying which process executes which run."""
 
     database: Database
     checkpointer: BaseCheckpointSaver
     store: BaseStore
+    leases: RunLeases
 
     def compile(
         self,
@@ -104,7 +112,7 @@ class Persistence:
         )
 
 
-_memory: dict[str, tuple[BaseCheckpointSaver, BaseStore]] = {}
+_memory: dict[str, tuple[BaseCheckpointSaver, BaseStore, RunLeases]] = {}
 
 
 @asynccontextmanager
@@ -113,45 +121,71 @@ async def open_database(url: str | Database | None = None) -> AsyncIterator[Pers
     database = url if isinstance(url, Database) else parse_db_url(url)
     async with AsyncExitStack() as stack:
         if database.backend is Backend.MEMORY:
-            checkpointer, store = _memory_backend()
+            checkpointer, store, leases = _memory_backend()
         elif database.backend is Backend.SQLITE:
-            checkpointer, store = await _sqlite(stack, database.location)
+            checkpointer, store, leases = await _sqlite(stack, database.location)
         else:
-            checkpointer, store = await _postgres(stack, database)
-        yield Persistence(database, checkpointer, store)
+            checkpointer, store, leases = await _postgres(stack, database)
+        yield Persistence(database, checkpointer, store, leases)
 
 
-def _memory_backend() -> tuple[BaseCheckpointSaver, BaseStore]:
+def _memory_backend() -> tuple[BaseCheckpointSaver, BaseStore, RunLeases]:
     # One in-memory database per process, so that a run can be resumed in the same session.
     if "memory" not in _memory:
         from langgraph.checkpoint.memory import InMemorySaver
         from langgraph.store.memory import InMemoryStore
 
-        _memory["memory"] = (InMemorySaver(serde=SERDE), InMemoryStore())
+        _memory["memory"] = (InMemorySaver(serde=SERDE), InMemoryStore(), RunLeases(MemoryLeaseTable()))
     return _memory["memory"]
 
 
-async def _sqlite(stack: AsyncExitStack, location: str) -> tuple[BaseCheckpointSaver, BaseStore]:
+async def _sqlite(stack: AsyncExitStack, location: str) -> tuple[BaseCheckpointSaver, BaseStore, RunLeases]:
     import aiosqlite
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
     from langgraph.store.sqlite.aio import AsyncSqliteStore
 
     path = Path(location).expanduser()
+    if path.is_dir():
+        raise ConfigError(f"cannot open SQLite database {location!r}: it is a directory")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Fail here, not in aiosqlite's thread (which then reports to a closed event loop).
+        sqlite3.connect(str(path)).close()
         conn = await stack.enter_async_context(aiosqlite.connect(str(path)))
-        await conn.execute("PRAGMA journal_mode=WAL")
         store_conn = await stack.enter_async_context(aiosqlite.connect(str(path), isolation_level=None))
-    except (OSError, aiosqlite.Error) as exc:
+        lease_conn = await stack.enter_async_context(aiosqlite.connect(str(path), isolation_level=None))
+        checkpointer = AsyncSqliteSaver(conn, serde=SERDE)
+        store = AsyncSqliteStore(store_conn)
+        async with _setting_up(path.parent):
+            await conn.execute("PRAGMA journal_mode=WAL")
+            await checkpointer.setup()
+            await store.setup()
+            await lease_conn.execute(CREATE_LEASE_TABLE)
+    except (OSError, sqlite3.Error) as exc:  # aiosqlite's errors are sqlite3's
         raise ConfigError(f"cannot open SQLite database {location!r}: {exc}") from None
-    checkpointer = AsyncSqliteSaver(conn, serde=SERDE)
-    store = AsyncSqliteStore(store_conn)
-    await checkpointer.setup()
-    await store.setup()
-    return checkpointer, store
+    return checkpointer, store, RunLeases(SqlLeaseTable(lease_conn))
 
 
-async def _postgres(stack: AsyncExitStack, database: Database) -> tuple[BaseCheckpointSaver, BaseStore]:
+@asynccontextmanager
+async def _setting_up(directory: Path) -> AsyncIterator[None]:
+    """Hold an exclusive lock on the database's directory while its tables are set up:
+    LangGraph's migrations fail when two processes run them at once. (The database file
+    itself is not locked: closing a descriptor of it would drop SQLite's own locks.)"""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no advisory locks
+        yield
+        return
+
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # which releases the lock
+
+
+async def _postgres(stack: AsyncExitStack, database: Database) -> tuple[BaseCheckpointSaver, BaseStore, RunLeases]:
     import psycopg
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
     from langgraph.store.postgres.aio import AsyncPostgresStore
@@ -166,8 +200,27 @@ async def _postgres(stack: AsyncExitStack, database: Database) -> tuple[BaseChec
     try:
         checkpointer = AsyncPostgresSaver(await connect(), serde=SERDE)
         store = AsyncPostgresStore(await connect())
-        await checkpointer.setup()
-        await store.setup()
+        lease_conn = await stack.enter_async_context(
+            await psycopg.AsyncConnection.connect(database.location, autocommit=True, connect_timeout=10)
+        )
+        # One process at a time sets up the tables (LangGraph's migrations fail when run
+        # twice at once); the lock is released with the session if this process dies.
+        # Waiting is polling, not `pg_advisory_lock`: a session blocked in it is a running
+        # statement, which the holder's CREATE INDEX CONCURRENTLY would wait for forever.
+        while not await _try_setup_lock(lease_conn):
+            await asyncio.sleep(0.1)
+        try:
+            await checkpointer.setup()
+            await store.setup()
+            await lease_conn.execute(CREATE_LEASE_TABLE)
+        finally:
+            await lease_conn.execute("SELECT pg_advisory_unlock(%s)", (_SETUP_LOCK_KEY,))
     except psycopg.Error as exc:
         raise ConfigError(f"cannot use PostgreSQL database {database.label}: {first_line(exc)}") from None
-    return checkpointer, store
+    return checkpointer, store, RunLeases(SqlLeaseTable(lease_conn, placeholder="%s"))
+
+
+async def _try_setup_lock(conn: Any) -> bool:
+    cursor = await conn.execute("SELECT pg_try_advisory_lock(%s)", (_SETUP_LOCK_KEY,))
+    row = await cursor.fetchone()
+    return bool(row and row[0])

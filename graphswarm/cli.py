@@ -1,16 +1,20 @@
 """The `graphswarm` command: parsing and presentation only.
 
 Exit codes: 0 success, 1 a run failed (it is saved; the resume command is printed),
-2 bad input (one line on stderr, no traceback), 130 interrupted by Ctrl-C.
+2 bad input (one line on stderr, no traceback), 130 interrupted by Ctrl-C (SIGINT),
+143 stopped by SIGTERM (the run is saved in both cases; the resume command is printed).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
+import threading
 from collections.abc import Callable, Coroutine
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,7 +26,15 @@ from rich.text import Text
 from typer.core import TyperCommand
 
 from graphswarm import view
-from graphswarm.errors import ConfigError, GraphswarmError, UnknownRunError, UsageError, first_line
+from graphswarm.errors import (
+    ConfigError,
+    GraphswarmError,
+    MissingExtraError,
+    UnknownRunError,
+    UsageError,
+    first_line,
+)
+from graphswarm.progress import RunDisplay, run_display
 from graphswarm.view import Block, shorten
 
 try:  # Typer >= 0.17 ships its own copy of click
@@ -33,7 +45,7 @@ except ImportError:  # pragma: no cover - older Typer on plain click
 app = typer.Typer(
     name="graphswarm",
     help="LLM agent swarms as durable LangGraph graphs.",
-    add_completion=False,
+    add_completion=True,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
@@ -89,6 +101,47 @@ SetOption = Annotated[
         "notes: a key with an adding reducer) gets the items of the JSON list appended (entries already there stay as "
         "they are); any other key is replaced. Unknown keys and values of the wrong type are refused.",
     ),
+]
+
+
+StreamOption = Annotated[
+    bool,
+    typer.Option("--stream", help="Print each agent's answer, whole, as soon as it is written (never interleaved)."),
+]
+StreamAgentOption = Annotated[
+    str | None,
+    typer.Option(
+        "--stream-agent",
+        metavar="AGENT",
+        help="Print this agent's answer token by token as it is written (the others only in the phase lines).",
+    ),
+]
+
+
+class Engine(StrEnum):
+    """Where `run` executes a swarm."""
+
+    LOCAL = "local"
+    """In this process (the default)."""
+    TEMPORAL = "temporal"
+    """As a Temporal workflow, on the workers of a task queue (`graphswarm worker`)."""
+
+
+TemporalOption = Annotated[
+    str | None,
+    typer.Option(
+        "--temporal",
+        metavar="HOST:PORT",
+        envvar="GRAPHSWARM_TEMPORAL",
+        help="The Temporal service (a dev server: 127.0.0.1:7233).",
+    ),
+]
+NamespaceOption = Annotated[
+    str, typer.Option("--namespace", envvar="TEMPORAL_NAMESPACE", help="The Temporal namespace.")
+]
+TaskQueueOption = Annotated[str, typer.Option("--task-queue", help="The task queue the swarm's workers poll.")]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print the run as JSON (as `show RUN --json` does) instead of the answer.")
 ]
 
 
@@ -166,7 +219,15 @@ def run(
     concurrency: Annotated[int | None, typer.Option(help="Most model calls in flight at once.")] = None,
     pause_before: Annotated[list[str] | None, typer.Option(help="Pause before this node (repeatable).")] = None,
     pause_after: Annotated[list[str] | None, typer.Option(help="Pause after this node (repeatable).")] = None,
-    stream: Annotated[bool, typer.Option("--stream", help="Print the agents' answers as they are written.")] = False,
+    stream: StreamOption = False,
+    stream_agent: StreamAgentOption = None,
+    as_json: JsonOption = False,
+    engine: Annotated[
+        Engine, typer.Option(help="Where the swarm runs: in this process, or on Temporal workers (needs --temporal).")
+    ] = Engine.LOCAL,
+    temporal: TemporalOption = None,
+    namespace: NamespaceOption = "default",
+    task_queue: TaskQueueOption = "graphswarm",
     memory: Annotated[
         str | None, typer.Option(help="Shared memory: embedded, memory, or a Chroma server http://host:port.")
     ] = None,
@@ -174,19 +235,23 @@ def run(
     chunk_tokens: Annotated[
         int | None, typer.Option(help="Long objectives (over 1000 tokens) are split into chunks of this size.")
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final answer.")] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option("--quiet", "-q", help="Print only the answer (or --json), and on stderr only errors and pauses."),
+    ] = False,
 ) -> None:
     """Run a swarm on an objective."""
     from graphswarm.checkpoint import parse_db_url
     from graphswarm.models import default_model_spec
     from graphswarm.registry import SwarmSpec, get_architecture
-    from graphswarm.runs import new_run_id
+    from graphswarm.runs import check_swarm_size, new_run_id
 
     get_architecture(architecture)
     run_id = run_id or new_run_id()  # known here, so that Ctrl-C can name it
     parse_db_url(db)
     text = _read_objective(objective, file)
     roles, members = _read_agents(agents_file) if agents_file else ({}, None)
+    check_swarm_size(len(roles) + (agents if members is None else len(members)))
     if members is None:  # no file, or a file giving only the leader/judge/moderator
         members = SwarmSpec.with_workers(architecture, agents).agents
     spec = SwarmSpec(
@@ -197,19 +262,21 @@ def run(
     if model is None and base_url is None and (not roles or any(a.model is None for a in spec.members)):
         model = default_model_spec()
     spec.model = model
+    _known_agent(stream_agent, [a.name for a in spec.members])
     if concurrency is not None and concurrency < 1:
         raise ConfigError(f"--concurrency must be at least 1, got {concurrency}")
     budget = _budget(max_calls, max_tokens, max_cost, max_seconds)
     from graphswarm.objectives import ObjectiveSettings
 
     objectives = ObjectiveSettings(**({"chunk_tokens": chunk_tokens} if chunk_tokens is not None else {}))
+    remote = _temporal_settings(engine, temporal, namespace, task_queue)
 
     async def main():
         from graphswarm.runs import Runner
 
         store = True if memory == "embedded" else memory
         async with Runner(
-            db, max_concurrency=concurrency, memory=store, embeddings=embeddings, objectives=objectives
+            db, max_concurrency=concurrency, memory=store, embeddings=embeddings, objectives=objectives, temporal=remote
         ) as runner:
             return await _run_with_progress(
                 lambda on_update, on_token: runner.start(
@@ -222,13 +289,62 @@ def run(
                     on_update=on_update,
                     on_token=on_token,
                 ),
-                quiet,
-                stream,
                 db,
-                architecture=spec.architecture,
+                run_display(
+                    err,
+                    architecture=spec.architecture,
+                    agents=[a.name for a in spec.agents],
+                    quiet=quiet,
+                    stream=stream,
+                    stream_agent=stream_agent,
+                ),
             )
 
-    _finish(_until_interrupted(main, run_id, db), db, quiet)
+    _finish(_until_interrupted(main, run_id, db), db, quiet, as_json)
+
+
+def _temporal_settings(engine: Engine, address: str | None, namespace: str, task_queue: str) -> Any:
+    if engine is Engine.LOCAL:
+        if address is not None:
+            raise UsageError("--temporal is for --engine temporal")
+        return None
+    if not address:
+        raise UsageError("--engine temporal needs --temporal HOST:PORT (or GRAPHSWARM_TEMPORAL)")
+    try:
+        from graphswarm.temporal import TemporalSettings
+    except ImportError:
+        raise MissingExtraError("running on Temporal", "temporal") from None
+    return TemporalSettings(address=address, namespace=namespace, task_queue=task_queue)
+
+
+@app.command()
+def worker(
+    temporal: TemporalOption = None,
+    namespace: NamespaceOption = "default",
+    task_queue: TaskQueueOption = "graphswarm",
+    max_concurrent: Annotated[
+        int | None, typer.Option(help="Most nodes (agents' model calls) this worker runs at once.")
+    ] = None,
+    architecture: Annotated[
+        list[str] | None, typer.Option(help="Host only this architecture (repeatable; default: all).")
+    ] = None,
+) -> None:
+    """Serve swarms on Temporal: run the workflows and nodes of runs started with --engine temporal."""
+    settings = _temporal_settings(Engine.TEMPORAL, temporal, namespace, task_queue)
+    if max_concurrent is not None and max_concurrent < 1:
+        raise UsageError(f"--max-concurrent must be at least 1, got {max_concurrent}")
+    from graphswarm.registry import get_architecture
+    from graphswarm.temporal import run_worker
+
+    for name in architecture or []:
+        get_architecture(name)
+    hosted = ", ".join(architecture) if architecture else "every architecture"
+
+    def ready() -> None:
+        where = f"{settings.address}, namespace {settings.namespace}, task queue {settings.task_queue}"
+        err.print(f"worker for {hosted} on {where} (Ctrl-C stops it)")
+
+    asyncio.run(run_worker(settings, max_concurrent=max_concurrent, architectures=architecture, on_ready=ready))
 
 
 @app.command()
@@ -255,8 +371,19 @@ def resume(
     pause_before: Annotated[list[str] | None, typer.Option(help="New breakpoints (replace the run's).")] = None,
     pause_after: Annotated[list[str] | None, typer.Option(help="New breakpoints after nodes.")] = None,
     no_pause: Annotated[bool, typer.Option("--no-pause", help="Clear the run's breakpoints.")] = False,
-    stream: Annotated[bool, typer.Option("--stream", help="Print the agents' answers as they are written.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Take the run over from the process holding it (one that is gone, on another host)."
+        ),
+    ] = False,
+    stream: StreamOption = False,
+    stream_agent: StreamAgentOption = None,
+    as_json: JsonOption = False,
+    quiet: Annotated[
+        bool,
+        typer.Option("--quiet", "-q", help="Print only the answer (or --json), and on stderr only errors and pauses."),
+    ] = False,
 ) -> None:
     """Continue a paused, failed or killed run; finished calls are not made again."""
     from graphswarm.budget import Budget
@@ -270,6 +397,7 @@ def resume(
     async def main():
         async with Runner(db) as runner:
             record = await runner.get(run_id)
+            _known_agent(stream_agent, record.agent_names)
             caps = {"max_calls": max_calls, "max_tokens": max_tokens, "max_cost": max_cost, "max_seconds": max_seconds}
             budget = Budget.model_validate({**record.budget, **{k: v for k, v in caps.items() if v is not None}})
             return await _run_with_progress(
@@ -285,14 +413,20 @@ def resume(
                     pause_after=after,
                     on_update=on_update,
                     on_token=on_token,
+                    force=force,
                 ),
-                quiet,
-                stream,
                 db,
-                architecture=record.architecture,
+                run_display(
+                    err,
+                    architecture=record.architecture,
+                    agents=[a["name"] for a in record.spec.get("agents", [])],
+                    quiet=quiet,
+                    stream=stream,
+                    stream_agent=stream_agent,
+                ),
             )
 
-    _finish(_until_interrupted(main, run_id, db), db, quiet)
+    _finish(_until_interrupted(main, run_id, db), db, quiet, as_json)
 
 
 @app.command()
@@ -346,6 +480,25 @@ def list_runs(db: DbOption = None) -> None:
 
 
 @app.command()
+def cancel(run_id: Annotated[str, typer.Argument(help="The run to stop.")], db: DbOption = None) -> None:
+    """Stop a run that is executing: on Temporal it ends; in a process of this host it stops, saved."""
+
+    async def main():
+        from graphswarm.runs import Runner
+
+        async with Runner(db) as runner:
+            return await runner.cancel(run_id)
+
+    record = asyncio.run(main())
+    if record.temporal is not None:
+        err.print(f"run {run_id} cancelled (its workflow ends)")
+    else:
+        err.print(
+            f"run {run_id} is stopping (process {record.pid}); continue it with: {_command('resume', run_id, db)}"
+        )
+
+
+@app.command()
 def show(
     run_id: Annotated[str, typer.Argument()],
     db: DbOption = None,
@@ -363,19 +516,7 @@ def show(
 
     result = asyncio.run(main())
     if as_json:
-        out.print_json(
-            json.dumps(
-                {
-                    "record": {**result.record.model_dump(mode="json"), "status": result.status.value},
-                    "state": result.state,
-                    "pending": result.pending,
-                    "pauses": result.pauses,
-                    "next": result.next,
-                    "usage": result.usage,
-                },
-                default=str,
-            )
-        )
+        out.print_json(_run_json(result))
         return
     _print_result(result)
 
@@ -462,11 +603,12 @@ def _read_objective(objective: str | None, file: Path | None) -> str:
         if objective is not None:
             raise ConfigError("give the objective as an argument or with --file, not both")
         try:
-            text = file.read_text(encoding="utf-8")
+            text = _utf8(file.read_bytes(), f"objective file {str(file)!r}")
         except OSError as exc:
             raise ConfigError(f"cannot read objective file {str(file)!r}: {exc.strerror}") from None
     elif objective == "-" or (objective is None and not sys.stdin.isatty()):
-        text = sys.stdin.read()
+        stdin = getattr(sys.stdin, "buffer", None)  # bytes, decoded strictly (not with surrogate escapes)
+        text = _utf8(stdin.read(), "the objective on stdin") if stdin is not None else sys.stdin.read()
     elif objective is None:
         raise ConfigError("no objective: give it as an argument, with --file PATH, or on stdin")
     else:
@@ -474,6 +616,13 @@ def _read_objective(objective: str | None, file: Path | None) -> str:
     if not text.strip():
         raise ConfigError("the objective is empty")
     return text.strip()
+
+
+def _utf8(data: bytes, what: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
 
 
 def _split_pair(pair: str, flag: str) -> tuple[str, str]:
@@ -601,20 +750,61 @@ def _read_agents(path: Path):
     return roles, [Agent.model_validate(m) for m in members]
 
 
+_STOP_SIGNALS = {signal.SIGINT: ("interrupted", 130), signal.SIGTERM: ("terminated", 143)}
+"""What `run` and `resume` say, and their exit code, when a signal stops them."""
+
+
+class _Terminated(BaseException):
+    """SIGTERM outside a run's execution: exit 143 like an interrupted run (a
+    `BaseException`, as `KeyboardInterrupt` is, so that no `except Exception` swallows it)."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise _Terminated
+
+
 def _until_interrupted(main: Callable[[], Coroutine[Any, Any, Any]], run_id: str, db: str | None) -> Any:
-    """Run `main()`; on Ctrl-C say whether the run is saved and how to continue it, exit 130."""
+    """Run `main()`; on Ctrl-C or SIGTERM stop it cleanly (the run is saved and marked
+    interrupted), say how to continue it, and exit 130 (143 for SIGTERM).
+
+    The signal cancels `main()` from the event loop, not from inside the signal handler
+    (asyncio's own Ctrl-C handling cancels mid-step and sometimes breaks a future). A
+    second signal cancels again: the run stops without waiting for its last save."""
     from graphswarm.checkpoint import Backend, parse_db_url
 
+    received: list[int] = []
+
+    async def cancellable() -> Any:
+        loop, task = asyncio.get_running_loop(), asyncio.ensure_future(main())
+
+        def stop(signum: int, frame: Any) -> None:
+            received.append(signum)
+            loop.call_soon_threadsafe(task.cancel)
+
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        previous = {sig: signal.signal(sig, stop) for sig in _STOP_SIGNALS} if in_main_thread else {}
+        try:
+            return await task
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
     try:
-        return asyncio.run(main())
-    except KeyboardInterrupt:
-        if parse_db_url(db).backend is Backend.MEMORY:
-            err.print(f"interrupted; run {run_id} is gone with this process (an in-memory database keeps nothing)")
-        elif asyncio.run(_is_saved(run_id, db)):
-            err.print(f"interrupted; run {run_id} is saved, continue it with: {_command('resume', run_id, db)}")
+        return asyncio.run(cancellable())
+    except (KeyboardInterrupt, asyncio.CancelledError, _Terminated) as exc:
+        if isinstance(exc, asyncio.CancelledError) and not received:
+            raise
+        if received:
+            how, code = _STOP_SIGNALS[signal.Signals(received[0])]
         else:
-            err.print(f"interrupted before run {run_id} was saved")
-        raise typer.Exit(130) from None
+            how, code = _STOP_SIGNALS[signal.SIGTERM if isinstance(exc, _Terminated) else signal.SIGINT]
+    if parse_db_url(db).backend is Backend.MEMORY:
+        err.print(f"{how}; run {run_id} is gone with this process (an in-memory database keeps nothing)")
+    elif asyncio.run(_is_saved(run_id, db)):
+        err.print(f"{how}; run {run_id} is saved, continue it with: {_command('resume', run_id, db)}")
+    else:
+        err.print(f"{how} before run {run_id} was saved")
+    raise typer.Exit(code)
 
 
 async def _is_saved(run_id: str, db: str | None) -> bool:
@@ -628,58 +818,49 @@ async def _is_saved(run_id: str, db: str | None) -> bool:
     return True
 
 
-async def _run_with_progress(start, quiet: bool, stream: bool, db: str | None, *, architecture: str):
+async def _run_with_progress(start, db: str | None, display: RunDisplay):
+    """Run `start(on_update, on_token)` with `display` showing it; a failed run exits 1."""
     from graphswarm.runs import RunFailedError
-    from graphswarm.view import view_of
 
-    progress = view_of(architecture).update
-
-    status = None if quiet or stream else err.status("running the swarm...")
-    calls = 0
-    speaking: list[str] = []
-
-    def on_token(agent: str, node: str, text: str) -> None:
-        if not speaking or speaking[-1] != agent:
-            speaking.append(agent)
-            err.print(Text.assemble("\n", (agent or node, "bold"), " ", (f"({node})", "dim"), ": "), end="")
-        err.print(text, end="")
-
-    def on_update(node: str, update: dict[str, Any]) -> None:
-        nonlocal calls
-        calls += len(update.get("calls", []))
-        if quiet:
-            return
-        who = ", ".join(sorted({c["agent"] for c in update.get("calls", [])})) or "-"
-        if speaking:
-            err.print()
-            speaking.clear()
-        err.print(Text.assemble(("✓", "green"), f" {node} ", (f"({who})", "dim"), f" {progress(node, update)}"))
-        if status is not None:
-            status.update(f"running the swarm... {calls} model calls so far")
-
-    if status is not None:
-        status.start()
     try:
-        return await start(on_update, on_token if stream and not quiet else None)
+        with display:
+            return await start(display.on_update, display.on_token if display.streams else None)
     except RunFailedError as exc:
-        _stop_status(status)
         err.print(f"error: {exc}")
         err.print(f"the run is saved; continue it with: {_command('resume', exc.run_id, db)}")
         raise typer.Exit(1) from None
-    finally:
-        _stop_status(status)
 
 
-def _stop_status(status) -> None:
-    if status is not None:
-        status.stop()
+def _known_agent(name: str | None, agents: list[str]) -> None:
+    """Refuse `--stream-agent NAME` for an agent the swarm does not have."""
+    if name is not None and name not in agents:
+        listed = ", ".join(agents[:8]) + (f", ... ({len(agents)} in all)" if len(agents) > 8 else "")
+        raise ConfigError(f"--stream-agent: no agent {name!r} in this swarm (its agents: {listed})")
 
 
-def _finish(result, db: str | None, quiet: bool) -> None:
+def _run_json(result) -> str:
+    """A run's record, state, pauses and accounting as JSON (`show --json`, `run --json`)."""
+    return json.dumps(
+        {
+            "record": {**result.record.model_dump(mode="json"), "status": result.status.value},
+            "state": result.state,
+            "pending": result.pending,
+            "pauses": result.pauses,
+            "next": result.next,
+            "usage": result.usage,
+        },
+        default=str,
+    )
+
+
+def _finish(result, db: str | None, quiet: bool, as_json: bool = False) -> None:
     from graphswarm.runs import RunStatus
 
+    if as_json:
+        out.print_json(_run_json(result))
     if result.status is RunStatus.DONE:
-        out.print(result.final_answer or "")
+        if not as_json:
+            out.print(result.final_answer or "")
         if not quiet:
             err.print(
                 f"run {result.run_id} done ({result.stop_reason}); details: {_command('show', result.run_id, db)}"
@@ -690,7 +871,7 @@ def _finish(result, db: str | None, quiet: bool) -> None:
     err.print(f"run {result.run_id} paused: {result.stop_reason} - {detail}".rstrip(" -"))
     for task in pause.get("plan", []):
         err.print(f"  {task['id']}: {task['title']} -> {task['worker']}")
-    if result.final_answer:
+    if result.final_answer and not as_json:
         out.print(result.final_answer)
     if pause.get("question"):
         hint = " --answer TEXT | --stop"
@@ -805,6 +986,8 @@ def _one_line(exc: BaseException) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: maps every error to an exit code and one line, never a traceback."""
     command = typer.main.get_command(app)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
     try:
         # Without standalone mode, click returns the code of a `typer.Exit` instead of exiting.
         code = command.main(args=argv, prog_name="graphswarm", standalone_mode=False)
@@ -817,12 +1000,18 @@ def main(argv: list[str] | None = None) -> int:
     except (typer.Abort, KeyboardInterrupt):  # `run` and `resume` say more about their run
         err.print("interrupted")
         return 130
+    except _Terminated:
+        err.print("terminated")
+        return 143
     except (UsageError, ValidationError) as exc:
         err.print(f"error: {_one_line(exc)}")
         return 2
     except GraphswarmError as exc:
         err.print(f"error: {_one_line(exc)}")
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return code if isinstance(code, int) else 0
 
 

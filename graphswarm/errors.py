@@ -58,6 +58,14 @@ class RunError(GraphswarmError):
     """A run failed while executing; its state is saved and it can be resumed."""
 
 
+class RunCancelledError(RunError):
+    """The run was cancelled (`graphswarm cancel`) while this process followed it."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"run {run_id} was cancelled")
+        self.run_id = run_id
+
+
 class StructuredOutputError(RunError):
     """A model kept answering with output that does not fit the requested schema."""
 

@@ -88,6 +88,17 @@ class RunResult:
         """Calls, tokens, latency and cost per agent, per node and in total."""
         return summarize_calls(self.calls)
 
+    def _repr_html_(self) -> str:
+        """The run in a notebook: its summary, graph and view (`graphswarm.report.result_html`)."""
+        from graphswarm.report import result_html
+
+        return result_html(self)
+
+    def _repr_markdown_(self) -> str:
+        from graphswarm.report import result_markdown
+
+        return result_markdown(self)
+
     @classmethod
     def of(cls, record: RunRecord, snapshot: StateSnapshot) -> RunResult:
         """The result that a snapshot of the run's state shows."""

@@ -146,8 +146,8 @@ def final_attempt(runtime: Runtime[Any], max_attempts: int = MAX_ATTEMPTS) -> bo
 def governor_of(runtime: Runtime[SwarmContext] | None) -> Governor:
     context = getattr(runtime, "context", None)
     if isinstance(context, SwarmContext):
-        return context.governor
-    # Served graphs (langgraph dev) get no context: no caps, nothing shared to count.
+        return context.governor_for_run()
+    # A graph run without a context: no caps, nothing shared to count.
     return Governor()
 
 
@@ -203,7 +203,7 @@ class _Requests:
     async def send(self, runnable: Any, messages: list[BaseMessage]) -> Any:
         fingerprint = _fingerprint(self.member.name, messages, self.schema)
         priced = self.governor.budget.max_cost is None or _price_known(self.member)
-        _admit_or_pause(self.governor, fingerprint, self.member.name, self.node, priced=priced)
+        await _admit_or_pause(self.governor, fingerprint, self.member.name, self.node, priced=priced)
         started = time.perf_counter()
         try:
             # A server that takes the connection and never answers must not outlive the
@@ -419,14 +419,14 @@ def _price_known(member: Member) -> bool:
     return member.agent.price is not None or estimate_cost(member.model, 0, 0) is not None
 
 
-def _admit_or_pause(governor: Governor, fingerprint: str, agent: str, node: str, *, priced: bool = True) -> None:
+async def _admit_or_pause(governor: Governor, fingerprint: str, agent: str, node: str, *, priced: bool = True) -> None:
     try:
-        governor.admit(fingerprint, priced=priced)
+        await governor.aadmit(fingerprint, priced=priced)
     except BudgetExhausted as stop:
         pause: Pause = {"stop_reason": stop.reason.value, "detail": stop.detail, "agent": agent, "node": node}
         interrupt(pause)
         # Resumed with a value (Command(resume=...)): try once more under the new caps.
-        governor.admit(fingerprint, priced=priced)
+        await governor.aadmit(fingerprint, priced=priced)
 
 
 def _record(member: Member, node: str, reply: Any, messages: list[BaseMessage], latency: float) -> CallRecord:

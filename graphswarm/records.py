@@ -7,7 +7,6 @@ which agents and budget, and how it ended. `RunRecords` reads and writes them.
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 import time
@@ -20,8 +19,9 @@ from pydantic import BaseModel, Field
 
 from graphswarm.architectures.base import Role
 from graphswarm.errors import ConfigError, UnknownRunError
+from graphswarm.leases import process_alive
 
-__all__ = ["RunRecord", "RunRecords", "RunStatus", "new_run_id"]
+__all__ = ["RunRecord", "RunRecords", "RunStatus", "checked_run_id", "new_run_id"]
 
 NAMESPACE = ("graphswarm", "runs")
 """Where run records live in the LangGraph store."""
@@ -63,11 +63,14 @@ class RunRecord(BaseModel):
     unfinished_calls: list[dict[str, Any]] = Field(default_factory=list)
     """Requests that reached a model from a node that never finished (paused by a cap
     mid-node, failed, or retried after an error): not in the state's ledger, yet spent."""
+    temporal: dict[str, Any] | None = None
+    """Where a run on Temporal runs (`TemporalSettings`: address, namespace, task queue);
+    None for a run executed in-process. Its state is the workflow's."""
 
     @property
     def effective_status(self) -> RunStatus:
         """`running` runs whose process is gone (killed, crashed) count as interrupted."""
-        if self.status is RunStatus.RUNNING and self.host == socket.gethostname() and not _alive(self.pid):
+        if self.status is RunStatus.RUNNING and self.host == socket.gethostname() and not process_alive(self.pid):
             return RunStatus.INTERRUPTED
         return self.status
 
@@ -107,9 +110,7 @@ class RunRecords:
 
     async def free_id(self, run_id: str | None) -> str:
         """`run_id` checked to be well-formed and unused, or a fresh one."""
-        if run_id is not None and not _RUN_ID.match(run_id):
-            raise ConfigError(f"invalid run id {run_id!r}: use letters, digits, '.', '_' or '-' (max 64)")
-        run_id = run_id or new_run_id()
+        run_id = checked_run_id(run_id)
         if await self.load(run_id) is not None:
             raise ConfigError(f"run {run_id!r} already exists: resume it with graphswarm resume {run_id}")
         return run_id
@@ -120,13 +121,8 @@ def new_run_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def checked_run_id(run_id: str | None) -> str:
+    """`run_id` checked to be well-formed, or a fresh one."""
+    if run_id is not None and not _RUN_ID.match(run_id):
+        raise ConfigError(f"invalid run id {run_id!r}: use letters, digits, '.', '_' or '-' (max 64)")
+    return run_id or new_run_id()

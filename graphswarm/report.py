@@ -28,7 +28,7 @@ from graphswarm.architectures.base import Role
 from graphswarm.errors import ConfigError, UsageError
 from graphswarm.runs import Runner, RunResult, Step
 from graphswarm.state import format_cost
-from graphswarm.view import Chart, Heading, Table, Text, run_blocks
+from graphswarm.view import Chart, Heading, Table, Text, run_blocks, shorten
 from graphswarm.viz import (
     CURRENT_STROKE,
     VISITED_FILL,
@@ -41,7 +41,7 @@ from graphswarm.viz import (
     visited_nodes,
 )
 
-__all__ = ["ReportFormat", "build_report", "export_report"]
+__all__ = ["ReportFormat", "build_report", "export_report", "result_html", "result_markdown"]
 
 ReportFormat = Literal["html", "md"]
 """`html`: one self-contained page; `md`: Markdown tables and a mermaid graph."""
@@ -49,6 +49,8 @@ ReportFormat = Literal["html", "md"]
 _SUFFIXES: dict[str, ReportFormat] = {".html": "html", ".htm": "html", ".md": "md", ".markdown": "md"}
 _FOLD_AT = 600
 """Model text longer than this is folded in the HTML report (click to open)."""
+_ANSWER_CLIP = 300
+"""Characters of the final answer a notebook's summary of a run shows."""
 
 
 async def build_report(runner: Runner, run_id: str, *, format: ReportFormat = "html", graph: Any = None) -> str:
@@ -95,6 +97,36 @@ def export_report(
 
     path.write_text(asyncio.run(main()), encoding="utf-8")
     return path
+
+
+def result_html(result: RunResult) -> str:
+    """A run as an HTML fragment for a notebook cell (`RunResult._repr_html_`): its summary
+    with the final answer shortened, its graph (drawn here, as in the report: no web
+    service) and its view."""
+    return "\n".join(_html_block(b) for b in _result_blocks(result))
+
+
+def result_markdown(result: RunResult) -> str:
+    """`result_html` as Markdown (`RunResult._repr_markdown_`)."""
+    return "\n\n".join(_markdown_parts(_result_blocks(result))) + "\n"
+
+
+def _result_blocks(result: RunResult) -> list[_Block]:
+    summary = _summary_table(result)
+    if result.final_answer:
+        summary.rows.append(["final answer", Text(shorten(result.final_answer, _ANSWER_CLIP))])
+    blocks: list[_Block] = [summary]
+    if result.record.spec:
+        shape = record_graph(result.record.spec)
+        visited, current = visited_nodes(result, graph=shape), set(result.next)
+        drawable = drawable_graph(shape)
+        picture = _Figure(
+            [graph_svg(drawable, highlight=visited, current=current)],
+            markdown=f"```mermaid\n{mermaid(drawable, highlight=visited, current=current)}```",
+            legend=True,
+        )
+        blocks = [_Columns(blocks, [picture])]
+    return blocks + _who_said_what(result)
 
 
 # -- the report as blocks, rendered as HTML or Markdown ------------------------------
@@ -406,7 +438,13 @@ def _render_markdown(result: RunResult, blocks: list[_Block]) -> str:
     out = [
         f"# Run `{r.run_id}`",
         _md_inline(f"{r.architecture} swarm · {result.status.value} · {r.stop_reason or '-'}"),
+        *_markdown_parts(blocks),
     ]
+    return "\n\n".join(part for part in out if part) + "\n"
+
+
+def _markdown_parts(blocks: list[_Block]) -> list[str]:
+    out: list[str] = []
     flat: list[_Block] = []
     for block in blocks:
         flat += [*block.left, *block.right] if isinstance(block, _Columns) else [block]
@@ -420,7 +458,7 @@ def _render_markdown(result: RunResult, blocks: list[_Block]) -> str:
                 out.append(block.markdown)
         elif isinstance(block, Table):
             out.append(_md_table(block))
-    return "\n\n".join(part for part in out if part) + "\n"
+    return [part for part in out if part]
 
 
 def _md_table(table: Table) -> str:

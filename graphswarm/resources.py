@@ -80,7 +80,13 @@ class RunResources:
             from graphswarm.objectives import store_chunks
 
             await store_chunks(memory, objective)
-        return SwarmContext(governor, memory, self.run_dir("workspaces", record.run_id))
+        return SwarmContext(
+            budget=governor.budget,
+            run_id=record.run_id,
+            governor=governor,
+            memory=memory,
+            workspace=self.run_dir("workspaces", record.run_id),
+        )
 
     def open_memory(self, record: RunRecord) -> SharedMemory | None:
         if not record.memory:

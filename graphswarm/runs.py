@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import os
+import signal
 import socket
 import time
 from collections.abc import Callable, Sequence
@@ -32,10 +33,12 @@ from langgraph.types import Command, StreamMode
 from graphswarm.budget import Budget, Governor
 from graphswarm.checkpoint import Persistence, open_database
 from graphswarm.edits import apply_edit, checked_edit
-from graphswarm.errors import ConfigError, RunError, UsageError, first_line
+from graphswarm.errors import ConfigError, GraphswarmError, RunCancelledError, RunError, UsageError, first_line
 from graphswarm.forks import fork_run
+from graphswarm.graph_nodes import ANSWER_AUTHOR
 from graphswarm.inspection import RunReader, RunResult, Step, python_graph_needed, run_config
-from graphswarm.records import RunRecord, RunRecords, RunStatus, new_run_id
+from graphswarm.leases import RunOwnedError
+from graphswarm.records import RunRecord, RunRecords, RunStatus, checked_run_id, new_run_id
 from graphswarm.registry import SwarmSpec
 from graphswarm.resources import RunResources
 from graphswarm.state import StopReason
@@ -45,9 +48,13 @@ if TYPE_CHECKING:
 
     from graphswarm.inspection import Compiled, Graph
     from graphswarm.objectives import ObjectiveSettings, PreparedObjective
+    from graphswarm.temporal import TemporalSettings
 
 __all__ = [
+    "DEFAULT_MAX_AGENTS",
+    "MAX_AGENTS_ENV",
     "RunFailedError",
+    "RunOwnedError",
     "RunRecord",
     "RunResult",
     "RunStatus",
@@ -57,6 +64,12 @@ __all__ = [
     "resume_swarm",
     "run_swarm",
 ]
+
+MAX_AGENTS_ENV = "GRAPHSWARM_MAX_AGENTS"
+"""The environment variable that raises (or lowers) the most agents a swarm may have."""
+DEFAULT_MAX_AGENTS = 5000
+"""The most agents a swarm may have unless `GRAPHSWARM_MAX_AGENTS` says otherwise: a
+swarm far larger takes gigabytes before its first model call."""
 
 UpdateHandler = Callable[[str, dict[str, Any]], None]
 """Called with (node name, the node's state update) as each node finishes."""
@@ -99,6 +112,7 @@ class Runner:
         memory: str | bool | None = None,
         embeddings: Embeddings | str | None = None,
         objectives: ObjectiveSettings | None = None,
+        temporal: TemporalSettings | None = None,
     ) -> None:
         """`memory` gives every run a shared Chroma memory: True for the embedded one
         beside the database, "http://host:port" for a Chroma server, "memory" for an
@@ -106,7 +120,13 @@ class Runner:
         `embeddings` is any LangChain `Embeddings` or a name ("minilm", "openai").
         `objectives` (an `ObjectiveSettings`) says when an objective is too long for
         prompts: it is then saved with the run, chunked into the run's memory (embedded
-        memory is switched on for it), and agents get a summary plus the relevant chunks."""
+        memory is switched on for it), and agents get a summary plus the relevant chunks.
+        `temporal` (a `graphswarm.temporal.TemporalSettings`) executes new runs as Temporal
+        workflows on the workers of its task queue (`graphswarm worker`); their records
+        stay in `db`, so this runner lists, reads and resumes them like any other."""
+        if temporal is not None and memory:
+            raise ConfigError("shared memory on Temporal is not supported yet: run without --memory, or in-process")
+        self._temporal = temporal
         self._db = db
         self._max_concurrency = max_concurrency
         self._resources = RunResources(db, memory=memory, embeddings=embeddings, objectives=objectives)
@@ -124,6 +144,25 @@ class Runner:
         self._opened = None
         if self._database is not None:
             await self._database.__aexit__(*exc)
+
+    @classmethod
+    async def open(cls, db: str | None = None, **options: Any) -> Runner:
+        """An open runner that stays open across notebook cells, until `close()`:
+
+            runner = await Runner.open("memory")
+            ...
+            await runner.close()
+
+        `options` are those of `Runner(...)`; elsewhere prefer `async with Runner(db) as runner:`.
+        """
+        return await cls(db, **options).__aenter__()
+
+    async def close(self) -> None:
+        """Close a runner opened with `Runner.open` (closing it twice does nothing)."""
+        database, self._database = self._database, None
+        self._opened = None
+        if database is not None:
+            await database.__aexit__(None, None, None)
 
     @property
     def db_label(self) -> str:
@@ -157,8 +196,9 @@ class Runner:
         """
         if not isinstance(objective, str) or not objective.strip():
             raise ConfigError("the objective is empty")
-        run_id = await self._open.records.free_id(run_id)
+        run_id = checked_run_id(run_id)
         if isinstance(swarm, SwarmSpec):
+            check_swarm_size(len(swarm.members))
             swarm.check_models()
             if budget is not None and budget.max_cost is not None:
                 swarm.check_prices()
@@ -166,6 +206,8 @@ class Runner:
         else:
             graph, spec, arch = swarm, {}, architecture or "custom"
         budget = budget or Budget()
+        if self._temporal is not None and not isinstance(swarm, SwarmSpec):
+            raise ConfigError("a run on Temporal is given as a SwarmSpec (workers build its graph), not a graph")
         record = RunRecord(
             run_id=run_id,
             architecture=arch,
@@ -176,9 +218,19 @@ class Runner:
             pause_before=_known_nodes(graph, pause_before),
             pause_after=_known_nodes(graph, pause_after),
         )
-        prepared = self._resources.prepare_objective(record)
-        graph_input = {"objective": prepared.prompt if prepared else objective}
-        return await self._execute(record, graph, graph_input, budget, on_update, on_token, prepared)
+        if self._temporal is not None:
+            record.temporal = self._temporal.model_dump(mode="json")
+            if not isinstance(swarm, SwarmSpec) or not swarm.recordable:
+                raise ConfigError("a run on Temporal needs a swarm given as plain data (no model objects or functions)")
+            if pause_before or pause_after:
+                raise ConfigError("breakpoints are not supported on Temporal yet: run in-process to step through")
+        async with self._open.persistence.leases.hold(run_id):
+            await self._open.records.free_id(run_id)
+            if record.temporal is not None:
+                return await self._execute_on_temporal(record, on_update, objective=objective)
+            prepared = self._resources.prepare_objective(record)
+            graph_input = {"objective": prepared.prompt if prepared else objective}
+            return await self._execute(record, graph, graph_input, budget, on_update, on_token, prepared)
 
     async def resume(
         self,
@@ -195,6 +247,7 @@ class Runner:
         pause_after: Sequence[str] | None = None,
         on_update: UpdateHandler | None = None,
         on_token: TokenHandler | None = None,
+        force: bool = False,
     ) -> RunResult:
         """Continue a run that failed, paused or was killed.
 
@@ -203,12 +256,54 @@ class Runner:
         `as_node` had written them); `decision` to answer a pause that asks a person
         (an approval); new breakpoints (an empty list clears them); and `graph` for
         runs started from a graph you built yourself.
+
+        One process at a time executes a run: `RunOwnedError` when another one does.
+        `force` takes the run over anyway, from a process that is gone but whose lease
+        has not expired yet (one on another host, killed less than a minute ago).
         """
+        await self.get(run_id)  # no such run: say so before taking its lease
+        async with self._open.persistence.leases.hold(run_id, force=force):
+            return await self._resume_owned(
+                run_id,
+                graph,
+                budget,
+                base_url,
+                model,
+                updates,
+                as_node,
+                decision,
+                pause_before,
+                pause_after,
+                on_update,
+                on_token,
+            )
+
+    async def _resume_owned(
+        self,
+        run_id: str,
+        graph: Graph | None,
+        budget: Budget | None,
+        base_url: str | None,
+        model: str | None,
+        updates: dict[str, Any] | None,
+        as_node: str | None,
+        decision: Any,
+        pause_before: Sequence[str] | None,
+        pause_after: Sequence[str] | None,
+        on_update: UpdateHandler | None,
+        on_token: TokenHandler | None,
+    ) -> RunResult:
+        """`resume`, once this process owns the run (its record is read again: as the
+        last owner left it)."""
         record = await self.get(run_id)
         if record.status is RunStatus.DONE:
             raise UsageError(f"run {run_id} is already done (see: graphswarm show {run_id})")
-        if record.effective_status is RunStatus.RUNNING:
-            raise UsageError(f"run {run_id} is still running in process {record.pid}")
+        if record.temporal is not None:
+            if updates or graph is not None or pause_before or pause_after:
+                raise UsageError(f"run {run_id} runs on Temporal: it resumes with a decision or a budget only")
+            if budget is not None:
+                record.budget = budget.model_dump(exclude_none=True)
+            return await self._execute_on_temporal(record, on_update, decision=decision)
         if graph is None:
             graph = _graph_to_run(record, base_url=base_url, model=model)
         if pause_before is not None:
@@ -242,7 +337,7 @@ class Runner:
         The fork is paused: `resume` it to continue, with other agents or options if you
         pass another `graph`. `updates` edit its state first.
         """
-        source = await self.get(run_id)
+        source = _checkpointed(await self.get(run_id))
         await self.state_at(run_id, checkpoint_id, graph=graph)  # says clearly when the checkpoint is unknown
         opened = self._open
         return await fork_run(
@@ -255,6 +350,23 @@ class Runner:
             as_node=as_node,
             graph=graph,
         )
+
+    async def cancel(self, run_id: str) -> RunRecord:
+        """Stop a run that is executing: a run on Temporal ends (its workflow is cancelled);
+        a run in a process of this host is sent SIGTERM (it stops cleanly, saved, and can
+        be resumed). `UsageError` when the run is not executing."""
+        record = await self.get(run_id)
+        if record.temporal is not None:
+            from graphswarm.temporal import TemporalEngine
+
+            await TemporalEngine.of(record).cancel(record)
+            record.status, record.stop_reason = RunStatus.FAILED, "cancelled"
+            await self._open.records.save(record)
+            return record
+        if record.effective_status is not RunStatus.RUNNING or record.host != socket.gethostname() or not record.pid:
+            raise UsageError(f"run {run_id} is not executing on this host (status: {record.effective_status})")
+        os.kill(record.pid, signal.SIGTERM)
+        return record
 
     # -- reading ------------------------------------------------------------------
 
@@ -269,18 +381,23 @@ class Runner:
     async def result(self, run_id: str, *, graph: Graph | None = None) -> RunResult:
         """The run's record and its latest state."""
         record = await self.get(run_id)
+        if record.temporal is not None:
+            from graphswarm.temporal import TemporalEngine
+
+            progress = await TemporalEngine.of(record).read(record)
+            return RunResult(record, progress.state, pauses=progress.pauses)
         reading = self._open.reading
         return await reading.result(record, reading.state_reader(record, graph))
 
     async def state_at(self, run_id: str, checkpoint_id: str, *, graph: Graph | None = None) -> RunResult:
         """The run's state as it was at one of its checkpoints (see `history`)."""
-        record = await self.get(run_id)
+        record = _checkpointed(await self.get(run_id))
         reading = self._open.reading
         return await reading.state_at(record, checkpoint_id, reading.state_reader(record, graph))
 
     async def history(self, run_id: str, *, graph: Graph | None = None) -> builtins.list[Step]:
         """Every checkpoint of the run, oldest first, with the model calls made in each step."""
-        record = await self.get(run_id)
+        record = _checkpointed(await self.get(run_id))
         reading = self._open.reading
         return await reading.history(record, reading.state_reader(record, graph))
 
@@ -345,11 +462,84 @@ class Runner:
         await records.save(record)
         return result
 
+    async def _execute_on_temporal(
+        self,
+        record: RunRecord,
+        on_update: UpdateHandler | None,
+        *,
+        objective: str | None = None,
+        decision: Any = None,
+    ) -> RunResult:
+        """Start (with `objective`) or continue (with `decision`) the run's workflow, and
+        follow it until it ends or pauses; the record says how it went."""
+        from graphswarm.temporal import TemporalEngine
+
+        engine = TemporalEngine.of(record)
+        record.status, record.stop_reason, record.error = RunStatus.RUNNING, None, None
+        record.pid, record.host = os.getpid(), socket.gethostname()
+        await self._open.records.save(record)
+        started = time.monotonic()
+        try:
+            if objective is not None:
+                await engine.start(record, objective)
+            else:
+                await engine.resume(record, decision)
+            progress = await engine.follow(record, on_update)
+        except RunCancelledError:
+            record.status, record.stop_reason = RunStatus.FAILED, "cancelled"
+            raise
+        except GraphswarmError:
+            record.status = RunStatus.INTERRUPTED
+            raise
+        except Exception as exc:
+            record.status, record.stop_reason = RunStatus.FAILED, StopReason.ERROR.value
+            record.error = f"{type(exc).__name__}: {first_line(exc)}"[:500]
+            raise RunFailedError(record.run_id, exc) from exc
+        except BaseException:
+            record.status, record.stop_reason = RunStatus.INTERRUPTED, "cancelled"
+            raise
+        finally:
+            record.elapsed_s += time.monotonic() - started
+            await asyncio.shield(self._open.records.save(record))
+        result = RunResult(record, progress.state, pauses=progress.pauses)
+        if result.pauses:
+            record.status = RunStatus.INTERRUPTED
+            record.stop_reason = str(result.pauses[0].get("stop_reason", "human"))
+        else:
+            record.status = RunStatus.DONE
+            record.stop_reason = result.state.get("stop_reason") or "completed"
+        await self._open.records.save(record)
+        return result
+
     async def _keep_unfinished_calls(self, record: RunRecord, compiled: Compiled, governor: Governor) -> None:
         """Save the run record with the requests of this execution that no checkpoint holds."""
         saved = {c.get("id") for c in await self._open.reading.spent_calls(record, compiled)}
         record.unfinished_calls += [dict(c) for c in governor.records if c.get("id") not in saved]
         await self._open.records.save(record)
+
+
+def _checkpointed(record: RunRecord) -> RunRecord:
+    """`record`, if its run has checkpoints here (a run on Temporal has its history there)."""
+    if record.temporal is not None:
+        raise UsageError(
+            f"run {record.run_id} ran on Temporal: its steps are in the workflow's history "
+            f"(temporal workflow show --workflow-id {record.run_id} --address {record.temporal['address']})"
+        )
+    return record
+
+
+def check_swarm_size(agents: int) -> None:
+    """Refuse a swarm of more agents than `GRAPHSWARM_MAX_AGENTS` (default 5000)."""
+    raw = os.environ.get(MAX_AGENTS_ENV, "").strip()
+    try:
+        limit = int(raw) if raw else DEFAULT_MAX_AGENTS
+    except ValueError:
+        raise ConfigError(f"{MAX_AGENTS_ENV} must be a whole number, got {raw!r}") from None
+    if agents > limit:
+        raise ConfigError(
+            f"{agents} agents is over the limit of {limit} agents per swarm: "
+            f"raise it with the environment variable {MAX_AGENTS_ENV}={agents}"
+        )
 
 
 def _graph_to_run(record: RunRecord, *, base_url: str | None = None, model: str | None = None) -> Graph:
@@ -396,6 +586,8 @@ def _known_nodes(graph: Graph, names: Sequence[str]) -> list[str]:
 
 def _emit_token(chunk: Any, on_token: TokenHandler | None) -> None:
     message, metadata = chunk
+    if getattr(message, "name", None) == ANSWER_AUTHOR:  # the final answer, already streamed as tokens
+        return
     text = getattr(message, "text", "")
     if on_token and isinstance(text, str) and text:
         on_token(str(metadata.get("graphswarm_agent", "")), str(metadata.get("langgraph_node", "")), text)

@@ -1,5 +1,10 @@
-"""Graphs for the LangGraph server, configured from the environment.
+"""Graphs for the LangGraph server (`langgraph dev`, Studio).
 
+Each served graph is configurable per assistant and per run: its context schema
+(`SwarmContext`) holds the model, base URL, agent count, options and budget, so Studio
+shows them as a form and `langgraph-sdk` clients pass them as `context=`.
+
+What a run leaves unset comes from the environment the server starts in:
 GRAPHSWARM_MODEL, GRAPHSWARM_BASE_URL and GRAPHSWARM_AGENTS choose the model and the
 number of agents; GRAPHSWARM_OPTION_<NAME> sets the option NAME of every served
 architecture whose Options model has it (GRAPHSWARM_OPTION_ROUNDS=3,
@@ -15,6 +20,7 @@ from typing import Any
 from langgraph.graph.state import CompiledStateGraph
 
 from graphswarm.architectures.options import parse_value
+from graphswarm.configurable import configurable_graph
 from graphswarm.errors import ConfigError
 from graphswarm.registry import SwarmSpec, get_architecture
 
@@ -24,8 +30,9 @@ OPTION_PREFIX = "GRAPHSWARM_OPTION_"
 
 
 def served_graph(architecture: str) -> CompiledStateGraph:
-    """Build `architecture` with GRAPHSWARM_MODEL, GRAPHSWARM_BASE_URL, GRAPHSWARM_AGENTS
-    and its GRAPHSWARM_OPTION_<NAME> variables."""
+    """`architecture` as a graph each run configures through its context, with
+    GRAPHSWARM_MODEL, GRAPHSWARM_BASE_URL, GRAPHSWARM_AGENTS and its
+    GRAPHSWARM_OPTION_<NAME> variables as the defaults."""
     arch = get_architecture(architecture)
     raw_count = os.environ.get("GRAPHSWARM_AGENTS", str(arch.default_agents))
     try:
@@ -39,7 +46,7 @@ def served_graph(architecture: str) -> CompiledStateGraph:
         base_url=os.environ.get("GRAPHSWARM_BASE_URL") or None,
         options=options_from_env(architecture),
     )
-    return spec.build().compile(name=f"graphswarm-{architecture}")
+    return configurable_graph(spec).compile(name=f"graphswarm-{architecture}")
 
 
 def options_from_env(architecture: str, environ: Mapping[str, str] | None = None) -> dict[str, Any]:

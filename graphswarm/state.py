@@ -10,6 +10,8 @@ import operator
 from enum import StrEnum
 from typing import Annotated, Any, NotRequired
 
+from langchain_core.messages import AnyMessage
+from langgraph.graph.message import add_messages
 from typing_extensions import TypedDict
 
 __all__ = ["StopReason", "CallRecord", "SwarmState", "summarize_calls", "format_cost"]
@@ -89,6 +91,9 @@ class SwarmState(TypedDict):
     final_answer: NotRequired[str]
     stop_reason: NotRequired[str]
     """A `StopReason` value once the run has ended."""
+    messages: NotRequired[Annotated[list[AnyMessage], add_messages]]
+    """The conversation the run was started with (if any), then the final answer as an
+    AI message, so chat UIs and LangGraph supervisors read it like any agent's reply."""
 
 
 def summarize_calls(calls: list[CallRecord]) -> dict[str, Any]:

@@ -398,13 +398,14 @@ the prefix vanishes."""
 
 
 def streamed_answers(stderr: str) -> dict[str, str]:
-    """Each agent's streamed answer, put together from its `agent (answer): text` pieces
-    (agents answering in parallel take turns on stderr)."""
+    """Each agent's streamed answer, from its `agent (answer): text` block (`--stream`
+    prints each answer whole, never interleaved with another agent's)."""
     said: dict[str, str] = {}
     for line in stderr.splitlines():
         agent, sep, text = line.partition(" (answer): ")
         if sep:
-            said[agent] = said.get(agent, "") + text
+            assert agent not in said, f"{agent}'s answer came in pieces:\n{stderr}"
+            said[agent] = text
     return said
 
 
@@ -588,3 +589,11 @@ def test_version(capsys):
 
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == f"graphswarm {__version__}"
+
+
+def test_the_shell_completion_script_is_offered():
+    shown = subprocess.run(
+        [sys.executable, "-m", "graphswarm.cli", "--show-completion", "bash"], capture_output=True, text=True
+    )
+
+    assert shown.returncode == 0 and "_graphswarm_completion" in shown.stdout

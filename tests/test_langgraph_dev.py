@@ -229,3 +229,87 @@ async def test_a_served_architecture_runs_through_the_sdk(langgraph_server, fake
     # The run finished (no pause left behind) and the thread holds the same answer.
     assert state["next"] == [], state["next"]
     assert state["values"]["final_answer"] == output["final_answer"]
+
+
+async def test_studio_can_read_what_a_swarm_is_configured_with(langgraph_server):
+    from langgraph_sdk import get_client
+
+    client = get_client(url=langgraph_server)
+    try:
+        [assistant] = await client.assistants.search(graph_id="collaborative", limit=1)
+        schemas = await client.assistants.get_schemas(assistant["assistant_id"])
+    finally:
+        await client.aclose()
+
+    # Studio draws its assistant and run forms from the context schema.
+    context = schemas["context_schema"]
+    assert {"model", "base_url", "agents", "options", "budget"} <= set(context["properties"]), context
+    assert not {"governor", "memory", "workspace"} & set(context["properties"])
+    # The architecture's own options, with their defaults and ranges.
+    options = context["$defs"]["CollaborativeOptions"]["properties"]
+    assert {"rounds", "method", "threshold", "tie_break"} <= set(options)
+    assert schemas["input_schema"]["properties"]["objective"]
+
+
+async def test_an_assistant_configures_its_swarm_through_the_context(langgraph_server, fake):
+    from langgraph_sdk import get_client
+
+    fake.reset()
+    client = get_client(url=langgraph_server)
+    try:
+        assistant = await client.assistants.create(
+            "debate",
+            context={"model": "assistant-model", "agents": 4, "options": {"rounds": 1}},
+            name="four quick debaters",
+        )
+        thread = await client.threads.create()
+        output = await asyncio.wait_for(
+            client.runs.wait(
+                thread["thread_id"], assistant_id=assistant["assistant_id"], input={"objective": OBJECTIVE}
+            ),
+            timeout=RUN_TIMEOUT_S,
+        )
+        capped = await client.threads.create()
+        before = fake.stats()["succeeded"]
+        paused = await asyncio.wait_for(
+            client.runs.wait(
+                capped["thread_id"],
+                assistant_id="collaborative",
+                input={"objective": OBJECTIVE},
+                context={"budget": {"max_calls": 1}},
+            ),
+            timeout=RUN_TIMEOUT_S,
+        )
+    finally:
+        await client.aclose()
+
+    assert "__error__" not in output, output
+    argued = [c for c in output["calls"] if c["node"] == "argue"]
+    assert len({c["agent"] for c in argued}) == 4 and len(output["rounds"]) == 1
+    assert fake.stats()["by_model"]["assistant-model"]["succeeded"] == len(output["calls"])
+    # A run's own context sets its budget: one call, then the run pauses at the cap.
+    assert fake.stats()["succeeded"] - before == 1
+    assert paused["__interrupt__"][0]["value"]["stop_reason"] == "call_cap"
+
+
+async def test_a_chat_client_talks_to_a_swarm_in_messages(langgraph_server, fake):
+    from langgraph_sdk import get_client
+
+    client = get_client(url=langgraph_server)
+    try:
+        thread = await client.threads.create()
+        output = await asyncio.wait_for(
+            client.runs.wait(
+                thread["thread_id"],
+                assistant_id="collaborative",
+                input={"messages": [{"role": "user", "content": OBJECTIVE}]},
+            ),
+            timeout=RUN_TIMEOUT_S,
+        )
+    finally:
+        await client.aclose()
+
+    assert output["objective"] == OBJECTIVE
+    question, answer = output["messages"]
+    assert question["type"] == "human" and answer["type"] == "ai"
+    assert answer["content"] == output["final_answer"]

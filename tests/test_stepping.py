@@ -268,7 +268,7 @@ def paused_debate(fake, capsys, db: str, run_id: str, *pause: str) -> None:
 
 
 DEBATE_KEYS = (
-    "objective, calls (appended to), final_answer, stop_reason, round, transcript (appended to), "
+    "objective, calls (appended to), final_answer, stop_reason, messages (appended to), round, transcript (appended to), "
     "rounds (appended to), moderator_notes (appended to)"
 )
 

@@ -24,11 +24,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Mapping, Sequence
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any, NotRequired
 
-from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
+from langchain_core.messages import AnyMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.errors import GraphBubbleUp
+from langgraph.graph.message import add_messages
 from langgraph.runtime import Runtime
 from langgraph.types import Send, interrupt
 from pydantic import BaseModel, Field
@@ -70,10 +71,13 @@ FAILURE_CLIP = 300
 
 
 class ObjectiveInput(TypedDict):
-    """What every graph is started with."""
+    """What every graph is started with: an objective, or chat messages (as LangGraph
+    takes them: LangChain messages or dicts) whose last human message is the objective."""
 
-    objective: str
+    objective: NotRequired[str]
     """The question or goal the swarm works on."""
+    messages: NotRequired[Annotated[list[AnyMessage], add_messages]]
+    """A conversation; without `objective`, its last human message is the objective."""
 
 
 class AgentInput(ObjectiveInput):

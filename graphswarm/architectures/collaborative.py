@@ -38,6 +38,7 @@ from graphswarm.architectures.blocks import (
 from graphswarm.architectures.options import SwarmOptions
 from graphswarm.budget import SwarmContext
 from graphswarm.embeddings import deferred_embeddings
+from graphswarm.graph_nodes import add_node, objective_of
 from graphswarm.nodes import Crew, model_retry_policy, prompt
 from graphswarm.state import StopReason, SwarmState
 from graphswarm.view import Block, Cell, Heading, Run, Table, Text, View, agreement_chart, vote_progress, vote_table
@@ -146,9 +147,9 @@ def create_collaborative(
     retry = model_retry_policy()
 
     graph = StateGraph(CollaborativeState, context_schema=SwarmContext, input_schema=ObjectiveInput)
-    graph.add_node("answer", partial(answer, crew=crew), input_schema=AnswerInput, retry_policy=retry)
-    graph.add_node("tally", partial(tally, vote=vote), defer=True)
-    graph.add_node("judge", partial(judge_tie, crew=crew, vote=vote), retry_policy=retry)
+    add_node(graph, "answer", partial(answer, crew=crew), input_schema=AnswerInput, retry_policy=retry)
+    add_node(graph, "tally", partial(tally, vote=vote), defer=True)
+    add_node(graph, "judge", partial(judge_tie, crew=crew, vote=vote), retry_policy=retry)
     graph.add_conditional_edges(START, partial(first_round, vote=vote), ["answer"])
     graph.add_edge("answer", "tally")
     graph.add_conditional_edges("tally", partial(after_tally, vote=vote), ["answer", "judge", END])
@@ -157,7 +158,7 @@ def create_collaborative(
 
 
 def first_round(state: CollaborativeState, *, vote: _Vote) -> list[Send]:
-    return send_each("answer", vote.agents, {"objective": state["objective"], "round": 1, "tally": "", "previous": ""})
+    return send_each("answer", vote.agents, {"objective": objective_of(state), "round": 1, "tally": "", "previous": ""})
 
 
 async def answer(

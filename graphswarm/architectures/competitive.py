@@ -23,6 +23,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import Send
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.json_schema import SkipJsonSchema
 from typing_extensions import TypedDict
 
 from graphswarm.agents import Agent, check_agents
@@ -38,6 +39,7 @@ from graphswarm.architectures.blocks import (
 )
 from graphswarm.architectures.options import SwarmOptions
 from graphswarm.budget import SwarmContext
+from graphswarm.graph_nodes import add_node, objective_of
 from graphswarm.nodes import Crew, ask, model_retry_policy, prompt
 from graphswarm.state import CallRecord, StopReason, SwarmState
 from graphswarm.view import Block, Cell, Run, Table, Text, View, shorten
@@ -88,7 +90,8 @@ class CompetitiveOptions(SwarmOptions):
     selection: Selection = Field(
         Selection.JUDGE, description="who picks the best answer: a judge, in pairs, a scorer, or confidence"
     )
-    scorer: Callable[[str, str], float] | None = Field(
+    # Given from Python only: a served or remote run cannot send a function.
+    scorer: SkipJsonSchema[Callable[[str, str], float] | None] = Field(
         None, description="scorer(objective, answer) -> float, higher is better (selection scorer; Python only)"
     )
 
@@ -141,8 +144,10 @@ def create_competitive(
     retry = model_retry_policy()
 
     graph = StateGraph(CompetitiveState, context_schema=SwarmContext, input_schema=ObjectiveInput)
-    graph.add_node("compete", partial(compete, crew=crew, contest=contest), input_schema=AgentInput, retry_policy=retry)
-    graph.add_node("select", partial(select, crew=crew, contest=contest), retry_policy=retry, defer=True)
+    add_node(
+        graph, "compete", partial(compete, crew=crew, contest=contest), input_schema=AgentInput, retry_policy=retry
+    )
+    add_node(graph, "select", partial(select, crew=crew, contest=contest), retry_policy=retry, defer=True)
     graph.add_conditional_edges(START, partial(start_contest, contest=contest), ["compete"])
     graph.add_edge("compete", "select")
     graph.add_edge("select", END)
@@ -150,7 +155,7 @@ def create_competitive(
 
 
 def start_contest(state: CompetitiveState, *, contest: _Contest) -> list[Send]:
-    return send_each("compete", contest.agents, {"objective": state["objective"]})
+    return send_each("compete", contest.agents, {"objective": objective_of(state)})
 
 
 async def compete(

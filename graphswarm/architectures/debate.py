@@ -44,6 +44,7 @@ from graphswarm.architectures.blocks import (
 from graphswarm.architectures.options import SwarmOptions
 from graphswarm.budget import SwarmContext
 from graphswarm.embeddings import deferred_embeddings
+from graphswarm.graph_nodes import add_node, objective_of
 from graphswarm.nodes import Crew, ask, model_retry_policy, prompt
 from graphswarm.state import StopReason, SwarmState
 from graphswarm.view import (
@@ -175,10 +176,10 @@ def create_debate(
     retry = model_retry_policy()
 
     graph = StateGraph(DebateState, context_schema=SwarmContext, input_schema=ObjectiveInput)
-    graph.add_node("argue", partial(argue, crew=crew), input_schema=TurnInput, retry_policy=retry)
-    graph.add_node("assess", partial(assess, debate=debate), defer=True)
-    graph.add_node("moderate", partial(moderate, crew=crew, debate=debate), retry_policy=retry)
-    graph.add_node("verdict", partial(verdict, crew=crew, debate=debate), retry_policy=retry)
+    add_node(graph, "argue", partial(argue, crew=crew), input_schema=TurnInput, retry_policy=retry)
+    add_node(graph, "assess", partial(assess, debate=debate), defer=True)
+    add_node(graph, "moderate", partial(moderate, crew=crew, debate=debate), retry_policy=retry)
+    add_node(graph, "verdict", partial(verdict, crew=crew, debate=debate), retry_policy=retry)
     graph.add_conditional_edges(START, partial(first_round, debate=debate), ["argue"])
     graph.add_edge("argue", "assess")
     graph.add_conditional_edges("assess", partial(after_assess, debate=debate), ["argue", "moderate", "verdict"])
@@ -188,7 +189,7 @@ def create_debate(
 
 
 def first_round(state: DebateState, *, debate: _Debate) -> list[Send]:
-    payload = {"objective": state["objective"], "round": 1, "others": "", "previous": ""}
+    payload = {"objective": objective_of(state), "round": 1, "others": "", "previous": ""}
     return send_each("argue", debate.agents, payload)
 
 

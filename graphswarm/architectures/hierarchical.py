@@ -29,6 +29,7 @@ from graphswarm.architectures.blocks import JoinPolicy, ObjectiveInput, task_mes
 from graphswarm.architectures.options import SwarmOptions
 from graphswarm.budget import SwarmContext
 from graphswarm.errors import ConfigError
+from graphswarm.graph_nodes import add_node
 from graphswarm.nodes import Crew, ask, model_retry_policy, prompt
 from graphswarm.state import StopReason, SwarmState
 from graphswarm.view import Block, Cell, Run, Table, Text, View, shorten, tasks_line
@@ -149,12 +150,12 @@ def create_hierarchical(
     retry = model_retry_policy()
 
     graph = StateGraph(HierarchicalState, context_schema=SwarmContext, input_schema=ObjectiveInput)
-    graph.add_node("plan", partial(plan, crew=crew, team=team), retry_policy=retry)
-    graph.add_node("work", partial(work, crew=crew, team=team), input_schema=WorkerInput, retry_policy=retry)
-    graph.add_node("consolidate", partial(consolidate, crew=crew, team=team), retry_policy=retry, defer=True)
+    add_node(graph, "plan", partial(plan, crew=crew, team=team), retry_policy=retry)
+    add_node(graph, "work", partial(work, crew=crew, team=team), input_schema=WorkerInput, retry_policy=retry)
+    add_node(graph, "consolidate", partial(consolidate, crew=crew, team=team), retry_policy=retry, defer=True)
     graph.add_edge(START, "plan")
     if opts.approve_plan:
-        graph.add_node("approve", partial(approve, team=team, crew=crew))
+        add_node(graph, "approve", partial(approve, team=team, crew=crew))
         graph.add_edge("plan", "approve")
         graph.add_conditional_edges("approve", dispatch, ["work", "consolidate", END])
     else:

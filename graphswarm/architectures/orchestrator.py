@@ -38,6 +38,7 @@ from graphswarm.architectures.blocks import AgentInput, ObjectiveInput, Plan, Pl
 from graphswarm.architectures.options import SwarmOptions
 from graphswarm.budget import SwarmContext
 from graphswarm.errors import ConfigError
+from graphswarm.graph_nodes import add_node
 from graphswarm.nodes import Crew, ask, clip, memory_of, model_retry_policy, prompt
 from graphswarm.state import StopReason, SwarmState
 from graphswarm.view import Block, Cell, Run, Table, Text, View, shorten, tasks_line
@@ -200,15 +201,16 @@ def create_orchestrator(
         task_timeout=opts.task_timeout,
     )
     graph = StateGraph(OrchestratorState, context_schema=SwarmContext, input_schema=ObjectiveInput)
-    graph.add_node("plan", partial(plan, crew=crew, pool=pool), retry_policy=model_retry_policy())
-    graph.add_node("schedule", partial(schedule, pool=pool), defer=True)
-    graph.add_node(
+    add_node(graph, "plan", partial(plan, crew=crew, pool=pool), retry_policy=model_retry_policy())
+    add_node(graph, "schedule", partial(schedule, pool=pool), defer=True)
+    add_node(
+        graph,
         "work",
         partial(work, crew=crew, pool=pool),
         input_schema=WorkInput,
         retry_policy=model_retry_policy(max_attempts),
     )
-    graph.add_node("check", partial(check, crew=crew, pool=pool), retry_policy=model_retry_policy())
+    add_node(graph, "check", partial(check, crew=crew, pool=pool), retry_policy=model_retry_policy())
     graph.add_edge(START, "plan")
     graph.add_edge("plan", "schedule")
     graph.add_conditional_edges("schedule", dispatch, ["work", "check"])

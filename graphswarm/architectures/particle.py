@@ -29,6 +29,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import Send
 from pydantic import ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 from typing_extensions import TypedDict
 
 from graphswarm.agents import Agent, check_agents
@@ -46,6 +47,7 @@ from graphswarm.architectures.options import SwarmOptions
 from graphswarm.budget import SwarmContext
 from graphswarm.embeddings import deferred_embeddings
 from graphswarm.errors import ConfigError
+from graphswarm.graph_nodes import add_node, objective_of
 from graphswarm.nodes import Crew, model_retry_policy, post_note, prompt
 from graphswarm.state import CallRecord, StopReason, SwarmState
 from graphswarm.view import Block, Cell, Chart, Heading, Run, Table, Text, View
@@ -109,7 +111,8 @@ class ParticleOptions(SwarmOptions):
         None,
         description="positions are answer embeddings: minilm, openai[:model], a name on --base-url (default: the best available)",
     )
-    scorer: Callable[[str, str], float] | None = Field(
+    # Given from Python only: a served or remote run cannot send a function.
+    scorer: SkipJsonSchema[Callable[[str, str], float] | None] = Field(
         None, description="scorer(objective, answer) -> float instead of a judge (Python only)"
     )
 
@@ -182,8 +185,8 @@ def create_particle(
     retry = model_retry_policy()
 
     graph = StateGraph(ParticleState, context_schema=SwarmContext, input_schema=ObjectiveInput)
-    graph.add_node("move", partial(move, crew=crew), input_schema=MoveInput, retry_policy=retry)
-    graph.add_node("evaluate", partial(evaluate, crew=crew, swarm=swarm), retry_policy=retry, defer=True)
+    add_node(graph, "move", partial(move, crew=crew), input_schema=MoveInput, retry_policy=retry)
+    add_node(graph, "evaluate", partial(evaluate, crew=crew, swarm=swarm), retry_policy=retry, defer=True)
     graph.add_conditional_edges(START, partial(first_moves, swarm=swarm), ["move"])
     graph.add_edge("move", "evaluate")
     graph.add_conditional_edges("evaluate", next_moves, ["move", END])
@@ -191,7 +194,7 @@ def create_particle(
 
 
 def first_moves(state: ParticleState, *, swarm: _Swarm) -> list[Send]:
-    return send_each("move", swarm.agents, {"objective": state["objective"], "iteration": 1, "guidance": ""})
+    return send_each("move", swarm.agents, {"objective": objective_of(state), "iteration": 1, "guidance": ""})
 
 
 async def move(

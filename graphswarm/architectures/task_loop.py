@@ -54,6 +54,7 @@ from graphswarm.architectures.blocks import ObjectiveInput, Plan, PlannedTask, t
 from graphswarm.architectures.options import SwarmOptions
 from graphswarm.budget import SwarmContext
 from graphswarm.errors import ConfigError
+from graphswarm.graph_nodes import add_node
 from graphswarm.nodes import (
     MAX_TOOL_STEPS,
     TOOL_LOOP,
@@ -249,18 +250,18 @@ def create_task_loop(
     )
     retry = model_retry_policy()
     graph = StateGraph(TaskLoopState, context_schema=SwarmContext, input_schema=ObjectiveInput)
-    graph.add_node("plan", partial(plan, crew=crew, loop=loop), retry_policy=retry)
-    graph.add_node("pick", partial(pick, loop=loop))
-    graph.add_node("think", partial(think, crew=crew, loop=loop), retry_policy=retry)
-    graph.add_node("act", partial(act, crew=crew, loop=loop))
-    graph.add_node("review", partial(review, crew=crew, loop=loop), retry_policy=retry)
-    graph.add_node("finish", partial(finish, crew=crew, loop=loop), retry_policy=retry)
+    add_node(graph, "plan", partial(plan, crew=crew, loop=loop), retry_policy=retry)
+    add_node(graph, "pick", partial(pick, loop=loop))
+    add_node(graph, "think", partial(think, crew=crew, loop=loop), retry_policy=retry)
+    add_node(graph, "act", partial(act, crew=crew, loop=loop))
+    add_node(graph, "review", partial(review, crew=crew, loop=loop), retry_policy=retry)
+    add_node(graph, "finish", partial(finish, crew=crew, loop=loop), retry_policy=retry)
     graph.add_edge(START, "plan")
     graph.add_edge("plan", "pick")
     graph.add_conditional_edges("pick", partial(after_pick, loop=loop), ["think", "delegate", "finish"])
     graph.add_conditional_edges("think", after_think, ["act", "review"])
     graph.add_conditional_edges("act", after_act, ["think", "finish"])
-    graph.add_node("delegate", partial(delegate, loop=loop))
+    add_node(graph, "delegate", partial(delegate, loop=loop))
     graph.add_edge("delegate", "review")
     graph.add_conditional_edges("review", after_review, ["pick", "finish"])
     graph.add_edge("finish", END)

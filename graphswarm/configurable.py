@@ -1,0 +1,220 @@
+"""Graphs whose swarm each run chooses: for a LangGraph server and for remote workers.
+
+A graph built in Python closes over its agents and options. A graph served by
+`langgraph dev` (Studio) or hosted by a Temporal worker is built once, before any run
+is known, and must take from each run's context (`SwarmContext`: plain data) which
+model, agents, options and budget that run uses.
+
+`configurable_graph(defaults)` builds the architecture once, from `defaults`, as the
+template of the graph's shape, and makes each node, and each routing function, run
+the one of the same name in the swarm built for the run's context: built on first
+use, once per distinct swarm, in the process the node runs in (a worker builds its own
+agents and models from plain data; nothing crosses machines but the spec).
+
+Settings that change the graph's shape rather than its behaviour (the task loop's
+`subgraphs`) must be the same as the template's: a run that changes them gets a
+one-line `ConfigError`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Mapping
+from contextlib import AbstractAsyncContextManager, nullcontext
+from functools import cache
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables.config import var_child_runnable_config
+from langgraph._internal._constants import CONFIG_KEY_RUNTIME
+from langgraph._internal._runnable import RunnableCallable
+from langgraph.graph import StateGraph
+from langgraph.runtime import Runtime
+from pydantic import BaseModel, Field, create_model
+
+from graphswarm.budget import SwarmContext
+from graphswarm.errors import ConfigError
+from graphswarm.registry import SwarmSpec, get_architecture
+
+__all__ = ["configurable_graph", "context_schema", "spec_for"]
+
+_CACHE_SIZE = 32
+"""Distinct swarms kept built per graph (a swarm is cheap to build: no client is made)."""
+
+
+def spec_for(context: SwarmContext | Mapping[str, Any] | None, defaults: SwarmSpec) -> SwarmSpec:
+    """The swarm a run's context asks for: its whole `spec` if it has one, else `defaults`
+    with the context's model, base URL, agent count and options laid over them."""
+    if context is None:
+        return defaults
+    if not isinstance(context, SwarmContext):
+        context = SwarmContext.model_validate(context)
+    if context.spec is not None:
+        spec = SwarmSpec.from_record(context.spec)
+        if spec.architecture != defaults.architecture:
+            raise ConfigError(f"this graph runs {defaults.architecture}, the run asks for {spec.architecture}")
+        return spec
+    changes: dict[str, Any] = {}
+    if context.model:
+        changes["model"] = context.model
+    if context.base_url:
+        changes["base_url"] = context.base_url
+    options = context.options
+    if isinstance(options, BaseModel):  # the architecture's own context schema checked them
+        options = options.model_dump(exclude_unset=True)
+    if options:
+        changes["options"] = {**defaults.options, **options}
+    spec = defaults.model_copy(update=changes)
+    if context.agents is not None and context.agents != len(defaults.agents):
+        arch = get_architecture(defaults.architecture)
+        workers = SwarmSpec.with_workers(arch.name, context.agents).agents
+        spec = spec.model_copy(update={"agents": workers})
+    return spec
+
+
+def configurable_graph(
+    defaults: SwarmSpec,
+    *,
+    node_metadata: Mapping[str, Any] | None = None,
+    retries: bool = True,
+    context: Callable[[Any], SwarmContext] | None = None,
+    around: Callable[[], AbstractAsyncContextManager[Any]] | None = None,
+) -> StateGraph[Any, Any, Any, Any]:
+    """The architecture of `defaults` as a graph whose swarm each run's context chooses.
+
+    `node_metadata` is added to every node's metadata (a Temporal worker says where
+    nodes run); `retries=False` drops LangGraph's retry policies (Temporal retries
+    instead); `context` turns the context a node receives into the `SwarmContext` it
+    runs with (a worker gives it a governor shared across machines); `around` is
+    entered while each node runs (a worker tells Temporal the node is alive)."""
+    template = defaults.build()
+    template.context_schema = context_schema(defaults.architecture)
+    swarms = _Swarms(defaults)
+    as_context = context or _as_context
+    for name, node in template.nodes.items():
+        node.runnable = RunnableCallable(None, _run_node(name, swarms, as_context, around), name=name, trace=False)
+        node.metadata = {**(node.metadata or {}), **(node_metadata or {})}
+        if not retries:
+            node.retry_policy = None
+    for source, branches in template.branches.items():
+        for key, branch in branches.items():
+            sync_route, async_route = _route(source, key, swarms, as_context)
+            branches[key] = branch._replace(path=RunnableCallable(sync_route, async_route, trace=False))
+    return template
+
+
+@cache
+def context_schema(architecture: str) -> type[SwarmContext]:
+    """`SwarmContext` with `options` typed by the architecture's Options model, so that
+    a form (Studio's) lists them and a run's bad option is refused when it starts."""
+    options = get_architecture(architecture).options
+    fields: dict[str, Any] = {
+        "options": (options | None, Field(None, description=f"The {architecture} options (unset: the defaults)."))
+    }
+    name = f"{options.__name__.removesuffix('Options')}Context"
+    model: type[SwarmContext] = create_model(name, __base__=SwarmContext, __doc__=SwarmContext.__doc__, **fields)
+    return model
+
+
+def _as_context(raw: Any) -> SwarmContext:
+    if isinstance(raw, SwarmContext):
+        return raw
+    return SwarmContext.model_validate(raw or {})
+
+
+class _Swarms:
+    """The swarms built for runs of one configurable graph, by spec (most recent kept)."""
+
+    def __init__(self, defaults: SwarmSpec) -> None:
+        self.defaults = defaults
+        self._template_shape: tuple[Any, ...] | None = None
+        self._built: OrderedDict[str, StateGraph[Any, Any, Any, Any]] = OrderedDict()
+
+    def graph(self, context: SwarmContext) -> StateGraph[Any, Any, Any, Any]:
+        spec = spec_for(context, self.defaults)
+        key = json.dumps(spec.to_record(), sort_keys=True, default=str)
+        graph = self._built.get(key)
+        if graph is None:
+            graph = spec.build()
+            if _shape(graph) != self._shape():
+                raise ConfigError(
+                    f"the run's options change the shape of the {spec.architecture} graph; "
+                    "set them where the graph is served (GRAPHSWARM_OPTION_<NAME>) or the worker starts"
+                )
+            self._built[key] = graph
+            while len(self._built) > _CACHE_SIZE:
+                self._built.popitem(last=False)
+        else:
+            self._built.move_to_end(key)
+        return graph
+
+    def _shape(self) -> tuple[Any, ...]:
+        if self._template_shape is None:
+            self._template_shape = _shape(self.defaults.build())
+        return self._template_shape
+
+
+def _shape(graph: StateGraph[Any, Any, Any, Any]) -> tuple[Any, ...]:
+    branches = sorted((source, key) for source, by_key in graph.branches.items() for key in by_key)
+    return tuple(sorted(graph.nodes)), tuple(sorted(graph.edges)), tuple(branches)
+
+
+def _with_context(
+    config: RunnableConfig, runtime: Runtime[Any] | None, as_context: Callable[[Any], SwarmContext]
+) -> tuple[SwarmContext, RunnableConfig]:
+    """The run's `SwarmContext`, and the config whose runtime carries it (as given, when
+    LangGraph already made the context one: in-process; rebuilt on a remote worker)."""
+    configurable = config.get("configurable", {})
+    runtime = runtime or configurable.get(CONFIG_KEY_RUNTIME) or Runtime()
+    context = as_context(runtime.context)
+    if runtime.context is context:
+        return context, config
+    runtime = runtime.override(context=context)
+    return context, {**config, "configurable": {**configurable, CONFIG_KEY_RUNTIME: runtime}}
+
+
+def _run_node(
+    name: str,
+    swarms: _Swarms,
+    as_context: Callable[[Any], SwarmContext],
+    around: Callable[[], AbstractAsyncContextManager[Any]] | None,
+):
+    async def run_node(state: Any, config: RunnableConfig, runtime: Runtime[Any]) -> Any:
+        # On a worker the config a node is given is a serializable subset; LangGraph's own
+        # keys (what `interrupt()` needs) are in the current one, which the plugin restored.
+        current = var_child_runnable_config.get() or {}
+        configurable = {**config.get("configurable", {}), **current.get("configurable", {})}
+        async with around() if around is not None else nullcontext():
+            context, config = _with_context({**config, "configurable": configurable}, runtime, as_context)
+            node: Any = swarms.graph(context).nodes[name].runnable
+            # Nodes read the runtime from the config they are given or from the current one.
+            token = var_child_runnable_config.set(config)
+            try:
+                return await node.ainvoke(state, config)
+            finally:
+                var_child_runnable_config.reset(token)
+
+    # A name of its own per graph and node (Temporal's plugin names activities by it).
+    run_node.__name__ = name
+    run_node.__qualname__ = f"{swarms.defaults.architecture}.{name}"
+    return run_node
+
+
+def _route(source: str, key: str, swarms: _Swarms, as_context: Callable[[Any], SwarmContext]):
+    def target(config: RunnableConfig) -> tuple[Any, RunnableConfig]:
+        context, config = _with_context(config, None, as_context)
+        return swarms.graph(context).branches[source][key].path, config
+
+    def route(state: Any, config: RunnableConfig) -> Hashable | list[Hashable]:
+        path, config = target(config)
+        return path.invoke(state, config)
+
+    async def aroute(state: Any, config: RunnableConfig) -> Hashable | list[Hashable]:
+        path, config = target(config)
+        if getattr(path, "func", None) is not None:
+            # A plain routing function: called here, not in a thread (a Temporal workflow has none).
+            return path.invoke(state, config)
+        return await path.ainvoke(state, config)
+
+    return route, aroute
