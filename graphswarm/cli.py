@@ -21,6 +21,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 from typer.core import TyperCommand
@@ -48,7 +49,7 @@ app = typer.Typer(
     add_completion=True,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    rich_markup_mode=None,
+    rich_markup_mode="rich",
 )
 # Piped output is read by scripts and people alike: keep table rows on one line.
 # Most of what is printed was written by a model or a person (answers, task titles,
@@ -160,13 +161,14 @@ class _RunCommand(TyperCommand):
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         return super().parse_args(ctx, _flags_as_options(args, _own_flags(self)))
 
-    def format_epilog(self, ctx: Any, formatter: Any) -> None:
-        super().format_epilog(ctx, formatter)
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        super().format_help(ctx, formatter)  # Typer's Rich help, printed
         own = _own_flags(self)
-        with formatter.section("Architecture options (--NAME VALUE or -o NAME=VALUE; see: graphswarm options ARCH)"):
-            formatter.write_dl(
-                [(name, " ".join(_flag(f, own) for f in model.flags())) for name, model in _options_models().items()]
-            )
+        flags = Table.grid(padding=(0, 2))
+        for name, model in _options_models().items():
+            flags.add_row(Text(name, style="bold"), Text(" ".join(_flag(f, own) for f in model.flags())))
+        title = "Architecture options (--NAME VALUE or -o NAME=VALUE; see: graphswarm options ARCH)"
+        Console(highlight=False).print(Panel(flags, title=title, title_align="left", border_style="dim"))
 
 
 def _own_flags(command: Any) -> set[str]:

@@ -48,6 +48,11 @@ class RunResources:
         self._chroma: Any = None
 
     @property
+    def embeddings_name(self) -> str | None:
+        """The embeddings, when given by name (what a remote worker can build)."""
+        return self._embeddings if isinstance(self._embeddings, str) else None
+
+    @property
     def memory_setting(self) -> str | None:
         """What a new run's record says about its memory."""
         if not self._memory:

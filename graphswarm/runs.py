@@ -124,8 +124,13 @@ class Runner:
         `temporal` (a `graphswarm.temporal.TemporalSettings`) executes new runs as Temporal
         workflows on the workers of its task queue (`graphswarm worker`); their records
         stay in `db`, so this runner lists, reads and resumes them like any other."""
-        if temporal is not None and memory:
-            raise ConfigError("shared memory on Temporal is not supported yet: run without --memory, or in-process")
+        if temporal is not None and memory and not str(memory).startswith(("http://", "https://")):
+            raise ConfigError(
+                "on Temporal, shared memory must be a Chroma server (--memory http://host:port): "
+                "workers on other machines cannot reach an embedded or in-process store"
+            )
+        if temporal is not None and embeddings is not None and not isinstance(embeddings, str):
+            raise ConfigError("on Temporal, embeddings are given by name (minilm, openai...): workers build them")
         self._temporal = temporal
         self._db = db
         self._max_concurrency = max_concurrency
@@ -481,7 +486,7 @@ class Runner:
         started = time.monotonic()
         try:
             if objective is not None:
-                await engine.start(record, objective)
+                await engine.start(record, objective, embeddings=self._resources.embeddings_name)
             else:
                 await engine.resume(record, decision)
             progress = await engine.follow(record, on_update)

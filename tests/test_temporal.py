@@ -25,10 +25,12 @@ import pytest
 
 pytest.importorskip("temporalio.langgraph", reason="needs the temporal extra: pip install 'graphswarm[temporal]'")
 
-from graphswarm import Budget, Runner, RunStatus, SwarmSpec
+from graphswarm import Budget, ConfigError, Runner, RunStatus, SwarmSpec
 from graphswarm.agents import make_workers
 from graphswarm.errors import RunCancelledError
+from graphswarm.memory import SharedMemory, open_chroma
 from graphswarm.temporal import TemporalSettings
+from graphswarm.testing import KeywordEmbeddings
 
 
 def _temporal_cli() -> str | None:
@@ -226,6 +228,27 @@ async def test_a_new_worker_takes_over_the_run_of_a_dead_one(fake, workers, tmp_
     assert sum(completed.values()) - len(result.state["calls"]) <= 3
 
 
+async def test_agents_on_two_workers_share_a_chroma_server_memory(fake, workers, tmp_path, chroma_server):
+    workers.start(max_concurrent=2)
+    workers.start(max_concurrent=2)
+    spec = SwarmSpec.with_workers("hierarchical", 3, model="m", base_url=fake.url)
+    remote = settings(workers)
+
+    async with Runner(str(tmp_path / "runs.sqlite"), temporal=remote, memory=chroma_server, embeddings="openai") as r:
+        result = await r.start(spec, OBJECTIVE)
+    notes = SharedMemory(open_chroma(chroma_server), result.run_id, embeddings=KeywordEmbeddings())
+
+    assert result.status is RunStatus.DONE
+    # Every answer the agents gave, on whichever worker, is in the run's memory.
+    assert notes.count() >= len(result.state["calls"]) > 3
+
+
+async def test_on_temporal_memory_must_be_a_server_every_worker_reaches(workers, tmp_path):
+    for store in (True, "memory"):
+        with pytest.raises(ConfigError, match="must be a Chroma server"):
+            Runner(str(tmp_path / "runs.sqlite"), temporal=settings(workers), memory=store)
+
+
 async def test_a_cancelled_run_ends_and_says_so(fake, workers, tmp_path):
     workers.start()
     fake.configure(latency_ms=500)
@@ -258,12 +281,15 @@ def test_the_cli_runs_shows_and_lists_a_temporal_run(fake, workers, tmp_path):
     shown = graphswarm("show", "cli-run", "--db", db)
     listed = graphswarm("runs", "--db", db)
     history = graphswarm("history", "cli-run", "--db", db)
+    report = graphswarm("report", "cli-run", "--db", db, "-O", str(tmp_path / "report.md"))
 
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.strip()
     assert shown.returncode == 0 and ran.stdout.strip().splitlines()[0] in shown.stdout
     assert "cli-run" in listed.stdout and "done" in listed.stdout
     assert history.returncode == 2 and "temporal workflow show --workflow-id cli-run" in history.stderr
+    assert report.returncode == 0, report.stderr
+    assert ran.stdout.strip().splitlines()[0] in (tmp_path / "report.md").read_text()
 
 
 def test_bad_temporal_settings_are_one_line_errors(fake, workers, tmp_path):
