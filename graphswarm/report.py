@@ -67,8 +67,7 @@ async def build_report(runner: Runner, run_id: str, *, format: ReportFormat = "h
     if format not in get_args(ReportFormat):
         raise ConfigError(f"unknown report format {format!r} (choose one of: {', '.join(get_args(ReportFormat))})")
     result = await runner.result(run_id, graph=graph)
-    # A run on Temporal has no local checkpoints: its report has no timeline (its steps are Temporal's history).
-    steps = [] if result.record.temporal is not None else await runner.history(run_id, graph=graph)
+    steps = await runner.history(run_id, graph=graph)
     shape = graph if graph is not None or not result.record.spec else record_graph(result.record.spec)
     blocks = _blocks(result, steps, shape)
     return _render_html(result, blocks) if format == "html" else _render_markdown(result, blocks)

@@ -401,8 +401,13 @@ class Runner:
         return await reading.state_at(record, checkpoint_id, reading.state_reader(record, graph))
 
     async def history(self, run_id: str, *, graph: Graph | None = None) -> builtins.list[Step]:
-        """Every checkpoint of the run, oldest first, with the model calls made in each step."""
-        record = _checkpointed(await self.get(run_id))
+        """Every checkpoint of the run, oldest first, with the model calls made in each step
+        (for a run on Temporal: every node that finished, from the workflow's history)."""
+        record = await self.get(run_id)
+        if record.temporal is not None:
+            from graphswarm.temporal import TemporalEngine
+
+            return await TemporalEngine.of(record).steps(record)
         reading = self._open.reading
         return await reading.history(record, reading.state_reader(record, graph))
 
@@ -527,8 +532,8 @@ def _checkpointed(record: RunRecord) -> RunRecord:
     """`record`, if its run has checkpoints here (a run on Temporal has its history there)."""
     if record.temporal is not None:
         raise UsageError(
-            f"run {record.run_id} ran on Temporal: its steps are in the workflow's history "
-            f"(temporal workflow show --workflow-id {record.run_id} --address {record.temporal['address']})"
+            f"run {record.run_id} ran on Temporal: it has no checkpoints to read or fork from "
+            f"(its steps: graphswarm history {record.run_id})"
         )
     return record
 

@@ -50,6 +50,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from graphswarm.budget import Budget, BudgetExhausted, Governor, SwarmContext
 from graphswarm.configurable import configurable_graph
 from graphswarm.errors import ConfigError, RunCancelledError
+from graphswarm.inspection import Step
 from graphswarm.records import RunRecord
 from graphswarm.registry import ARCHITECTURES, SwarmSpec, get_architecture
 from graphswarm.state import CallRecord, StopReason
@@ -488,6 +489,32 @@ class TemporalEngine:
         progress = await handle.query(SwarmWorkflow.progress, 0)
         progress.updates = []
         return progress
+
+    async def steps(self, record: RunRecord) -> list[Step]:
+        """The run's history as `history` shows it: one step per node that finished (an
+        activity completed in the workflow's history), with the model calls it made."""
+        client = await self.client()
+        scheduled: dict[int, str] = {}
+        steps: list[Step] = []
+        async for event in client.get_workflow_handle(record.run_id).fetch_history_events():
+            if event.HasField("activity_task_scheduled_event_attributes"):
+                node = event.activity_task_scheduled_event_attributes.activity_type.name
+                scheduled[event.event_id] = node.split(".", 1)[-1]
+            elif event.HasField("activity_task_completed_event_attributes"):
+                done = event.activity_task_completed_event_attributes
+                [output] = await client.data_converter.decode(done.result.payloads) or [{}]
+                update = (output or {}).get("result") or {}
+                steps.append(
+                    Step(
+                        checkpoint_id=f"event {event.event_id}",
+                        step=len(steps) + 1,
+                        source=scheduled.get(done.scheduled_event_id, "?"),
+                        next=[],
+                        created_at=event.event_time.ToDatetime().isoformat(),
+                        calls=update.get("calls", []) if isinstance(update, dict) else [],
+                    )
+                )
+        return steps
 
     async def cancel(self, record: RunRecord) -> None:
         await (await self.client()).get_workflow_handle(record.run_id).cancel()
