@@ -25,12 +25,9 @@ from contextlib import AbstractAsyncContextManager, nullcontext
 from functools import cache
 from typing import Any
 
-from langchain_core.runnables import RunnableConfig
-from langchain_core.runnables.config import var_child_runnable_config
-from langgraph._internal._constants import CONFIG_KEY_RUNTIME
-from langgraph._internal._runnable import RunnableCallable
+from langchain_core.runnables import RunnableConfig, RunnableLambda
 from langgraph.graph import StateGraph
-from langgraph.runtime import Runtime
+from langgraph.runtime import Runtime, get_runtime
 from pydantic import BaseModel, Field, create_model
 
 from graphswarm.budget import SwarmContext
@@ -89,19 +86,32 @@ def configurable_graph(
     runs with (a worker gives it a governor shared across machines); `around` is
     entered while each node runs (a worker tells Temporal the node is alive)."""
     template = defaults.build()
-    template.context_schema = context_schema(defaults.architecture)
     swarms = _Swarms(defaults)
     as_context = context or _as_context
+    graph = StateGraph(
+        template.state_schema,
+        context_schema=context_schema(defaults.architecture),
+        input_schema=template.input_schema,
+        output_schema=template.output_schema,
+    )
     for name, node in template.nodes.items():
-        node.runnable = RunnableCallable(None, _run_node(name, swarms, as_context, around), name=name, trace=False)
-        node.metadata = {**(node.metadata or {}), **(node_metadata or {})}
-        if not retries:
-            node.retry_policy = None
+        graph.add_node(
+            name,
+            _run_node(name, swarms, as_context, around),
+            input_schema=node.input_schema,
+            defer=node.defer,
+            destinations=node.ends,
+            retry_policy=node.retry_policy if retries else None,
+            metadata={**(node.metadata or {}), **(node_metadata or {})},
+        )
+    for start, end in template.edges:
+        graph.add_edge(start, end)
+    for starts, end in template.waiting_edges:
+        graph.add_edge(list(starts), end)
     for source, branches in template.branches.items():
         for key, branch in branches.items():
-            sync_route, async_route = _route(source, key, swarms, as_context)
-            branches[key] = branch._replace(path=RunnableCallable(sync_route, async_route, trace=False))
-    return template
+            graph.add_conditional_edges(source, _route(source, key, swarms, as_context), branch.ends)
+    return graph
 
 
 @cache
@@ -160,20 +170,6 @@ def _shape(graph: StateGraph[Any, Any, Any, Any]) -> tuple[Any, ...]:
     return tuple(sorted(graph.nodes)), tuple(sorted(graph.edges)), tuple(branches)
 
 
-def _with_context(
-    config: RunnableConfig, runtime: Runtime[Any] | None, as_context: Callable[[Any], SwarmContext]
-) -> tuple[SwarmContext, RunnableConfig]:
-    """The run's `SwarmContext`, and the config whose runtime carries it (as given, when
-    LangGraph already made the context one: in-process; rebuilt on a remote worker)."""
-    configurable = config.get("configurable", {})
-    runtime = runtime or configurable.get(CONFIG_KEY_RUNTIME) or Runtime()
-    context = as_context(runtime.context)
-    if runtime.context is context:
-        return context, config
-    runtime = runtime.override(context=context)
-    return context, {**config, "configurable": {**configurable, CONFIG_KEY_RUNTIME: runtime}}
-
-
 def _run_node(
     name: str,
     swarms: _Swarms,
@@ -181,19 +177,12 @@ def _run_node(
     around: Callable[[], AbstractAsyncContextManager[Any]] | None,
 ):
     async def run_node(state: Any, config: RunnableConfig, runtime: Runtime[Any]) -> Any:
-        # On a worker the config a node is given is a serializable subset; LangGraph's own
-        # keys (what `interrupt()` needs) are in the current one, which the plugin restored.
-        current = var_child_runnable_config.get() or {}
-        configurable = {**config.get("configurable", {}), **current.get("configurable", {})}
         async with around() if around is not None else nullcontext():
-            context, config = _with_context({**config, "configurable": configurable}, runtime, as_context)
-            node: Any = swarms.graph(context).nodes[name].runnable
-            # Nodes read the runtime from the config they are given or from the current one.
-            token = var_child_runnable_config.set(config)
-            try:
-                return await node.ainvoke(state, config)
-            finally:
-                var_child_runnable_config.reset(token)
+            context = as_context(runtime.context)
+            if context is not runtime.context:  # on a worker: the plain data rebuilt
+                runtime = runtime.override(context=context)
+            node: Any = swarms.graph(context).nodes[name].runnable  # a SwarmNode (graphswarm.graph_nodes)
+            return await node.ainvoke(state, config, runtime=runtime)
 
     # A name of its own per graph and node (Temporal's plugin names activities by it).
     run_node.__name__ = name
@@ -201,20 +190,16 @@ def _run_node(
     return run_node
 
 
-def _route(source: str, key: str, swarms: _Swarms, as_context: Callable[[Any], SwarmContext]):
-    def target(config: RunnableConfig) -> tuple[Any, RunnableConfig]:
-        context, config = _with_context(config, None, as_context)
-        return swarms.graph(context).branches[source][key].path, config
+def _route(source: str, key: str, swarms: _Swarms, as_context: Callable[[Any], SwarmContext]) -> RunnableLambda:
+    """The routing function of the run's swarm. Routing reads only the state: the run's
+    context just picks the swarm. Both sides are plain calls: a Temporal workflow (async)
+    has no threads to run a sync function in."""
 
     def route(state: Any, config: RunnableConfig) -> Hashable | list[Hashable]:
-        path, config = target(config)
+        path = swarms.graph(as_context(get_runtime().context)).branches[source][key].path
         return path.invoke(state, config)
 
     async def aroute(state: Any, config: RunnableConfig) -> Hashable | list[Hashable]:
-        path, config = target(config)
-        if getattr(path, "func", None) is not None:
-            # A plain routing function: called here, not in a thread (a Temporal workflow has none).
-            return path.invoke(state, config)
-        return await path.ainvoke(state, config)
+        return route(state, config)
 
-    return route, aroute
+    return RunnableLambda(route, afunc=aroute, name=f"{source}_route")

@@ -33,7 +33,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import run_in_executor
 from langgraph.graph import StateGraph
-from langgraph.runtime import get_runtime
+from langgraph.runtime import Runtime, get_runtime
 
 from graphswarm.errors import UsageError
 
@@ -64,7 +64,7 @@ class SwarmNode(Runnable[Any, Any]):
         self._wants = {key for key in ("runtime", "config") if key in inspect.signature(action).parameters}
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        state, options = self._arguments(input, config)
+        state, options = self._arguments(input, config, kwargs.get("runtime"))
         if self.is_async:
             output = run_coroutine(self.action(state, **options))
         else:
@@ -72,19 +72,23 @@ class SwarmNode(Runnable[Any, Any]):
         return _with_messages(input, state, output, config)
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        state, options = self._arguments(input, config)
+        state, options = self._arguments(input, config, kwargs.get("runtime"))
         if self.is_async:
             output = await self.action(state, **options)
         else:
             output = await run_in_executor(config, self.action, state, **options)
         return _with_messages(input, state, output, config)
 
-    def _arguments(self, input: Any, config: RunnableConfig | None) -> tuple[Any, dict[str, Any]]:
+    def _arguments(
+        self, input: Any, config: RunnableConfig | None, runtime: Runtime[Any] | None
+    ) -> tuple[Any, dict[str, Any]]:
+        """The node's state and keyword arguments; `runtime`, when given, replaces the
+        run's (a configurable graph gives its nodes the context it made)."""
         options: dict[str, Any] = {}
         if "config" in self._wants:
             options["config"] = config
         if "runtime" in self._wants:
-            options["runtime"] = get_runtime()
+            options["runtime"] = runtime or get_runtime()
         if isinstance(input, Mapping) and "objective" not in input and "messages" in input:
             input = {**input, "objective": objective_of(input)}
         return input, options

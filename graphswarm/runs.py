@@ -38,6 +38,7 @@ from graphswarm.forks import fork_run
 from graphswarm.graph_nodes import ANSWER_AUTHOR
 from graphswarm.inspection import RunReader, RunResult, Step, python_graph_needed, run_config
 from graphswarm.leases import RunOwnedError
+from graphswarm.models import load_prices
 from graphswarm.records import RunRecord, RunRecords, RunStatus, checked_run_id, new_run_id
 from graphswarm.registry import SwarmSpec
 from graphswarm.resources import RunResources
@@ -436,6 +437,10 @@ class Runner:
         spent = await reading.spent_calls(record, compiled)
         governor = Governor(budget, spent=spent, elapsed_s=record.elapsed_s)
         context = await self._resources.context(record, governor, objective)
+        # A finished task's writes are saved as soon as it returns (durability="sync"), unless
+        # something holds up the event loop: loading prices at the first reply did, for long
+        # enough that a kill then lost the calls finished meanwhile.
+        load_prices()
         record.status, record.stop_reason, record.error = RunStatus.RUNNING, None, None
         record.pid, record.host = os.getpid(), socket.gethostname()
         await records.save(record)
@@ -461,14 +466,7 @@ class Runner:
             record.elapsed_s += time.monotonic() - started
             await asyncio.shield(self._keep_unfinished_calls(record, compiled, governor))
         result = await reading.result(record, compiled)
-        if result.pauses:
-            record.status = RunStatus.INTERRUPTED
-            record.stop_reason = str(result.pauses[0].get("stop_reason", "human"))
-        elif result.next:
-            record.status, record.stop_reason = RunStatus.INTERRUPTED, "breakpoint"
-        else:
-            record.status = RunStatus.DONE
-            record.stop_reason = result.state.get("stop_reason") or "completed"
+        _conclude(record, result)
         await records.save(record)
         return result
 
@@ -512,12 +510,7 @@ class Runner:
             record.elapsed_s += time.monotonic() - started
             await asyncio.shield(self._open.records.save(record))
         result = RunResult(record, progress.state, pauses=progress.pauses)
-        if result.pauses:
-            record.status = RunStatus.INTERRUPTED
-            record.stop_reason = str(result.pauses[0].get("stop_reason", "human"))
-        else:
-            record.status = RunStatus.DONE
-            record.stop_reason = result.state.get("stop_reason") or "completed"
+        _conclude(record, result)
         await self._open.records.save(record)
         return result
 
@@ -526,6 +519,18 @@ class Runner:
         saved = {c.get("id") for c in await self._open.reading.spent_calls(record, compiled)}
         record.unfinished_calls += [dict(c) for c in governor.records if c.get("id") not in saved]
         await self._open.records.save(record)
+
+
+def _conclude(record: RunRecord, result: RunResult) -> None:
+    """Say in the record how an execution ended: paused (why), at a breakpoint, or done."""
+    if result.pauses:
+        record.status = RunStatus.INTERRUPTED
+        record.stop_reason = str(result.pauses[0].get("stop_reason", "human"))
+    elif result.next:
+        record.status, record.stop_reason = RunStatus.INTERRUPTED, "breakpoint"
+    else:
+        record.status = RunStatus.DONE
+        record.stop_reason = result.state.get("stop_reason") or "completed"
 
 
 def _checkpointed(record: RunRecord) -> RunRecord:
