@@ -347,6 +347,7 @@ def worker(
         err.print(f"worker for {hosted} on {where} (Ctrl-C stops it)")
 
     asyncio.run(run_worker(settings, max_concurrent=max_concurrent, architectures=architecture, on_ready=ready))
+    err.print("worker stopped")
 
 
 @app.command()

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.langgraph import LangGraphPlugin
 from temporalio.langgraph import graph as registered_graph
+from temporalio.service import RPCError
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from graphswarm.budget import Budget, BudgetExhausted, Governor, SwarmContext
@@ -55,7 +57,7 @@ from graphswarm.records import RunRecord
 from graphswarm.registry import ARCHITECTURES, SwarmSpec, get_architecture
 from graphswarm.state import CallRecord, StopReason
 
-__all__ = ["TemporalSettings", "SwarmRun", "SwarmWorkflow", "connect", "run_worker", "start_run", "worker_plugin"]
+__all__ = ["TemporalSettings", "TemporalEngine", "SwarmRun", "SwarmWorkflow", "connect", "run_worker", "worker_plugin"]
 
 DEFAULT_TASK_QUEUE = "graphswarm"
 WORKFLOW_NAME = "graphswarm"
@@ -66,6 +68,10 @@ NODE_ATTEMPTS = 5
 HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 WORKER_WAIT_S = 5
 SCHEDULED_AT_ONCE = 500
+QUERY_TIMEOUT = timedelta(seconds=10)
+WORKFLOW_TASK_TIMEOUT = timedelta(seconds=60)
+"""How long one step of the graph's loop may take in the workflow (Temporal's default
+of 10 s is short for thousands of agents)."""
 NOT_HOSTED = "ArchitectureNotHosted"
 
 
@@ -228,6 +234,8 @@ class _WorkflowGovernor(Governor):
 
 _SETUPS: dict[str, RunSetup] = {}
 """The setup of each run whose workflow or nodes this process runs, by workflow run id."""
+_FETCHES: dict[str, asyncio.Future[RunSetup]] = {}
+"""Setups being asked of their workflows, by workflow run id (one query at a time)."""
 _MEMORIES: dict[str, Any] = {}
 """The shared memory of each run whose nodes this process runs, by workflow run id."""
 _KEPT = 256
@@ -278,9 +286,6 @@ async def _on_worker() -> AsyncIterator[None]:
         return
     info = activity.info()
     assert info.workflow_id is not None and info.workflow_run_id is not None
-    if info.workflow_run_id not in _SETUPS:
-        handle = activity.client().get_workflow_handle(info.workflow_id, run_id=info.workflow_run_id)
-        _remember(info.workflow_run_id, await handle.query(SwarmWorkflow.setup))
 
     async def beat() -> None:
         while True:
@@ -289,9 +294,29 @@ async def _on_worker() -> AsyncIterator[None]:
 
     beating = asyncio.ensure_future(beat())
     try:
+        if info.workflow_run_id not in _SETUPS:
+            # One query per worker and run, however many of its nodes start at once.
+            fetching = _FETCHES.get(info.workflow_run_id)
+            if fetching is None:
+                handle = activity.client().get_workflow_handle(info.workflow_id, run_id=info.workflow_run_id)
+                fetching = _FETCHES[info.workflow_run_id] = asyncio.ensure_future(_fetch_setup(handle))
+            _remember(info.workflow_run_id, await asyncio.shield(fetching))
+            _FETCHES.pop(info.workflow_run_id, None)
         yield
     finally:
         beating.cancel()
+
+
+async def _fetch_setup(handle: WorkflowHandle[Any, Any]) -> RunSetup:
+    """The run's setup, asked of its workflow (again while a busy workflow cannot answer)."""
+    for attempt in range(1, 11):
+        try:
+            return await handle.query(SwarmWorkflow.setup, rpc_timeout=QUERY_TIMEOUT)
+        except RPCError:
+            if attempt == 10:
+                raise
+            await asyncio.sleep(min(0.5 * attempt, 5))
+    raise AssertionError("unreachable")
 
 
 def _remember(workflow_run_id: str, setup: RunSetup) -> None:
@@ -374,7 +399,7 @@ async def run_worker(
     on_ready: Callable[[], None] | None = None,
 ) -> None:
     """Serve the task queue until cancelled: the runs' workflows and their nodes
-    (`on_ready` is called once connected)."""
+    (`on_ready` is called once connected); SIGINT or SIGTERM stops it."""
     client = await connect(settings)
     worker = Worker(
         client,
@@ -384,10 +409,18 @@ async def run_worker(
         max_concurrent_activities=max_concurrent,
         # Nodes and routing build agents from plain data; LangGraph runs outside the sandbox.
         workflow_runner=UnsandboxedWorkflowRunner(),
+        # LangGraph may think for seconds between two awaits when thousands of agents
+        # answer in one step: that is work, not the deadlock Temporal would report.
+        debug_mode=True,
     )
-    if on_ready is not None:
-        on_ready()
-    await worker.run()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(stop_signal, stop.set)
+    async with worker:  # leaving it shuts the worker down: its nodes in flight go to other workers
+        if on_ready is not None:
+            on_ready()
+        await stop.wait()
 
 
 def _outcome(result: asyncio.Future[Any], run_id: str) -> dict[str, Any]:
@@ -433,7 +466,13 @@ class TemporalEngine:
         run = SwarmRun(
             record.run_id, record.architecture, objective, record.spec, record.budget, record.memory, embeddings
         )
-        await client.start_workflow(SwarmWorkflow.run, run, id=record.run_id, task_queue=self.settings.task_queue)
+        await client.start_workflow(
+            SwarmWorkflow.run,
+            run,
+            id=record.run_id,
+            task_queue=self.settings.task_queue,
+            task_timeout=WORKFLOW_TASK_TIMEOUT,
+        )
 
     async def _check_workers(self, client: Client) -> None:
         from temporalio.api.taskqueue.v1 import TaskQueue
@@ -468,7 +507,10 @@ class TemporalEngine:
         try:
             while True:
                 finished = await asyncio.wait({result}, timeout=self.POLL_S)
-                progress = await handle.query(SwarmWorkflow.progress, seen)
+                try:
+                    progress = await handle.query(SwarmWorkflow.progress, seen, rpc_timeout=QUERY_TIMEOUT)
+                except RPCError:  # a busy workflow answers later; its result is what counts
+                    progress = Progress()
                 for node, update in progress.updates:
                     if on_update is not None:
                         on_update(node, update)
@@ -518,20 +560,3 @@ class TemporalEngine:
 
     async def cancel(self, record: RunRecord) -> None:
         await (await self.client()).get_workflow_handle(record.run_id).cancel()
-
-
-async def start_run(
-    settings: TemporalSettings, spec: SwarmSpec, objective: str, *, run_id: str, budget: Budget | None = None
-) -> WorkflowHandle[Any, Any]:
-    """Start a run as a workflow (its id is the run id) and return its handle."""
-    if not spec.recordable:
-        raise ConfigError("a run on Temporal needs a swarm given as plain data (no model objects or functions)")
-    client = await connect(settings)
-    run = SwarmRun(
-        run_id=run_id,
-        architecture=spec.architecture,
-        objective=objective,
-        spec=spec.to_record(),
-        budget=(budget or Budget()).model_dump(),
-    )
-    return await client.start_workflow(SwarmWorkflow.run, run, id=run_id, task_queue=settings.task_queue)

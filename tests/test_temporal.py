@@ -267,6 +267,16 @@ async def test_a_cancelled_run_ends_and_says_so(fake, workers, tmp_path):
     assert (record.status, record.stop_reason) == (RunStatus.FAILED, "cancelled")
 
 
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_worker_stops_cleanly_when_asked(workers, stop):
+    worker = workers.start()
+
+    os.killpg(worker.pid, stop)
+
+    assert worker.wait(timeout=15) == 0
+    assert worker.stderr is not None and worker.stderr.read().strip() == b"worker stopped"
+
+
 def graphswarm(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([*GRAPHSWARM, *args], capture_output=True, text=True, timeout=timeout)
 

@@ -16,7 +16,8 @@ Everything runs on this machine, in one run, against the same fake OpenAI server
 
 The swarm is ``SwarmSpec(architecture="collaborative", agents=[Agent(name="a0"), ...])``,
 its N answers scripted on the server (two thirds "42"): every run must end DONE with
-"42" and N calls. Per setup: wall s, calls/s, ideal s = waves x latency (waves = N over
+"42" and N calls recorded (the server may see more: an activity cancelled after its call
+is run again). Per setup: wall s, answers/s, ideal s = waves x latency (waves = N over
 the agents in flight at once: M in-process; min(W x M, the workflow's SCHEDULED_AT_ONCE)
 on Temporal), overhead per activity = (wall - ideal) / activities (N answers + the
 tally), the workflow's history (events, bytes), and the workers' peak RSS.
@@ -251,6 +252,9 @@ class Row:
     history_events: int | None = None
     history_bytes: int | None = None
     rss_mb: list[float] | None = None
+    note: str = ""
+    failure: str = ""
+    """How the run did not complete ("" if it did)."""
     cpu: dict[str, float] | None = None
     """CPU seconds used during the run, by process: this one, the workers, the dev server."""
 
@@ -268,7 +272,8 @@ class Row:
 
     @property
     def throughput(self) -> float:
-        return self.calls / self.wall
+        """Agents' answers per second (the server's calls may be more: retried activities)."""
+        return self.agents / self.wall
 
     @property
     def overhead_ms(self) -> float:
@@ -314,6 +319,30 @@ async def in_process(server: ProcessServer, workdir: Path, n: int, args: argpars
     return row
 
 
+async def workflow_outcome(
+    client: Any, server: ProcessServer, run_id: str, n: int, started: float, timeout_s: float
+) -> tuple[float, int, str]:
+    """After `Runner.start` gave up on a run: whether its workflow still completes, as it
+    must: (wall s from the start, server calls, "" or how the workflow did not complete)."""
+    handle = client.get_workflow_handle(run_id)
+    failure = ""
+    try:
+        state = await asyncio.wait_for(handle.result(), timeout_s)
+        if state.get("final_answer") != "42" or len(state.get("calls", [])) != n:
+            failure = f"the workflow ended wrong: {state.get('final_answer')!r}, {len(state.get('calls', []))} calls"
+    except TimeoutError:
+        info = (await handle.describe()).raw_description
+        task = info.pending_workflow_task
+        failure = (
+            f"the workflow still open after {timeout_s:.0f}s more: {info.workflow_execution_info.history_length} "
+            f"events, {len(info.pending_activities)} activities pending, workflow task at attempt {task.attempt}"
+        )
+    except Exception as exc:
+        failure = f"the workflow failed: {type(exc).__name__}: {str(exc)[:300]}"
+    wall = time.perf_counter() - started
+    return wall, int(server.stats()["by_model"].get(MODEL, {}).get("succeeded", 0)), failure
+
+
 async def on_temporal(
     server: ProcessServer, dev: DevServer, workdir: Path, n: int, count: int, args: argparse.Namespace
 ) -> tuple[Row, list[str]]:
@@ -325,18 +354,20 @@ async def on_temporal(
     client = await connect(settings)
     workers = Workers(dev.address, queue, workdir)
     run_id = f"temporal-{count}w-{n}-{uuid.uuid4().hex[:8]}"
+    runner_error = failure = ""
     try:
         workers.start(count, args.max_concurrent)
         await workers.wait_polling(client)
         async with Runner(str(workdir / f"{queue}.sqlite"), temporal=settings) as runner:
             before = (time.process_time(), workers.cpu_s(), cpu_s(dev.proc.pid))
+            started = time.perf_counter()
             try:
                 wall, calls = await timed_run(runner, server, n, run_id, args.timeout)
-                after = (time.process_time(), workers.cpu_s(), cpu_s(dev.proc.pid))
-            except BaseException:
-                for log in workers.logs:
-                    print(f"--- {log.name} ---\n{tail(log)}", file=sys.stderr)
-                raise
+            except Exception as exc:
+                runner_error = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:300]}"
+                print(f"  Runner.start failed: {runner_error}; waiting for the workflow itself", flush=True)
+                wall, calls, failure = await workflow_outcome(client, server, run_id, n, started, args.timeout)
+            after = (time.process_time(), workers.cpu_s(), cpu_s(dev.proc.pid))
         rss = workers.peak_rss_mb()
         info = (await client.get_workflow_handle(run_id).describe()).raw_description.workflow_execution_info
     finally:
@@ -346,6 +377,12 @@ async def on_temporal(
     row.history_events, row.history_bytes, row.rss_mb = info.history_length, info.history_size_bytes, rss
     row.cpu = {side: a - b for side, a, b in zip(("bench", "workers", "server"), after, before, strict=True)}
     notes = workers.warnings()
+    row.failure = failure
+    row.setup += " FAILED" if failure else ""
+    if failure:
+        row.note = f"Runner.start failed ({runner_error}); {failure}"
+    elif runner_error:
+        row.note = f"Runner.start failed ({runner_error}); the workflow completed on its own, wall = until then"
     if workers.killed:
         notes.append(f"{workers.killed} of {count} workers still running {WORKER_GRACE_S}s after SIGTERM: killed")
     return row, notes
@@ -362,8 +399,8 @@ def _opt(value: float | int | None, fmt: str) -> str:
 
 def print_table(rows: list[Row]) -> None:
     head = (
-        f"{'setup':<12} {'agents':>6} {'in flight':>9} {'waves':>5} {'wall s':>8} {'ideal s':>7} "
-        f"{'calls':>6} {'calls/s':>8} {'ovh ms/act':>10} {'hist events':>11} {'hist MB':>8} "
+        f"{'setup':<16} {'agents':>6} {'in flight':>9} {'waves':>5} {'wall s':>8} {'ideal s':>7} "
+        f"{'calls':>6} {'answ/s':>8} {'ovh ms/act':>10} {'hist events':>11} {'hist MB':>8} "
         f"{'CPU s bench/workers/temporal':>28} {'peak RSS MB/worker':>20}"
     )
     print(head)
@@ -371,9 +408,9 @@ def print_table(rows: list[Row]) -> None:
     for r in rows:
         rss = "/".join(f"{m:.0f}" for m in r.rss_mb) if r.rss_mb else "-"
         hist_mb = None if r.history_bytes is None else r.history_bytes / 1e6
-        cpu = "/".join(f"{(r.cpu or {}).get(side, math.nan):.1f}" for side in ("bench", "workers", "server"))
+        cpu = "/".join(_opt((r.cpu or {}).get(side), ".1f") for side in ("bench", "workers", "server"))
         print(
-            f"{r.setup:<12} {r.agents:>6} {r.in_flight:>9} {r.waves:>5} {r.wall:>8.2f} {r.ideal:>7.2f} "
+            f"{r.setup:<16} {r.agents:>6} {r.in_flight:>9} {r.waves:>5} {r.wall:>8.2f} {r.ideal:>7.2f} "
             f"{r.calls:>6} {r.throughput:>8.1f} {r.overhead_ms:>10.2f} {_opt(r.history_events, 'd'):>11} "
             f"{_opt(hist_mb, '.2f'):>8} {cpu:>28} {rss:>20}"
         )
@@ -386,7 +423,7 @@ def print_summary(rows: list[Row], big: Row | None, big_error: str | None, args:
         one, most = temporal[min(temporal)], temporal[max(temporal)]
         print(
             f"SCALE-OUT N={one.agents}: {most.workers}-worker / {one.workers}-worker throughput = "
-            f"{most.throughput / one.throughput:.2f}x ({most.throughput:.1f} vs {one.throughput:.1f} calls/s; "
+            f"{most.throughput / one.throughput:.2f}x ({most.throughput:.1f} vs {one.throughput:.1f} answers/s; "
             f"the cap alone would allow {most.in_flight / one.in_flight:.2f}x)"
         )
         if local is not None:
@@ -400,9 +437,15 @@ def print_summary(rows: list[Row], big: Row | None, big_error: str | None, args:
                 f"{r.overhead_ms:.2f} ms per activity"
             )
     if not args.skip_big:
-        if big is not None:
+        if big is not None and big.failure:
             print(
-                f"BIG N={big.agents} on {big.workers} workers: completed in {big.wall:.2f}s ({big.throughput:.1f} calls/s), "
+                f"BIG N={big.agents} on {big.workers} workers: DID NOT COMPLETE (gave up after {big.wall:.0f}s, "
+                f"{big.calls} server calls), history {big.history_events} events / {_opt(big.history_bytes, 'd')} "
+                f"bytes, peak RSS per worker {', '.join(f'{m:.0f}' for m in big.rss_mb or [])} MB"
+            )
+        elif big is not None:
+            print(
+                f"BIG N={big.agents} on {big.workers} workers: completed in {big.wall:.2f}s ({big.throughput:.1f} answers/s), "
                 f"history {big.history_events} events / {_opt(big.history_bytes, 'd')} bytes, "
                 f"peak RSS per worker {', '.join(f'{m:.0f}' for m in big.rss_mb or [])} MB"
             )
@@ -432,6 +475,8 @@ async def main_async(args: argparse.Namespace) -> int:
         print(f"  in-process N={args.agents}: {rows[-1].wall:.2f}s", flush=True)
         for count in args.workers:
             row, logged = await on_temporal(server, dev, workdir, args.agents, count, args)
+            if row.failure:
+                raise RuntimeError(f"{row.setup} N={args.agents} did not complete: {row.note}")
             rows.append(row)
             warnings[row.setup] = logged
             print(f"  {row.setup} N={args.agents}: {row.wall:.2f}s ({time.perf_counter() - began:.0f}s)", flush=True)
@@ -440,7 +485,8 @@ async def main_async(args: argparse.Namespace) -> int:
             try:
                 big, logged = await on_temporal(server, dev, workdir, args.big, count, args)
                 warnings[f"big {big.setup}"] = logged
-                print(f"  big {big.setup} N={args.big}: {big.wall:.2f}s", flush=True)
+                big_error = big.note if big.failure else None
+                print(f"  big {big.setup} N={args.big}: {big.wall:.2f}s {big_error or ''}", flush=True)
             except Exception as exc:
                 big_error = f"{type(exc).__name__}: {str(exc)[:500]}"
                 print(f"  big N={args.big}: FAILED {big_error}", flush=True)
@@ -468,6 +514,9 @@ async def main_async(args: argparse.Namespace) -> int:
     print_table(rows + ([big] if big is not None else []))
     print()
     print_summary(rows, big, big_error, args)
+    for r in [*rows, *([big] if big is not None else [])]:
+        if r.note:
+            print(f"NOTE {r.setup} N={r.agents}: {r.note}")
     for setup, lines in warnings.items():
         for line in lines[:6]:
             print(f"worker log ({setup}): {line}")
@@ -485,7 +534,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--max-concurrent", type=int, default=100, help="calls in flight per worker and in-process (default 100)"
     )
-    parser.add_argument("--timeout", type=float, default=600, help="seconds a run may take (default 600)")
+    parser.add_argument("--timeout", type=float, default=300, help="seconds a run may take (default 300)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (worker and server logs)")
     parser.add_argument(
         "--dynamic-config",
