@@ -156,6 +156,10 @@ async def _sqlite(stack: AsyncExitStack, location: str) -> tuple[BaseCheckpointS
         lease_conn = await stack.enter_async_context(aiosqlite.connect(str(path), isolation_level=None))
         checkpointer = AsyncSqliteSaver(conn, serde=SERDE)
         store = AsyncSqliteStore(store_conn)
+        # A finished task's writes are committed on their own, one after the other: without
+        # an fsync each (synchronous=NORMAL), 40 parallel tasks are saved in milliseconds, not
+        # a tenth of a second. A commit still outlives the process (SIGKILL), not a power cut.
+        await conn.execute("PRAGMA synchronous=NORMAL")
         async with _setting_up(path.parent):
             await conn.execute("PRAGMA journal_mode=WAL")
             await checkpointer.setup()

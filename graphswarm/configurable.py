@@ -139,24 +139,32 @@ class _Swarms:
     def __init__(self, defaults: SwarmSpec) -> None:
         self.defaults = defaults
         self._template_shape: tuple[Any, ...] | None = None
-        self._built: OrderedDict[str, StateGraph[Any, Any, Any, Any]] = OrderedDict()
+        self._built: OrderedDict[Any, tuple[Any, StateGraph[Any, Any, Any, Any]]] = OrderedDict()
 
     def graph(self, context: SwarmContext) -> StateGraph[Any, Any, Any, Any]:
-        spec = spec_for(context, self.defaults)
-        key = json.dumps(spec.to_record(), sort_keys=True, default=str)
-        graph = self._built.get(key)
-        if graph is None:
-            graph = spec.build()
-            if _shape(graph) != self._shape():
-                raise ConfigError(
-                    f"the run's options change the shape of the {spec.architecture} graph; "
-                    "set them where the graph is served (GRAPHSWARM_OPTION_<NAME>) or the worker starts"
-                )
-            self._built[key] = graph
-            while len(self._built) > _CACHE_SIZE:
-                self._built.popitem(last=False)
+        """The swarm of the run whose context this is: built on first use. Every node of
+        a run asks, so the lookup must not grow with the swarm: a whole spec is known by
+        the object it is (the one dict a worker keeps per run), settings by their value."""
+        if context.spec is not None:
+            key: Any = ("spec", id(context.spec))
         else:
+            settings = context.model_dump(include={"model", "base_url", "agents", "options"})
+            key = json.dumps(settings, sort_keys=True, default=str)
+        found = self._built.get(key)
+        if found is not None:
             self._built.move_to_end(key)
+            return found[1]
+        spec = spec_for(context, self.defaults)
+        graph = spec.build()
+        if _shape(graph) != self._shape():
+            raise ConfigError(
+                f"the run's options change the shape of the {spec.architecture} graph; "
+                "set them where the graph is served (GRAPHSWARM_OPTION_<NAME>) or the worker starts"
+            )
+        # The spec is kept with its graph: its id stays its own while it is a key.
+        self._built[key] = (context.spec, graph)
+        while len(self._built) > _CACHE_SIZE:
+            self._built.popitem(last=False)
         return graph
 
     def _shape(self) -> tuple[Any, ...]:

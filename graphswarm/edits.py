@@ -11,6 +11,7 @@ and what runs next stays the same.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any, NotRequired, Required, get_args, get_origin, get_type_hints
 
 from langgraph.channels.binop import BinaryOperatorAggregate
@@ -68,18 +69,31 @@ async def _writer(compiled: Any, config: RunnableConfig) -> str | None:
 
     LangGraph's own guess skips nodes reached by `Send` (one answer per agent, fanned
     out) and picks the node before them: the edit would then be
-    filtered through that node's output and the step run again.
+    filtered through that node's output and the step run again. A state made by an
+    earlier edit was written as that edit's node; a fork's first checkpoint, whose
+    step has no parent in its run, by the one node with an edge to what runs next.
     """
     snapshot = await compiled.aget_state(config)
+    while (snapshot.metadata or {}).get("source") == "update" and snapshot.parent_config is not None:
+        snapshot = await compiled.aget_state(snapshot.parent_config)
     source = (snapshot.metadata or {}).get("source")
     if source == "input":
         return START
-    if source != "loop" or snapshot.parent_config is None:
+    if source != "loop":
         return None
+    if snapshot.parent_config is None:
+        return _only_node_before(compiled.builder, snapshot.next)
     writers = sorted(set((await compiled.aget_state(snapshot.parent_config)).next))
     if len(writers) > 1:
         raise UsageError(f"nodes {', '.join(writers)} wrote this state together: name one with --as-node")
     return writers[0] if writers else None
+
+
+def _only_node_before(graph: Any, following: Sequence[str]) -> str | None:
+    """The one node with a fixed edge to the nodes in `following`, or None."""
+    edges = set(graph.edges) | {(start, end) for starts, end in graph.waiting_edges for start in starts}
+    before = {start for start, end in edges if end in following and start != START}
+    return before.pop() if len(before) == 1 else None
 
 
 def _key_types(schema: Any) -> dict[str, Any]:

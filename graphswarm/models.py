@@ -35,6 +35,7 @@ __all__ = [
     "model_label",
     "redact_url",
     "estimate_cost",
+    "load_prices",
     "price_known",
 ]
 
@@ -284,6 +285,13 @@ def price_known(spec: str | BaseChatModel | None, *, base_url: str | None = None
     if provider == "openai" and not _is_openai_api(base_url):
         provider = ""
     return _price(name, provider or None, 0, 0) is not None
+
+
+def load_prices() -> None:
+    """Load the price data now: the first lookup takes a tenth of a second or more. A run
+    loads it before it starts, since a lookup after a model's reply blocks the event loop,
+    and every other finished call waits meanwhile to be saved (and is lost at a kill)."""
+    _price(DEFAULT_OPENAI_MODEL.removeprefix("openai:"), "openai", 0, 0)
 
 
 def _price(name: str, provider: str | None, input_tokens: int, output_tokens: int) -> float | None:

@@ -282,3 +282,61 @@ def test_bad_input_is_one_line_without_a_traceback(fake, tmp_path, args, stdin, 
     proc = graphswarm(*argv, db=str(tmp_path / db), stdin=stdin)
     assert expected in one_line_error(proc)
     assert "Traceback" not in proc.stderr and "Exception" not in proc.stderr
+
+
+# -- SIGKILL: finished calls are kept ---------------------------------------------------
+
+
+def test_calls_finished_before_a_kill_are_not_made_again_on_resume(fake, sqlite_db):
+    # 34 answers finishing one every 4 ms, as a swarm's fan-out does, and 6 that never
+    # come (the run cannot end before it is killed). A run that held its event loop at
+    # the first reply (loading prices) lost every answer that came meanwhile at a kill.
+    answers = [{"content": "Final answer: 4", "latency_ms": 500 + 4 * i} for i in range(34)]
+    fake.script("m", answers + [{"content": "never sent", "latency_ms": 30_000}] * 6)
+    run = start("run", "collaborative", "q", "-n", "40", "--base-url", fake.url, "--model", "m",
+                "--run-id", "killed", "--quiet", db=sqlite_db)  # fmt: skip
+    try:
+        while len(fake.stats()["completed"]) < 30 and run.poll() is None:
+            time.sleep(0.002)
+        run.kill()
+        run.communicate(timeout=10)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    before = [call["fingerprint"] for call in fake.stats()["completed"]]
+    assert len(before) >= 30, "the run stopped before it could be killed"
+
+    resumed = graphswarm("resume", "killed", db=sqlite_db)
+    assert resumed.returncode == 0, resumed.stderr
+    after = [call["fingerprint"] for call in fake.stats()["completed"]]
+    made_again = [fingerprint for fingerprint in set(before) if after.count(fingerprint) > 1]
+    # Only calls whose answers were still on their way when the process died (a few, on
+    # a busy machine a dozen), not every call the run had finished.
+    assert len(made_again) <= len(before) // 2, f"{len(made_again)} of {len(before)} finished calls were made again"
+
+
+# -- an edit at a breakpoint continues from there ---------------------------------------
+
+
+def latest_checkpoint(run_id: str, db: str) -> str:
+    """The id of the run's last checkpoint (the last row of `graphswarm history`)."""
+    rows = [line.split("│") for line in graphswarm("history", run_id, db=db).stdout.splitlines() if "│" in line]
+    return rows[-1][2].strip()
+
+
+def test_an_edit_at_a_breakpoint_of_a_fork_continues_from_the_breakpoint(fake, sqlite_db):
+    paused = graphswarm("run", "debate", "Is tea better?", "--agents", "2", "--pause-before", "assess",
+                        "--base-url", fake.url, "--run-id", "bp", "--quiet", db=sqlite_db)  # fmt: skip
+    assert paused.returncode == 3, paused.stderr
+    forked = graphswarm("fork", "bp", "--checkpoint", latest_checkpoint("bp", sqlite_db), "--run-id", "bp-2",
+                        db=sqlite_db)  # fmt: skip
+    assert forked.returncode == 0, forked.stderr
+    assert fake.stats()["requests"] == 2  # round 1 argued, not yet assessed
+
+    resumed = graphswarm("resume", "bp-2", "--set", 'moderator_notes=["be brief"]', "--quiet", db=sqlite_db)
+    assert resumed.returncode == 3, resumed.stderr  # at the breakpoint again, in round 2
+    state = json.loads(graphswarm("show", "bp-2", "--json", db=sqlite_db).stdout)
+    assert state["state"]["moderator_notes"] == ["be brief"]
+    assert [turn["round"] for turn in state["state"]["transcript"]] == [1, 1, 2, 2]  # round 1 not argued again
+    assert state["next"] == ["assess"]
+    assert fake.stats()["requests"] == 4
