@@ -33,6 +33,7 @@ from graphswarm.models import estimate_cost, resolve_model
 from graphswarm.objectives import relevant_chunks
 from graphswarm.state import CallRecord
 from graphswarm.structured import ainvoke_structured
+from graphswarm.toolbox import redact_secrets
 
 __all__ = [
     "Member",
@@ -397,7 +398,13 @@ def _with_tool_choice(model: BaseChatModel, tools: Any) -> Any:
 
 
 async def run_tool(tools: Mapping[str, Any], call: Mapping[str, Any], config: RunnableConfig | None) -> ToolMessage:
-    """Run one requested tool call; failures become an error message the model can act on."""
+    """Run one requested tool call; failures become an error message the model can act on.
+    Every result, an error's included, has its secrets redacted here (`redact_secrets`),
+    before the model, the checkpoints or a report see it."""
+    return _redacted(await _run_tool(tools, call, config))
+
+
+async def _run_tool(tools: Mapping[str, Any], call: Mapping[str, Any], config: RunnableConfig | None) -> ToolMessage:
     from langgraph.errors import GraphBubbleUp
 
     tool = tools.get(call["name"])
@@ -413,6 +420,22 @@ async def run_tool(tools: Mapping[str, Any], call: Mapping[str, Any], config: Ru
     if isinstance(result, ToolMessage):
         return result
     return ToolMessage(str(result), tool_call_id=call["id"], name=call["name"])
+
+
+def _redacted(message: ToolMessage) -> ToolMessage:
+    content = message.content
+    if isinstance(content, str):
+        clean: Any = redact_secrets(content)
+    else:  # content blocks: text strings, or dicts with a "text"
+        clean = [
+            redact_secrets(block)
+            if isinstance(block, str)
+            else {**block, "text": redact_secrets(block["text"])}
+            if isinstance(block.get("text"), str)
+            else block
+            for block in content
+        ]
+    return message if clean == content else message.model_copy(update={"content": clean, "artifact": None})
 
 
 def _price_known(member: Member) -> bool:

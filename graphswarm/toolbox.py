@@ -2,23 +2,26 @@
 
 Every tool is a LangChain tool, so an agent calls it like any other. A refused request
 raises `ToolRefusedError`; the tool loop shows its message to the model, which may try
-again. Nothing here runs code or commands unless the shell is enabled explicitly.
+again. Nothing here runs code or commands unless the shell is enabled explicitly, and
+then only in a sandbox where the graphswarm process is out of sight (`shell_sandbox`).
 """
 
 from __future__ import annotations
 
 import ast
 import contextlib
+import functools
 import math
 import operator
 import os
 import re
+import shutil
 import signal
 import subprocess
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 from langchain_core.tools import BaseTool, StructuredTool
 
@@ -29,11 +32,22 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BUILTIN_TOOLS",
+    "UNSANDBOXED",
+    "AllowShell",
+    "REDACTED",
     "Workspace",
     "builtin_tools",
     "calculate",
     "check_tool_names",
+    "redact_secrets",
+    "shell_sandbox",
 ]
+
+UNSANDBOXED = "unsandboxed"
+AllowShell = bool | Literal["unsandboxed"]
+"""Whether agents may get the `shell` tool: False, True (in a sandbox, refused when the
+machine has none) or "unsandboxed" (the user's explicit choice to run it without one)."""
+REDACTED = "[redacted]"
 
 BUILTIN_TOOLS: tuple[str, ...] = (
     "memory_search",
@@ -73,6 +87,13 @@ DESCRIPTIONS: dict[str, str] = {
     "their environment.",
 }
 """What each tool is for, as the model reads it."""
+NO_SANDBOX = (
+    "the shell tool needs a sandbox that hides the graphswarm process (and its API keys): "
+    "install bubblewrap (bwrap), or util-linux's unshare and setpriv with user namespaces "
+    f"allowed; or accept the risk with allow_shell={UNSANDBOXED}"
+)
+SECRET_MIN_CHARS = 8
+"""Shorter values are not redacted: they would match ordinary text."""
 
 
 class Workspace:
@@ -268,15 +289,20 @@ def _checked(value: Any) -> float:
 # -- the tools ------------------------------------------------------------------------
 
 
-def check_tool_names(names: Sequence[str], *, allow_shell: bool) -> list[str]:
-    """The names without repeats; unknown ones and a shell not enabled are refused."""
+def check_tool_names(names: Sequence[str], *, allow_shell: AllowShell) -> list[str]:
+    """The names without repeats; unknown ones, a shell not enabled, and a sandboxed
+    shell on a machine without a sandbox (`shell_sandbox`) are refused."""
     if isinstance(names, str):
         raise ConfigError(f"tools must be a list of names, not the string {names!r}")
     for name in names:
         if name not in BUILTIN_TOOLS:
             raise ConfigError(f"unknown tool {name!r} (built-in tools: {', '.join(BUILTIN_TOOLS)})")
-    if "shell" in names and not allow_shell:
+    if "shell" in names and allow_shell is False:
         raise ConfigError("the shell tool runs commands on this machine: enable it explicitly with allow_shell=True")
+    if "shell" in names and allow_shell not in (True, UNSANDBOXED):
+        raise ConfigError(f"allow_shell is true, false or {UNSANDBOXED}, not {allow_shell!r}")
+    if "shell" in names and allow_shell is True and shell_sandbox() is None:
+        raise ConfigError(NO_SANDBOX)
     return list(dict.fromkeys(names))
 
 
@@ -286,13 +312,14 @@ def builtin_tools(
     workspace: Workspace,
     memory: SharedMemory | None = None,
     agent: str = "",
-    allow_shell: bool = False,
+    allow_shell: AllowShell = False,
 ) -> list[BaseTool]:
     """LangChain tools for `names`, bound to one run's workspace and memory, for `agent`.
 
-    File tools are confined to `workspace`; the shell only starts there and is not
-    confined (though it gets no API keys), hence `allow_shell`. `ask_human` pauses the graph with a LangGraph
-    interrupt, so it works inside a LangGraph node only. Blocking tools have no
+    File tools are confined to `workspace`; the shell starts there and gets no API keys,
+    and runs in a sandbox (`shell_sandbox`) in which the graphswarm process is out of
+    sight, unless `allow_shell` is "unsandboxed". `ask_human` pauses the graph with a
+    LangGraph interrupt, so it works inside a LangGraph node only. Blocking tools have no
     coroutine of their own: LangChain runs them in a thread when awaited.
     """
 
@@ -344,7 +371,10 @@ def builtin_tools(
         return ask_human(question)
 
     def shell(command: str) -> str:
-        return _run_shell(command, workspace.root)
+        sandbox = [] if allow_shell == UNSANDBOXED else shell_sandbox()
+        if sandbox is None:  # a sandbox seen when the run was built has gone
+            raise ToolRefusedError(NO_SANDBOX)
+        return _run_shell(command, workspace.root, sandbox)
 
     functions: dict[str, tuple[Callable[..., str], Callable[..., Any] | None]] = {
         "memory_search": (memory_search, amemory_search),
@@ -361,12 +391,11 @@ def builtin_tools(
     ]
 
 
-def _run_shell(command: str, cwd: Path) -> str:
+def _run_shell(command: str, cwd: Path, sandbox: Sequence[str]) -> str:
     # A session of its own, so a timeout kills the whole process group: killing only the
     # shell would leave its children holding the pipes open, and the call would hang.
     with subprocess.Popen(
-        command,
-        shell=True,
+        [*sandbox, "/bin/sh", "-c", command],
         cwd=cwd,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -395,6 +424,67 @@ def _without_secrets(environ: Mapping[str, str]) -> dict[str, str]:
 
 
 _SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL|AUTH", re.IGNORECASE)
+_REDACTED_NAME = re.compile(r"(^|_)(KEY|TOKEN|SECRET)$|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
+"""Environment variables whose values `redact_secrets` hides: OPENAI_API_KEY,
+GITHUB_TOKEN, AWS_SECRET_ACCESS_KEY, PGPASSWORD, ..."""
+
+
+def redact_secrets(text: str, environ: Mapping[str, str] | None = None) -> str:
+    """`text` with the value of every secret-looking environment variable (`*_KEY`,
+    `*_TOKEN`, `*_SECRET`, `*PASSWORD*`, at least `SECRET_MIN_CHARS` long) replaced by
+    `REDACTED`: every tool result passes through here before it is stored or shown."""
+    environ = os.environ if environ is None else environ
+    values = {v for k, v in environ.items() if len(v) >= SECRET_MIN_CHARS and _REDACTED_NAME.search(k)}
+    for value in sorted(values, key=len, reverse=True):  # a key containing another goes first
+        text = text.replace(value, REDACTED)
+    return text
+
+
+_SANDBOXES: tuple[tuple[str, ...], ...] = (
+    # bubblewrap: the whole file system as it is, but a PID namespace of its own with its
+    # own /proc, and (unprivileged, or with --cap-drop) no capabilities to undo it.
+    ("bwrap", "--dev-bind", "/", "/", "--unshare-pid", "--proc", "/proc", "--die-with-parent", "--cap-drop", "ALL"),
+    # util-linux: a PID namespace with its own /proc, then every capability dropped
+    # (setpriv), so the command cannot unmount that /proc to see the real one.
+    (
+        "unshare",
+        "--pid",
+        "--fork",
+        "--kill-child",
+        "--mount-proc",
+        "setpriv",
+        "--no-new-privs",
+        "--inh-caps=-all",
+        "--bounding-set=-all",
+    ),
+)
+_PROBE = 'test "$PPID" = 0 && ! test -e /proc/$PPID'
+"""True inside a PID namespace: the shell's parent is outside it, out of sight."""
+
+
+@functools.cache
+def shell_sandbox() -> list[str] | None:
+    """The command prefix that runs the shell where the graphswarm process cannot be
+    seen (so not `/proc/$PPID/environ` either), or None when this machine has none.
+
+    Tried in order, each once per process with a probe command: bubblewrap, then
+    unshare + setpriv (as root directly, otherwise in a user namespace of its own).
+    """
+    for candidate in _SANDBOXES:
+        prefix = list(candidate)
+        if not all(shutil.which(tool) for tool in {prefix[0], *(["setpriv"] if "setpriv" in prefix else [])}):
+            continue
+        if prefix[0] == "unshare" and os.geteuid() != 0:
+            prefix[1:1] = ["--user", "--map-root-user"]
+        try:
+            probe = subprocess.run(
+                [*prefix, "/bin/sh", "-c", _PROBE], capture_output=True, timeout=10, env=_without_secrets(os.environ)
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if probe.returncode == 0:
+            return prefix
+    return None
 
 
 def _tail(text: str, limit: int) -> str:

@@ -70,7 +70,7 @@ from graphswarm.nodes import (
     prompt,
 )
 from graphswarm.state import StopReason, SwarmState
-from graphswarm.toolbox import Workspace, builtin_tools, check_tool_names
+from graphswarm.toolbox import AllowShell, Workspace, builtin_tools, check_tool_names
 from graphswarm.view import Block, Cell, Run, Table, Text, View, shorten, tasks_line
 
 __all__ = ["create_task_loop", "TaskLoopOptions", "TaskLoopState", "LoopTask", "TaskStatus", "ToolUse", "DEFAULT_TOOLS"]
@@ -155,7 +155,11 @@ class TaskLoopOptions(SwarmOptions):
     tools: tuple[str, ...] = Field(
         DEFAULT_TOOLS, description="built-in tools every agent gets besides its own (shell needs allow_shell)"
     )
-    allow_shell: bool = Field(False, description="let agents run shell commands in the workspace")
+    allow_shell: AllowShell = Field(
+        False,
+        description="let agents run shell commands in the workspace, in a sandbox (true), "
+        "or without one where the machine has none (unsandboxed)",
+    )
     approve_tools: tuple[str, ...] = Field((), description="tools whose every call waits for a person's approval")
     workspace: Path | None = Field(
         None, description="the directory file tools are confined to (default: one per run beside the database)"
@@ -275,7 +279,7 @@ class _Loop:
     planner: str
     agents: list[str]
     tools: tuple[str, ...]
-    allow_shell: bool
+    allow_shell: AllowShell
     approve_tools: frozenset[str]
     workspace: Workspace | None
     subgraphs: dict[str, Any] = field(default_factory=dict)
