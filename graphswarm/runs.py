@@ -456,9 +456,7 @@ class Runner:
                     for node, update in chunk.items():
                         on_update(node, update if isinstance(update, dict) else {})
         except Exception as exc:
-            record.status, record.stop_reason = RunStatus.FAILED, StopReason.ERROR.value
-            record.error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
-            raise RunFailedError(record.run_id, exc) from exc
+            raise _failed(record, exc) from exc
         except BaseException:
             record.status, record.stop_reason = RunStatus.INTERRUPTED, "cancelled"
             raise
@@ -500,9 +498,7 @@ class Runner:
             record.status = RunStatus.INTERRUPTED
             raise
         except Exception as exc:
-            record.status, record.stop_reason = RunStatus.FAILED, StopReason.ERROR.value
-            record.error = f"{type(exc).__name__}: {first_line(exc)}"[:500]
-            raise RunFailedError(record.run_id, exc) from exc
+            raise _failed(record, exc) from exc
         except BaseException:
             record.status, record.stop_reason = RunStatus.INTERRUPTED, "cancelled"
             raise
@@ -519,6 +515,13 @@ class Runner:
         saved = {c.get("id") for c in await self._open.reading.spent_calls(record, compiled)}
         record.unfinished_calls += [dict(c) for c in governor.records if c.get("id") not in saved]
         await self._open.records.save(record)
+
+
+def _failed(record: RunRecord, exc: Exception) -> RunFailedError:
+    """Say in the record that an execution failed, and why; the error to raise."""
+    record.status, record.stop_reason = RunStatus.FAILED, StopReason.ERROR.value
+    record.error = f"{type(exc).__name__}: {first_line(exc)}"[:500]
+    return RunFailedError(record.run_id, exc)
 
 
 def _conclude(record: RunRecord, result: RunResult) -> None:
