@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import hashlib
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from graphswarm.errors import ConfigError
 
-__all__ = ["Agent", "ModelPrice", "check_agents", "make_workers"]
+__all__ = ["Agent", "ModelPrice", "agent_seed", "check_agents", "make_workers", "sampling_seed", "use_seed"]
 
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
 
@@ -118,3 +121,39 @@ def make_workers(count: int, *, model: Any = None) -> list[Agent]:
         role, strengths = _DEFAULT_STRENGTHS[i % len(_DEFAULT_STRENGTHS)]
         workers.append(Agent(name=f"{role}-{i + 1}", role=role, strengths=strengths, model=model))
     return workers
+
+
+# -- sampling seeds: agents of one swarm must not all draw the same sample ------------
+
+_SAMPLING_SEED: ContextVar[int | None] = ContextVar("graphswarm_sampling_seed", default=None)
+
+
+def agent_seed(run: str, agent: str) -> int:
+    """The sampling seed of `agent` in run `run` (a 31-bit number).
+
+    Derived from the run id and the agent's name, both kept in the run record, so a run's
+    seeds can be recomputed: the same run samples the same way, and two agents of one run,
+    or one agent in two runs, sample differently. Servers that honour `seed` (llama.cpp,
+    vLLM, OpenAI) would otherwise give every agent asked the same question the same answer.
+    """
+    digest = hashlib.sha256(f"{run}\x00{agent}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def sampling_seed() -> int | None:
+    """The seed the model request being made now should sample with (None: the model's own)."""
+    return _SAMPLING_SEED.get()
+
+
+@contextmanager
+def use_seed(seed: int | None) -> Iterator[None]:
+    """Requests made inside the block (in this task or thread) sample with `seed`.
+
+    The OpenAI-compatible client and the bundled local model send it with each request,
+    unless the model was given a seed of its own.
+    """
+    token = _SAMPLING_SEED.set(seed)
+    try:
+        yield
+    finally:
+        _SAMPLING_SEED.reset(token)

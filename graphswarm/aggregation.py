@@ -49,12 +49,19 @@ __all__ = [
     "YES_FORMS",
     "NO_FORMS",
     "NUMBER_PREFIXES",
+    "SENTENCE_WORDS",
     "extract_answer",
     "normalize",
     "make_ballot",
     "count_votes",
     "agreement",
     "cosine",
+    "FallbackReason",
+    "VerdictCheck",
+    "LONG_WINDED_WORDS",
+    "check_verdict",
+    "best_supported",
+    "clear_majority",
 ]
 
 
@@ -159,6 +166,9 @@ NO_FORMS = frozenset({"no", "n", "false", "incorrect", "negative"})
 NUMBER_PREFIXES: tuple[str, ...] = ("the final answer is", "the answer is", "answer is", "it is", "it's", "=")
 """Filler dropped before a number ("The answer is 42." -> "42"); only when a number follows."""
 
+SENTENCE_WORDS = 16
+"""The longest answer whose final stated number is taken as the answer (`normalize` rule 5)."""
+
 _QUOTES = str.maketrans({"‘": "'", "’": "'", "“": '"', "”": '"'})
 _QUOTE_PAIRS = (('"', '"'), ("'", "'"), ("`", "`"))
 _LEADING_MARKERS = re.compile(r"^(?:(?:[-*+>]|#{1,6})\s+)+")
@@ -176,6 +186,8 @@ _NUMBER = re.compile(
     r"(?P<digits>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)"
     r"\s?(?P<percent>%?)"
 )
+# "the sum of 17 and 25 is 42": the number stated last, after a verb or "=".
+_STATED_NUMBER = re.compile(r"^.*(?:\b(?:is|equals|makes|gives)\b|=)\s*(?P<value>[-+]?[$€£]?\s?[-+]?[\d.,]+\s?%?)$")
 # Decimals (".5") and signs ("-5") start with punctuation, so the two ends differ.
 _LEADING_PUNCT = "\"'`*,;:!? "
 _TRAILING_PUNCT = "\"'`*.,;:!? "
@@ -320,6 +332,9 @@ def normalize(answer: str) -> str:
        `42.50` -> `42.5`, `-0.0` -> `0`). A percentage keeps its `%` (`50.0 %` -> `50%`),
        because `50%`, `0.5` and `50` are not safely the same answer. Numbers with units
        or words (`42 apples`) stay text.
+    5. A short sentence (at most `SENTENCE_WORDS` words) that ends by stating a number
+       after `is`, `equals`, `makes`, `gives` or `=` is that number
+       (`The sum of 17 and 25 is 42.` -> `42`; `it is not 42` stays text).
     """
     text = " ".join(unicodedata.normalize("NFKC", answer).translate(_QUOTES).lower().split())
     text = _strip_edges(text)
@@ -328,6 +343,8 @@ def normalize(answer: str) -> str:
     if text in NO_FORMS:
         return "no"
     number = _as_number(text)
+    if number is None and len(text.split()) <= SENTENCE_WORDS and (match := _STATED_NUMBER.match(text)):
+        number = _as_number(_strip_edges(match["value"]))
     return number if number is not None else text
 
 
@@ -514,6 +531,160 @@ def _table(method: VoteMethod, ballots: list[Ballot], clusters: list[Cluster], t
         tie=tie,
         tied=tied if tie else [],
     )
+
+
+# --- a verdict checked against the vote ------------------------------------------
+
+LONG_WINDED_WORDS = 12
+"""An answer longer than this many words, and than 3× the agents' typical (median)
+answer, is long-winded: as a verdict it counts only when it names exactly one of the
+agents' answers."""
+
+
+class FallbackReason(StrEnum):
+    """Why a verdict gave way to the counted vote of the agents' own answers."""
+
+    NO_ANSWER = "no_answer"
+    """The verdict had no extractable answer (empty, a refusal, or long-winded text
+    naming none or several of the agents' answers)."""
+    OVERRULED_MAJORITY = "overruled_majority"
+    """The verdict contradicted a clear majority of the agents without a stated reason."""
+
+
+class VerdictCheck(TypedDict):
+    """A judge's, moderator's or leader's verdict, checked against the counted vote."""
+
+    answer: str
+    """The final answer: the verdict's, or the vote's winning answer when it fell back."""
+    fell_back: bool
+    """The vote replaced the verdict."""
+    reason: str | None
+    """The `FallbackReason` value when it fell back, else None."""
+    verdict: str
+    """What the verdict said (its answer text, unchanged)."""
+    verdict_label: str | None
+    """The verdict's normalised answer; None when it had none."""
+    vote_label: str | None
+    """The vote's winning label; None when the vote had no winner."""
+    vote_answer: str | None
+    """The vote's winning answer, as its first agent gave it."""
+    votes: float
+    """The winning cluster's votes."""
+    ballots: int
+    """The ballots cast, abstentions included."""
+
+
+def clear_majority(table: VoteTable) -> bool:
+    """Whether the vote's winner is held by at least two agents, holds more than half of
+    all ballots (abstentions count against it) and is not tied."""
+    if table["winner"] is None or table["tie"] or not table["clusters"] or len(table["clusters"][0]["agents"]) < 2:
+        return False
+    total = sum(cluster["votes"] for cluster in table["clusters"]) + len(table["abstentions"])
+    return table["clusters"][0]["votes"] * 2 > total
+
+
+def best_supported(tables: Sequence[VoteTable]) -> int | None:
+    """The index of the best-supported vote among rounds of votes, or None if none had a winner.
+
+    The rule: the round whose winner has the most votes; untied beats tied, and among
+    equals the earliest round wins (its answers were given independently; a later round
+    counts only when more agents came to agree). So a round-1 majority is kept when
+    later rounds degrade (agents abstain, ramble or split), and agents that converge
+    keep their converged answer.
+    """
+    best: tuple[float, bool, int] | None = None
+    for index, table in enumerate(tables):
+        if table["winner"] is None or not table["clusters"]:
+            continue
+        key = (table["clusters"][0]["votes"], not table["tie"], -index)
+        if best is None or key > best:
+            best = key
+    return None if best is None else -best[2]
+
+
+def check_verdict(verdict: str | None, table: VoteTable, *, reason: str = "") -> VerdictCheck:
+    """Check a verdict against the counted vote of the answers the agents gave.
+
+    The vote replaces the verdict (`fell_back`) when the vote has a winner and
+    - the verdict has no extractable answer: empty, a refusal, or long-winded text
+      (more than `LONG_WINDED_WORDS` words and 3× the median answer's) that names none
+      or several of the agents' answers (`no_answer`); or
+    - there is a `clear_majority`, the verdict picks another answer, and `reason` is
+      blank (`overruled_majority`).
+
+    The vote's answer is its winner's; of tied answers, the first that is not long-winded.
+    A verdict whose normalised answer is one of the agents' answers, or long-winded text
+    naming exactly one of them, picks that answer; in the second case the final answer
+    is the agents' wording of it. Labels are compared exactly (also for semantic votes).
+
+    Example:
+        >>> table = count_votes([make_ballot(n, "42") for n in "abc"])
+        >>> check_verdict("41", table)["answer"], check_verdict("41", table, reason="17 + 25 = 41")["answer"]
+        ('42', '41')
+    """
+    answer = extract_answer(verdict) if verdict else None
+    label = normalize(answer) if answer else None
+    winner, picked_answer = table["winner"], verdict or ""
+    typical = _median_words(table)
+    if label and _long_winded(label, typical):
+        named = _named_labels(label, table)
+        label = named[0] if len(named) == 1 else None
+        if label is not None:
+            picked_answer = _cluster_answer(table, label)
+    fallback: FallbackReason | None = None
+    if winner is not None and not label:
+        fallback = FallbackReason.NO_ANSWER
+    elif winner is not None and label != winner and clear_majority(table) and not reason.strip():
+        fallback = FallbackReason.OVERRULED_MAJORITY
+    top = _vote_winner(table, typical)
+    return VerdictCheck(
+        answer=(top["answers"][0] if top else "") if fallback else picked_answer,
+        fell_back=fallback is not None,
+        reason=fallback.value if fallback else None,
+        verdict=verdict or "",
+        verdict_label=label or None,
+        vote_label=top["label"] if top else None,
+        vote_answer=top["answers"][0] if top else None,
+        votes=top["votes"] if top else 0.0,
+        ballots=len(table["ballots"]),
+    )
+
+
+def _vote_winner(table: VoteTable, typical: float) -> Cluster | None:
+    """The vote's winning cluster; of tied ones, the first that is not long-winded."""
+    if table["winner"] is None:
+        return None
+    tied = [c for c in table["clusters"] if c["votes"] == table["clusters"][0]["votes"]]
+    return next((c for c in tied if not _long_winded(c["label"], typical)), tied[0])
+
+
+def _median_words(table: VoteTable) -> float:
+    lengths = sorted(len(ballot["label"].split()) for ballot in table["ballots"] if ballot["label"])
+    if not lengths:
+        return 0.0
+    middle = len(lengths) // 2
+    return float(lengths[middle]) if len(lengths) % 2 else (lengths[middle - 1] + lengths[middle]) / 2
+
+
+def _long_winded(label: str, typical: float) -> bool:
+    words = len(label.split())
+    return words > LONG_WINDED_WORDS and words > 3 * typical
+
+
+def _named_labels(text: str, table: VoteTable) -> list[str]:
+    """The cluster labels `text` names as whole words (the long-winded ones excepted)."""
+    named = []
+    typical = _median_words(table)
+    for cluster_label in table["counts"]:
+        if _long_winded(cluster_label, typical):
+            continue
+        if re.search(rf"(?<![\w.]){re.escape(cluster_label)}(?![\w]|\.\d)", text):
+            named.append(cluster_label)
+    return named
+
+
+def _cluster_answer(table: VoteTable, label: str) -> str:
+    return next((c["answers"][0] for c in table["clusters"] if c["label"] == label), label)
 
 
 def cosine(a: Sequence[float], b: Sequence[float]) -> float:

@@ -6,7 +6,11 @@
 - ``memory`` — in-process only, for tests and notebooks.
 
 Checkpoints are serialised with LangGraph's msgpack serializer with the pickle
-fallback off, so loading a checkpoint never unpickles anything. The tables are created
+fallback off, so loading a checkpoint never unpickles anything. In SQLite a checkpoint
+keeps only what its step changed (`graphswarm.flat_sqlite`): each channel value once per
+version, and a list (the call ledger, answers, a task list) as what was appended or
+changed since its previous version, so a long run's file grows with the work done,
+not with its square. The tables are created
 (and migrated) by one process at a time, so that many processes can open a new database
 at once; beside them, `graphswarm.leases` keeps which process executes which run.
 """
@@ -141,8 +145,9 @@ def _memory_backend() -> tuple[BaseCheckpointSaver, BaseStore, RunLeases]:
 
 async def _sqlite(stack: AsyncExitStack, location: str) -> tuple[BaseCheckpointSaver, BaseStore, RunLeases]:
     import aiosqlite
-    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
     from langgraph.store.sqlite.aio import AsyncSqliteStore
+
+    from graphswarm.flat_sqlite import FlatSqliteSaver
 
     path = Path(location).expanduser()
     if path.is_dir():
@@ -154,7 +159,7 @@ async def _sqlite(stack: AsyncExitStack, location: str) -> tuple[BaseCheckpointS
         conn = await stack.enter_async_context(aiosqlite.connect(str(path)))
         store_conn = await stack.enter_async_context(aiosqlite.connect(str(path), isolation_level=None))
         lease_conn = await stack.enter_async_context(aiosqlite.connect(str(path), isolation_level=None))
-        checkpointer = AsyncSqliteSaver(conn, serde=SERDE)
+        checkpointer = FlatSqliteSaver(conn, serde=SERDE)
         store = AsyncSqliteStore(store_conn)
         # A finished task's writes are committed on their own, one after the other: without
         # an fsync each (synchronous=NORMAL), 40 parallel tasks are saved in milliseconds, not

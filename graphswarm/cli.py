@@ -16,7 +16,7 @@ from collections.abc import Callable, Coroutine
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -37,6 +37,9 @@ from graphswarm.errors import (
 )
 from graphswarm.progress import RunDisplay, run_display
 from graphswarm.view import Block, shorten
+
+if TYPE_CHECKING:
+    from graphswarm.objectives import ObjectiveSettings
 
 try:  # Typer >= 0.17 ships its own copy of click
     from typer._click import exceptions as click_errors
@@ -237,6 +240,13 @@ def run(
     chunk_tokens: Annotated[
         int | None, typer.Option(help="Long objectives (over 1000 tokens) are split into chunks of this size.")
     ] = None,
+    max_objective_chars: Annotated[
+        int | None,
+        typer.Option(
+            metavar="N",
+            help="Refuse objectives longer than this (default: GRAPHSWARM_MAX_OBJECTIVE_CHARS, else 1,000,000).",
+        ),
+    ] = None,
     quiet: Annotated[
         bool,
         typer.Option("--quiet", "-q", help="Print only the answer (or --json), and on stderr only errors and pauses."),
@@ -251,7 +261,11 @@ def run(
     get_architecture(architecture)
     run_id = run_id or new_run_id()  # known here, so that Ctrl-C can name it
     parse_db_url(db)
-    text = _read_objective(objective, file)
+    from graphswarm.objectives import ObjectiveSettings
+
+    sizes = {"chunk_tokens": chunk_tokens, "max_chars": max_objective_chars}
+    objectives = ObjectiveSettings(**{name: value for name, value in sizes.items() if value is not None})
+    text = _read_objective(objective, file, objectives)
     roles, members = _read_agents(agents_file) if agents_file else ({}, None)
     check_swarm_size(len(roles) + (agents if members is None else len(members)))
     if members is None:  # no file, or a file giving only the leader/judge/moderator
@@ -268,9 +282,6 @@ def run(
     if concurrency is not None and concurrency < 1:
         raise ConfigError(f"--concurrency must be at least 1, got {concurrency}")
     budget = _budget(max_calls, max_tokens, max_cost, max_seconds)
-    from graphswarm.objectives import ObjectiveSettings
-
-    objectives = ObjectiveSettings(**({"chunk_tokens": chunk_tokens} if chunk_tokens is not None else {}))
     remote = _temporal_settings(engine, temporal, namespace, task_queue)
 
     async def main():
@@ -601,23 +612,38 @@ def list_options(
 # -- helpers -------------------------------------------------------------------
 
 
-def _read_objective(objective: str | None, file: Path | None) -> str:
+def _read_objective(objective: str | None, file: Path | None, settings: ObjectiveSettings) -> str:
+    """The objective from the argument, a file or stdin, refused when over `settings.max_chars`
+    characters; a file or stdin is read no further than the limit can need."""
+    from graphswarm.objectives import check_objective_size, objective_too_long
+
+    max_chars = settings.max_chars
+    # A character is at most 4 bytes in UTF-8: this many bytes always hold more than max_chars.
+    most = 4 * (max_chars + 1)
     if file is not None:
         if objective is not None:
             raise ConfigError("give the objective as an argument or with --file, not both")
         try:
-            text = _utf8(file.read_bytes(), f"objective file {str(file)!r}")
+            with file.open("rb") as handle:
+                data = handle.read(most)
         except OSError as exc:
             raise ConfigError(f"cannot read objective file {str(file)!r}: {exc.strerror}") from None
+        if len(data) >= most:
+            raise objective_too_long(f"more than {max_chars:,} characters", max_chars)
+        text = _utf8(data, f"objective file {str(file)!r}")
     elif objective == "-" or (objective is None and not sys.stdin.isatty()):
         stdin = getattr(sys.stdin, "buffer", None)  # bytes, decoded strictly (not with surrogate escapes)
-        text = _utf8(stdin.read(), "the objective on stdin") if stdin is not None else sys.stdin.read()
+        data = stdin.read(most) if stdin is not None else sys.stdin.read(most).encode()
+        if len(data) >= most:
+            raise objective_too_long(f"more than {max_chars:,} characters", max_chars)
+        text = _utf8(data, "the objective on stdin")
     elif objective is None:
         raise ConfigError("no objective: give it as an argument, with --file PATH, or on stdin")
     else:
         text = objective
     if not text.strip():
         raise ConfigError("the objective is empty")
+    check_objective_size(text.strip(), settings)
     return text.strip()
 
 

@@ -81,7 +81,7 @@ class RunResult:
         LangGraph's snapshot already applies the writes of tasks that finished in a step
         that did not complete, so `state` holds them: they are not added again here.
         """
-        return [*self.state.get("calls", []), *cast("list[CallRecord]", self.record.unfinished_calls)]
+        return with_unfinished(self.state.get("calls", []), self.record)
 
     @property
     def usage(self) -> dict[str, Any]:
@@ -192,10 +192,7 @@ class RunReader:
         that node died first, among the unfinished calls the runner keeps.
         """
         snapshot = await reader.aget_state(run_config(record.run_id))
-        calls: list[CallRecord] = [
-            *(snapshot.values or {}).get("calls", []),
-            *cast("list[CallRecord]", record.unfinished_calls),
-        ]
+        calls = with_unfinished((snapshot.values or {}).get("calls", []), record)
         if not any(task.result is None for task in snapshot.tasks):
             return calls  # only a task that has not finished can have a graph still running inside it
         for nested in await CheckpointReader(self._p.checkpointer).anested_runs(snapshot.config):
@@ -221,3 +218,10 @@ def python_graph_needed(run_id: str) -> UsageError:
         f"run {run_id} was started from a graph built in Python: resume or edit it from Python, "
         "passing the same graph (graph=...)"
     )
+
+
+def with_unfinished(ledger: list[CallRecord], record: RunRecord) -> list[CallRecord]:
+    """The ledger, then the run's unfinished calls it does not hold: a node that ran again
+    after a stop (its durable calls replayed) puts the calls it had finished in the ledger."""
+    held = {c.get("id") for c in ledger}
+    return [*ledger, *(cast("CallRecord", c) for c in record.unfinished_calls if c.get("id") not in held)]

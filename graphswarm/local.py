@@ -199,6 +199,8 @@ def _chat_class() -> type[BaseChatModel]:
     from llama_cpp import LlamaGrammar
     from pydantic import Field, PrivateAttr, model_validator
 
+    from graphswarm.agents import sampling_seed
+
     def _as_chunk(message: BaseMessage) -> AIMessageChunk:
         assert isinstance(message, AIMessage)
         calls: list[tuple[str | None, str | None, str | None]] = [
@@ -215,6 +217,12 @@ def _chat_class() -> type[BaseChatModel]:
                 for index, (name, args, id_) in enumerate(calls)
             ],
         )
+
+    def _request_seed() -> dict[str, int]:
+        # An agent's own seed (`graphswarm.agents.use_seed`); without one llama.cpp derives
+        # each request's seed from the one before, so samples depend on the call order.
+        seed = sampling_seed()
+        return {} if seed is None else {"seed": seed}
 
     def usage(prompt_tokens: int, completion_tokens: int) -> UsageMetadata:
         return UsageMetadata(
@@ -321,7 +329,7 @@ def _chat_class() -> type[BaseChatModel]:
             # LangChain calls _stream itself when streaming is wanted, so this is
             # always one non-streamed completion (also what tool calls need).
             kwargs.pop("stream", None)
-            params = {**self._get_parameters(stop), **kwargs}
+            params = {**self._get_parameters(stop), **_request_seed(), **kwargs}
             message_dicts = self._create_message_dicts(messages)
             with self._lock:
                 response = self.client.create_chat_completion(messages=message_dicts, **params)
@@ -356,7 +364,7 @@ def _chat_class() -> type[BaseChatModel]:
             with self._lock:
                 text: list[str] = []
                 finish_reason = None
-                for chunk in super()._stream(messages, stop, run_manager, **kwargs):
+                for chunk in super()._stream(messages, stop, run_manager, **{**_request_seed(), **kwargs}):
                     text.append(chunk.text)
                     finish_reason = (chunk.generation_info or {}).get("finish_reason", finish_reason)
                     yield chunk

@@ -9,6 +9,11 @@ to `SharedMemory` (Chroma's own default embedding function downloads a model at 
 time). Note ids hash what the note is, and notes are written with ``upsert``, so a
 resumed run that posts a note again does not duplicate it.
 
+Many notes at once (`post_many`, a long objective's chunks) are embedded and written
+`batch_size` at a time: one embeddings call per batch (one request to an embeddings
+server, one forward pass of MiniLM), and one Chroma write, split further only where
+Chroma's own maximum batch is smaller.
+
 Example:
     >>> from graphswarm.memory import SharedMemory, open_chroma
     >>> from graphswarm.testing import KeywordEmbeddings
@@ -24,8 +29,9 @@ import asyncio
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NotRequired
+from typing import TYPE_CHECKING, Any, NamedTuple, NotRequired
 from urllib.parse import urlsplit
 
 from langchain_core.embeddings import Embeddings
@@ -46,6 +52,8 @@ RUN_COLLECTION_PREFIX = "graphswarm-run-"
 DEFAULT_CHROMA_DIR = ".graphswarm/chroma"
 HEARTBEAT_TIMEOUT = 5.0
 """Seconds to wait for a Chroma server's heartbeat (its own client waits forever)."""
+DEFAULT_BATCH_SIZE = 64
+"""Notes embedded in one call by `post_many`: MiniLM's own batch, so one forward pass each."""
 
 MetadataValue = str | int | float | bool
 _RESERVED = frozenset({"agent", "kind", "round", "task_id", "run_id"})
@@ -139,11 +147,18 @@ class SharedMemory:
         *,
         embeddings: Embeddings | str | None = None,
         shared: bool = False,
+        batch_size: int = DEFAULT_BATCH_SIZE,
     ) -> None:
         if not isinstance(run_id, str) or not run_id.strip():
             raise ConfigError(f"shared memory needs a run id, got {run_id!r}")
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.run_id = run_id
         self.shared = shared
+        self.batch_size = batch_size
+        """Most notes `post_many` embeds in one call and writes at once."""
+        self._client = client
+        self._max_write: int | None = None
         self.embeddings = resolve_embeddings(embeddings)
         self.name = SHARED_COLLECTION if shared else collection_name(run_id)
         # embedding_function=None: Chroma's default one would download a model.
@@ -172,25 +187,64 @@ class SharedMemory:
         kind: str = "note",
         round: int = 0,
         task_id: str | None = None,
+        task_ids: Sequence[str] | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> list[str]:
-        """Store many notes (chunks of one document, say) with one embedding call; their ids in order."""
+        """Store many notes (chunks of one document, say), `batch_size` per embedding call;
+        their ids in order. `task_ids` gives each text its own task id, instead of one
+        `task_id` for all. A note given twice is stored once."""
+        ids, batches = self._batches(texts, agent, kind, round, task_id, task_ids, metadata)
+        for batch in batches:
+            self._write(batch)
+        return ids
+
+    def _batches(
+        self,
+        texts: list[str],
+        agent: str,
+        kind: str,
+        round: int,
+        task_id: str | None,
+        task_ids: Sequence[str] | None,
+        metadata: dict[str, Any] | None,
+    ) -> tuple[list[str], list[list[_Pending]]]:
+        """The notes' ids, in order, and the distinct notes in batches of `batch_size`."""
         if isinstance(texts, str) or not texts:
             raise ConfigError("post_many needs a non-empty list of texts")
         for text in texts:
             _check_text(text)
-        base = self._metadata(agent, kind, round, task_id, metadata)
-        ids = [self._note_id(agent, kind, round, task_id, text) for text in texts]
-        unique = dict(zip(ids, texts))  # Chroma rejects a batch that repeats an id
-        vectors = self.embeddings.embed_documents(list(unique.values()))
-        self._chroma(
-            self._collection.upsert,
-            ids=list(unique),
-            documents=list(unique.values()),
-            embeddings=vectors,
-            metadatas=[dict(base) for _ in unique],
-        )
-        return ids
+        if task_ids is None:
+            each: Sequence[str | None] = [task_id] * len(texts)
+        elif task_id is not None:
+            raise ConfigError("give post_many one task_id for all texts or task_ids, one per text, not both")
+        elif isinstance(task_ids, str) or len(task_ids) != len(texts):
+            raise ConfigError(f"task_ids must be a list of one task id per text ({len(texts)}), got {task_ids!r:.80}")
+        else:
+            each = task_ids
+        notes: dict[str, _Pending] = {}  # Chroma rejects a batch that repeats an id
+        ids = []
+        for text, one_task in zip(texts, each):
+            note_id = self._note_id(agent, kind, round, one_task, text)
+            ids.append(note_id)
+            if note_id not in notes:
+                notes[note_id] = _Pending(note_id, text, self._metadata(agent, kind, round, one_task, metadata))
+        pending = list(notes.values())
+        return ids, [pending[i : i + self.batch_size] for i in range(0, len(pending), self.batch_size)]
+
+    def _write(self, batch: list[_Pending]) -> None:
+        """Embed one batch of notes in one call and upsert it (in parts within Chroma's limit)."""
+        vectors = self.embeddings.embed_documents([note.text for note in batch])
+        if self._max_write is None:
+            self._max_write = max(1, self._client.get_max_batch_size())
+        for start in range(0, len(batch), self._max_write):
+            part = batch[start : start + self._max_write]
+            self._chroma(
+                self._collection.upsert,
+                ids=[note.id for note in part],
+                documents=[note.text for note in part],
+                embeddings=vectors[start : start + self._max_write],
+                metadatas=[note.metadata for note in part],
+            )
 
     def query(
         self,
@@ -246,9 +300,23 @@ class SharedMemory:
         """`post` in a thread, so the event loop keeps running while it embeds and writes."""
         return await asyncio.to_thread(self.post, text, **kwargs)
 
-    async def apost_many(self, texts: list[str], **kwargs: Any) -> list[str]:
-        """`post_many` in a thread."""
-        return await asyncio.to_thread(self.post_many, texts, **kwargs)
+    async def apost_many(
+        self,
+        texts: list[str],
+        *,
+        agent: str,
+        kind: str = "note",
+        round: int = 0,
+        task_id: str | None = None,
+        task_ids: Sequence[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> list[str]:
+        """`post_many`, each batch in a thread: the event loop keeps running, and a
+        cancelled caller stops after the batch being written."""
+        ids, batches = self._batches(texts, agent, kind, round, task_id, task_ids, metadata)
+        for batch in batches:
+            await asyncio.to_thread(self._write, batch)
+        return ids
 
     async def aquery(self, text: str, **kwargs: Any) -> list[Note]:
         """`query` in a thread."""
@@ -290,6 +358,14 @@ class SharedMemory:
                 f"Chroma collection {self.name!r} was filled with other embeddings ({first_line(exc)}): "
                 "use the same embeddings as before, or another run id"
             ) from None
+
+
+class _Pending(NamedTuple):
+    """A note on its way into Chroma."""
+
+    id: str
+    text: str
+    metadata: dict[str, MetadataValue]
 
 
 def _note(id_: str, text: str | None, meta: Any, distance: float | None = None) -> Note:

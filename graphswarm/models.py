@@ -160,9 +160,12 @@ def _cached_openai_client(
 def _compatible_chat_openai() -> type[BaseChatModel]:
     from langchain_openai import ChatOpenAI
 
+    from graphswarm.agents import sampling_seed
+
     class CompatibleChatOpenAI(ChatOpenAI):
         """ChatOpenAI whose requests every OpenAI-compatible server takes.
 
+        A request made under `use_seed` carries that seed, unless the model has its own.
         An assistant turn that only calls tools is sent with `content: ""` instead of
         null: OpenAI takes both, llama-cpp-python's server rejects null (HTTP 500,
         "Input should be a valid string"), which ended every tool loop there.
@@ -170,6 +173,9 @@ def _compatible_chat_openai() -> type[BaseChatModel]:
 
         def _get_request_payload(self, input_: Any, *, stop: list[str] | None = None, **kwargs: Any) -> dict:
             payload = super()._get_request_payload(input_, stop=stop, **kwargs)
+            # Each agent samples with its own seed (see `graphswarm.agents.use_seed`).
+            if payload.get("seed") is None and (seed := sampling_seed()) is not None:
+                payload["seed"] = seed
             for message in payload.get("messages", ()):
                 if message.get("role") == "assistant" and message.get("content") is None:
                     message["content"] = ""
@@ -180,41 +186,85 @@ def _compatible_chat_openai() -> type[BaseChatModel]:
 
 @cache
 def _shared_async_client() -> Any:
-    """One httpx client for every OpenAI-compatible model, usable from any event loop.
+    """One HTTP client for every OpenAI-compatible model, usable from any event loop.
+
+    Requests go out on aiohttp, through the OpenAI SDK's own `DefaultAioHttpClient` (its
+    "aiohttp" extra): at hundreds of calls in flight, httpx's connection pool scans every
+    connection for each request, and was half of a 1000-agent swarm's CPU time
+    (tools/bench). Without aiohttp, the SDK's httpx client is used.
 
     Connections belong to the loop that opened them, so a pool shared across loops
     fails with "Event loop is closed" on the second `asyncio.run` (a resumed run, a
-    notebook cell, a test). Pools are kept per loop here, and dropped with their loop.
+    notebook cell, a test). Each event loop gets a client of its own here, closed when
+    `asyncio.run` ends its loop and dropped with it.
     """
     import asyncio
     import weakref
+    from base64 import b64encode
+    from collections.abc import AsyncIterator
+
+    import openai
 
     try:  # the HTTP library the openai client itself is built on, when it has its own
-        import httpx2 as httpx
+        import httpx2
     except ImportError:
-        import httpx  # type: ignore[no-redef]
+        import httpx as httpx2  # type: ignore[no-redef]
 
-    class LoopLocalTransport(httpx.AsyncBaseTransport):
+    # Up to 1000 connections at once (the SDK's limit). An idle connection is closed after
+    # 4 s, before the server does: uvicorn-based servers (llama-cpp-python's, vLLM) close
+    # theirs at 5 s, and with aiohttp's own 15 s a request sent as the server closed its
+    # connection failed with "Server disconnected" (seen under load).
+    limits = httpx2.Limits(max_connections=1000, max_keepalive_connections=100, keepalive_expiry=4.0)
+
+    def make() -> httpx2.AsyncClient:
+        try:
+            return openai.DefaultAioHttpClient(timeout=None, limits=limits)
+        except RuntimeError:  # the "aiohttp" extra is missing
+            return openai.DefaultAsyncHttpxClient(timeout=None, limits=limits)
+
+    async def closed_with_the_loop(client: httpx2.AsyncClient) -> AsyncIterator[None]:
+        # An async generator the loop has started is finished by `loop.shutdown_asyncgens()`,
+        # which `asyncio.run` calls before it closes the loop: the client is closed there,
+        # on its own loop (aiohttp reports a session that is never closed).
+        try:
+            yield
+        finally:
+            await client.aclose()
+
+    class LoopLocalClient(httpx2.AsyncClient):
+        """Builds requests once, and sends each through the client of the running loop."""
+
         def __init__(self) -> None:
-            self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncHTTPTransport] = (
-                weakref.WeakKeyDictionary()
-            )
+            super().__init__(timeout=None)
+            self._by_loop: weakref.WeakKeyDictionary[
+                asyncio.AbstractEventLoop, tuple[httpx2.AsyncClient, AsyncIterator[None]]
+            ] = weakref.WeakKeyDictionary()
 
-        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        async def _loop_client(self) -> httpx2.AsyncClient:
             loop = asyncio.get_running_loop()
-            pool = self._pools.get(loop)
-            if pool is None:
-                # More kept-alive connections than the client default (100) measured slower past 200 agents.
-                limits = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
-                pool = self._pools[loop] = httpx.AsyncHTTPTransport(limits=limits)
-            return await pool.handle_async_request(request)
+            entry = self._by_loop.get(loop)
+            if entry is None:
+                client = make()
+                closer = closed_with_the_loop(client)
+                await anext(closer)
+                entry = self._by_loop[loop] = (client, closer)
+            return entry[0]
+
+        async def send(self, request: httpx2.Request, **kwargs: Any) -> httpx2.Response:
+            if request.url.userinfo:
+                # Credentials in the base URL are basic auth, as httpx itself sends them;
+                # aiohttp refuses a URL with credentials beside an Authorization header.
+                basic = b64encode(f"{request.url.username}:{request.url.password}".encode()).decode()
+                request.headers["Authorization"] = f"Basic {basic}"
+                request.url = request.url.copy_with(username=None, password=None)
+            return await (await self._loop_client()).send(request, **kwargs)
 
         async def aclose(self) -> None:
-            pool = self._pools.pop(asyncio.get_running_loop(), None)
-            if pool is not None:
-                await pool.aclose()
+            entry = self._by_loop.pop(asyncio.get_running_loop(), None)
+            if entry is not None:
+                await entry[0].aclose()
 
-    return httpx.AsyncClient(transport=LoopLocalTransport(), timeout=None)
+    return LoopLocalClient()
 
 
 def _init_chat_model(provider: str, name: str, temperature: float | None) -> BaseChatModel:
@@ -294,8 +344,13 @@ def load_prices() -> None:
     _price(DEFAULT_OPENAI_MODEL.removeprefix("openai:"), "openai", 0, 0)
 
 
+_UNPRICED: set[tuple[str, str | None]] = set()
+"""Model names found in no price list: not looked up again (each call of every agent is
+priced, and a failed look-up costs two searches of the whole list)."""
+
+
 def _price(name: str, provider: str | None, input_tokens: int, output_tokens: int) -> float | None:
-    if not name:
+    if not name or (name, provider) in _UNPRICED:
         return None
     from genai_prices import Usage, calc_price
 
@@ -305,6 +360,7 @@ def _price(name: str, provider: str | None, input_tokens: int, output_tokens: in
             return float(calc_price(usage, name, provider_id=provider_id).total_price)
         except LookupError:
             continue
+    _UNPRICED.add((name, provider))
     return None
 
 

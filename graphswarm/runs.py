@@ -412,6 +412,18 @@ class Runner:
         reading = self._open.reading
         return await reading.history(record, reading.state_reader(record, graph))
 
+    async def checkpoint_sizes(self, run_id: str) -> dict[str, int]:
+        """Bytes the database keeps for each of the run's checkpoints (by checkpoint id,
+        oldest first): its row, the channel values stored with it and the writes pending
+        on it. SQLite databases only (`UsageError` for the others)."""
+        record = _checkpointed(await self.get(run_id))
+        saver = self._open.persistence.checkpointer
+        measure = getattr(saver, "astored_sizes", None)
+        if measure is None:
+            raise UsageError(f"checkpoint sizes are measured in SQLite databases only, not in {self.db_label}")
+        sizes: dict[str, int] = await measure(record.run_id)
+        return sizes
+
     # -- execution ----------------------------------------------------------------
 
     def _compile(self, graph: Graph, record: RunRecord) -> Compiled:

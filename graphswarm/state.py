@@ -7,14 +7,17 @@ checkpoints load without pickle and `show`/`history` can print them.
 from __future__ import annotations
 
 import operator
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
-from typing import Annotated, Any, NotRequired
+from typing import Annotated, Any, NotRequired, TypeVar
 
 from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
 from typing_extensions import TypedDict
 
-__all__ = ["StopReason", "CallRecord", "SwarmState", "summarize_calls", "format_cost"]
+__all__ = ["StopReason", "CallRecord", "SwarmState", "merge_by_id", "summarize_calls", "format_cost"]
+
+Item = TypeVar("Item", bound=Mapping[str, Any])
 
 
 class StopReason(StrEnum):
@@ -94,6 +97,33 @@ class SwarmState(TypedDict):
     messages: NotRequired[Annotated[list[AnyMessage], add_messages]]
     """The conversation the run was started with (if any), then the final answer as an
     AI message, so chat UIs and LangGraph supervisors read it like any agent's reply."""
+
+
+def merge_by_id(current: Sequence[Item] | None, update: Sequence[Item] | Item | None) -> list[Item]:
+    """A reducer for lists of records keyed by their "id": an update whose id is already
+    listed is merged into that record (so `{"id": 3, "status": "done"}` changes one field),
+    any other is appended; the order is kept and nothing is removed.
+
+    A node then writes only the records it changed or added, not the whole list, and the
+    write a checkpoint keeps for its step is as large as what the step did:
+
+        tasks: Annotated[list[Task], merge_by_id]
+        ...
+        return {"tasks": [{"id": task["id"], "status": "done", "result": text}]}
+    """
+    merged = list(current or [])
+    if update is None:
+        return merged
+    updates: Sequence[Item] = [update] if isinstance(update, Mapping) else update
+    where = {item["id"]: i for i, item in enumerate(merged)}
+    for item in updates:
+        index = where.get(item["id"])
+        if index is None:
+            where[item["id"]] = len(merged)
+            merged.append(item)
+        else:
+            merged[index] = {**merged[index], **item}  # type: ignore[assignment]
+    return merged
 
 
 def summarize_calls(calls: list[CallRecord]) -> dict[str, Any]:

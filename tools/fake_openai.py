@@ -501,7 +501,15 @@ class FakeState:
 
     @staticmethod
     def _empty_stats() -> dict[str, Any]:
-        return {"requests": 0, "succeeded": 0, "failed": 0, "embeddings": 0, "by_model": {}, "completed": []}
+        return {
+            "requests": 0,
+            "succeeded": 0,
+            "failed": 0,
+            "embeddings": 0,
+            "embedding_inputs": [],
+            "by_model": {},
+            "completed": [],
+        }
 
     @property
     def config(self) -> FakeServerConfig:
@@ -597,7 +605,13 @@ class FakeState:
             self._model_stats(model)["failed"] += 1
 
     def record_success(
-        self, model: str, fp: str, kind: CompletionKind, prompt_tokens: int, completion_tokens: int
+        self,
+        model: str,
+        fp: str,
+        kind: CompletionKind,
+        prompt_tokens: int,
+        completion_tokens: int,
+        seed: int | None = None,
     ) -> None:
         with self._lock:
             self._stats["succeeded"] += 1
@@ -605,11 +619,14 @@ class FakeState:
             per_model["succeeded"] += 1
             per_model["prompt_tokens"] += prompt_tokens
             per_model["completion_tokens"] += completion_tokens
-            self._stats["completed"].append({"model": model, "fingerprint": fp, "kind": kind})
+            # The request's sampling seed (None when it sent none): agents of one swarm send their own.
+            self._stats["completed"].append({"model": model, "fingerprint": fp, "kind": kind, "seed": seed})
 
-    def record_embeddings(self) -> None:
+    def record_embeddings(self, inputs: int = 1) -> None:
+        """One embeddings request; `embedding_inputs` lists how many texts each one held."""
         with self._lock:
             self._stats["embeddings"] += 1
+            self._stats["embedding_inputs"].append(inputs)
 
 
 # --------------------------------------------------------------------------
@@ -781,7 +798,8 @@ def create_app(state: FakeState) -> FastAPI:
             "total_tokens": prompt_tokens + completion_tokens,
         }
         stream = bool(body.get("stream"))
-        state.record_success(model, fp, "stream" if stream else outcome.kind, prompt_tokens, completion_tokens)
+        seed = body.get("seed") if isinstance(body.get("seed"), int) else None
+        state.record_success(model, fp, "stream" if stream else outcome.kind, prompt_tokens, completion_tokens, seed)
         if stream:
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             return StreamingResponse(
@@ -822,7 +840,7 @@ def create_app(state: FakeState) -> FastAPI:
             vector = embed_text(text, dims)
             encoded: Any = base64.b64encode(struct.pack(f"<{dims}f", *vector)).decode() if base64_format else vector
             data.append({"object": "embedding", "index": index, "embedding": encoded})
-        state.record_embeddings()
+        state.record_embeddings(len(inputs))
         return JSONResponse(
             {
                 "object": "list",
@@ -897,6 +915,10 @@ def _uvicorn_config(app: FastAPI) -> uvicorn.Config:
         access_log=False,
         lifespan="off",
         backlog=2048,
+        # Longer than clients keep idle connections (aiohttp: 15 s), as servers behind a proxy
+        # do: with uvicorn's 5 s, a client reusing a connection idle 5-15 s finds it closed
+        # ("Server disconnected") and the call fails or is retried.
+        timeout_keep_alive=75,
         # Bounded so stop() cannot be held up by a request still sleeping.
         timeout_graceful_shutdown=2,
     )

@@ -17,12 +17,14 @@ runs, checkpoints and views refer to those names); the shapes themselves live he
 - A plan (`PlannedTask`, `Plan`), which an architecture extends with who does a task,
   and a task given to one agent (`task_messages`).
 - A worker under a join policy (`JoinPolicy`, `worker_outcome`).
+- A verdict never worse than the agents' own vote (`vote_over`, `verdict_line`).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from enum import StrEnum
 from typing import Annotated, Any, NotRequired
 
@@ -35,8 +37,8 @@ from langgraph.types import Send, interrupt
 from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
-from graphswarm.agents import Agent
-from graphswarm.aggregation import VoteTable, count_votes, make_ballot
+from graphswarm.agents import Agent, agent_seed, use_seed
+from graphswarm.aggregation import VerdictCheck, VoteTable, count_votes, make_ballot
 from graphswarm.budget import SwarmContext
 from graphswarm.nodes import MAX_ATTEMPTS, Member, Pause, ask, clip, final_attempt, is_transient, prompt
 from graphswarm.state import CallRecord, StopReason
@@ -59,8 +61,11 @@ __all__ = [
     "judge_scores",
     "latest_answers",
     "pause_for_failure",
+    "seeded",
     "send_each",
     "task_messages",
+    "verdict_line",
+    "vote_over",
     "worker_outcome",
 ]
 
@@ -123,9 +128,19 @@ async def answer_question(
     answers, its own earlier one, guidance: whatever the architecture shows it).
 
     Nothing is recalled from or posted to shared memory but the objective's parts.
+    The agent samples with its own seed in this run (`agent_seed`), so agents asked the
+    same question do not all give the same sample.
     """
     messages = answer_messages(member.agent, question, context=context)
-    return await ask(member, messages, node=node, runtime=runtime, config=config)
+    with seeded(config, member.name):
+        return await ask(member, messages, node=node, runtime=runtime, config=config)
+
+
+def seeded(config: RunnableConfig | None, agent: str) -> AbstractContextManager[None]:
+    """Model requests inside the block sample with `agent`'s seed in this run (the run id
+    is the config's thread id): `agent_seed(run_id, agent)`."""
+    run = str(((config or {}).get("configurable") or {}).get("thread_id", ""))
+    return use_seed(agent_seed(run, agent))
 
 
 def latest_answers(answers: Sequence[RoundAnswer], round_: int) -> dict[str, str]:
@@ -147,6 +162,24 @@ def count_round(
     weights = weights or {}
     ballots = [make_ballot(name, latest[name], weight=weights.get(name, 1.0)) for name in agents if name in latest]
     return round_, count_votes(ballots, **counting)
+
+
+def vote_over(outputs: Sequence[tuple[str, str]]) -> VoteTable:
+    """The counted plurality vote over (agent, output) pairs, in their order: what a
+    judge's or leader's verdict is checked against (`aggregation.check_verdict`)."""
+    return count_votes([make_ballot(agent, output) for agent, output in outputs])
+
+
+def verdict_line(check: VerdictCheck | None) -> str:
+    """One line on a checked verdict for views: whether the vote replaced it, and why."""
+    if not check:
+        return ""
+    vote = f"{check['vote_answer']} ({check['votes']:g} of {check['ballots']})" if check["vote_label"] else "none"
+    if check["fell_back"]:
+        why = {"no_answer": "it had no extractable answer", "overruled_majority": "it overruled a clear majority"}
+        reason = why.get(check["reason"] or "", check["reason"] or "")
+        return f"verdict replaced by the agents' vote {vote}: {reason}"
+    return f"verdict kept; the agents' vote: {vote}"
 
 
 # -- a judge ----------------------------------------------------------------------

@@ -4,7 +4,9 @@
 
 Selection: a judge model scores every candidate (or compares them in pairs, knockout
 style), a user scoring function, or the agents' self-reported confidence. State holds
-the ranked table with scores and rationale; the winner's answer is the final answer.
+the ranked table with scores and rationale; the winner's answer is the final answer,
+unless it has no extractable answer or overrules a clear majority of the entries without
+a rationale: then the counted vote of the entries stands (`verdict_check` says so).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from pydantic.json_schema import SkipJsonSchema
 from typing_extensions import TypedDict
 
 from graphswarm.agents import Agent, check_agents
-from graphswarm.aggregation import extract_answer
+from graphswarm.aggregation import VerdictCheck, check_verdict, extract_answer
 from graphswarm.architectures.base import Architecture, Role
 from graphswarm.architectures.blocks import (
     DEFAULT_JUDGE,
@@ -36,6 +38,8 @@ from graphswarm.architectures.blocks import (
     answer_question,
     judge_scores,
     send_each,
+    verdict_line,
+    vote_over,
 )
 from graphswarm.architectures.options import SwarmOptions
 from graphswarm.budget import SwarmContext
@@ -80,6 +84,8 @@ class CompetitiveState(SwarmState):
     entries: Annotated[list[Entry], operator.add]
     ranking: list[Ranked]
     winner: str
+    verdict_check: VerdictCheck
+    """The top-ranked answer checked against the counted vote of all the entries."""
 
 
 class CompetitiveOptions(SwarmOptions):
@@ -207,10 +213,13 @@ async def select(
         }
         for i, e in enumerate(ranked, start=1)
     ]
+    vote = vote_over([(e["agent"], e["answer"]) for e in entries])
+    check = check_verdict(ranking[0]["answer"], vote, reason=ranking[0]["rationale"])
     return {
         "ranking": ranking,
         "winner": ranking[0]["agent"],
-        "final_answer": ranking[0]["answer"],
+        "final_answer": check["answer"],
+        "verdict_check": check,
         "stop_reason": StopReason.JUDGED.value,
         "calls": calls,
     }
@@ -278,7 +287,12 @@ def view_run(run: Run, *, brief: bool = False) -> list[Block]:
             [str(r["rank"]), r["agent"], f"{r['score']:g}", shorten(r["rationale"], 60), shorten(r["answer"], 40)]
             for r in ranking
         ]
-        return [Table(["rank", "agent", "score", "rationale", "answer"], rows, title="ranking")] if ranking else []
+        verdict = [Text(line)] if (line := verdict_line(state.get("verdict_check"))) else []
+        return (
+            [Table(["rank", "agent", "score", "rationale", "answer"], rows, title="ranking"), *verdict]
+            if ranking
+            else []
+        )
     blocks: list[Block] = []
     if ranking:
         rows = [
@@ -286,6 +300,8 @@ def view_run(run: Run, *, brief: bool = False) -> list[Block]:
         ]
         winners = {i for i, r in enumerate(ranking) if r["agent"] == state.get("winner")}
         caption = f"winner: {state['winner']}" if state.get("winner") else ""
+        if line := verdict_line(state.get("verdict_check")):
+            caption = f"{caption}; {line}" if caption else line
         blocks.append(
             Table(
                 ["rank", "agent", "score", "rationale", "answer"],

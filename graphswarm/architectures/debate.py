@@ -6,7 +6,11 @@
 
 After every round the answers are counted; the debate stops early when agreement
 reaches the threshold, or when the optional moderator calls it settled (MAD style).
-A judge gives the final verdict, or else the majority answer stands.
+The verdict is never worse than the agents' own vote: without a judge the best-supported
+round's vote stands (`best_supported`: the round whose winner has the most votes, the
+earliest among equals, so a round-1 majority survives later rounds that degrade); a judge's
+verdict with no extractable answer, or one that overrules a clear majority of that vote
+without a reason, gives way to it (`check_verdict`, recorded in `verdict_check`).
 References: Du et al. 2023 (3 agents, 2 rounds); Liang et al. 2023 (moderator, judge).
 """
 
@@ -29,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict
 
 from graphswarm.agents import Agent, check_agents
-from graphswarm.aggregation import VoteMethod, VoteTable, extract_answer
+from graphswarm.aggregation import VerdictCheck, VoteMethod, VoteTable, best_supported, check_verdict, extract_answer
 from graphswarm.architectures.base import Architecture, Role
 from graphswarm.architectures.blocks import (
     AgentInput,
@@ -40,6 +44,7 @@ from graphswarm.architectures.blocks import (
     judge_choice,
     latest_answers,
     send_each,
+    verdict_line,
 )
 from graphswarm.architectures.options import SwarmOptions
 from graphswarm.budget import SwarmContext
@@ -91,6 +96,10 @@ class DebateState(SwarmState):
     rounds: Annotated[list[RoundOutcome], operator.add]
     """Agreement and the vote of each round."""
     moderator_notes: Annotated[list[str], operator.add]
+    verdict_check: VerdictCheck
+    """The verdict (the judge's, or none) checked against the best-supported round's vote."""
+    vote_round: int
+    """The round whose vote the verdict was checked against (`best_supported`)."""
 
 
 class DebateOptions(SwarmOptions):
@@ -258,15 +267,23 @@ def after_moderate(state: DebateState, *, debate: _Debate) -> list[Send] | str:
 async def verdict(
     state: DebateState, config: RunnableConfig, runtime: Runtime[SwarmContext], *, crew: Crew, debate: _Debate
 ) -> dict[str, Any]:
-    last = state["rounds"][-1]
+    rounds = state["rounds"]
+    index = best_supported([o["votes"] for o in rounds])
+    chosen = rounds[-1] if index is None else rounds[index]
+    update: dict[str, Any] = {"vote_round": chosen["round"]}
+    if state.get("stop_reason") == StopReason.TIE_BROKEN_BY_FIRST and not chosen["votes"]["tie"]:
+        update["stop_reason"] = StopReason.MAX_ROUNDS.value  # an earlier untied round's vote stands
     if debate.judge is None:
-        return {"final_answer": last["winning_answer"] or ""}
-    transcript = "\n\n".join(f"[round {t['round']}] {t['agent']}:\n{t['text']}" for t in state["transcript"])
-    choice, calls = await judge_choice(
-        crew[debate.judge], state["objective"], f"The debate:\n\n{transcript}",
-        node="verdict", runtime=runtime, config=config,
-    )  # fmt: skip
-    return {"final_answer": choice.answer, "calls": calls}
+        # No verdict but the vote: the best-supported round's winner.
+        check = check_verdict(chosen["winning_answer"], chosen["votes"], reason="the vote")
+    else:
+        transcript = "\n\n".join(f"[round {t['round']}] {t['agent']}:\n{t['text']}" for t in state["transcript"])
+        choice, update["calls"] = await judge_choice(
+            crew[debate.judge], state["objective"], f"The debate:\n\n{transcript}",
+            node="verdict", runtime=runtime, config=config,
+        )  # fmt: skip
+        check = check_verdict(choice.answer, chosen["votes"], reason=choice.reason)
+    return {**update, "final_answer": check["answer"], "verdict_check": check}
 
 
 def _next_round(state: DebateState, debate: _Debate) -> list[Send]:
@@ -307,13 +324,14 @@ def view_run(run: Run, *, brief: bool = False) -> list[Block]:
     (against the threshold that stops the debate early), and the moderator's notes."""
     state = run.state
     rounds = state.get("rounds", [])
+    verdict: list[Block] = [Text(line)] if (line := verdict_line(state.get("verdict_check"))) else []
     if brief:
         return [
             Text(
                 f"round {o['round']}: agreement {o['agreement']:.0%}, leading: {shorten(o['winning_answer'] or '-', 80)}"
             )
             for o in rounds
-        ]
+        ] + verdict
     if not state.get("transcript"):
         return []
     outcomes = {o["round"]: o for o in rounds}
@@ -338,6 +356,8 @@ def view_run(run: Run, *, brief: bool = False) -> list[Block]:
     if state.get("moderator_notes"):
         notes: list[list[Cell]] = [[Text(n)] for n in state["moderator_notes"]]
         blocks.append(Table(["note"], notes, title="Moderator"))
+    if verdict:
+        blocks += [Heading("Verdict"), *verdict]
     return blocks
 
 

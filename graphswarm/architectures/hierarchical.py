@@ -3,6 +3,11 @@
 START -> plan --Send per task--> work (parallel) -> consolidate --+--> END
            ^                                                      |
            +------------------- feedback (next round) -----------+
+
+Workers do different tasks, so their results are a vote only where a clear majority of
+them give the same answer: then the leader's consolidated answer gives way to that
+answer when it has no extractable answer or contradicts it (the leader states no reason),
+and `verdict_check` records it.
 """
 
 from __future__ import annotations
@@ -23,9 +28,18 @@ from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict
 
 from graphswarm.agents import Agent, check_agents
+from graphswarm.aggregation import VerdictCheck, check_verdict, clear_majority
 from graphswarm.architectures import blocks
 from graphswarm.architectures.base import Architecture, Role
-from graphswarm.architectures.blocks import JoinPolicy, ObjectiveInput, task_messages, worker_outcome
+from graphswarm.architectures.blocks import (
+    JoinPolicy,
+    ObjectiveInput,
+    seeded,
+    task_messages,
+    verdict_line,
+    vote_over,
+    worker_outcome,
+)
 from graphswarm.architectures.options import SwarmOptions
 from graphswarm.budget import SwarmContext
 from graphswarm.errors import ConfigError
@@ -84,6 +98,8 @@ class HierarchicalState(SwarmState):
     """What a person decided about each plan, when plans need approval."""
     results: Annotated[list[WorkerResult], operator.add]
     reviews: Annotated[list[Review], operator.add]
+    verdict_check: VerdictCheck
+    """The leader's latest answer checked against a clear majority of that round's results."""
 
 
 class HierarchicalOptions(SwarmOptions):
@@ -248,10 +264,11 @@ async def work(
     task = state["task"]
     member = crew[task["worker"]]
     messages = task_messages("hierarchical_work", member.agent, state["objective"], task)
-    output, calls, error = await worker_outcome(
-        ask(member, messages, node="work", runtime=runtime, config=config, recall=TEAM_NOTES, post="work"),
-        agent=member.name, node="work", runtime=runtime, join=team.join,
-    )  # fmt: skip
+    with seeded(config, member.name):  # workers do not all draw the same sample
+        output, calls, error = await worker_outcome(
+            ask(member, messages, node="work", runtime=runtime, config=config, recall=TEAM_NOTES, post="work"),
+            agent=member.name, node="work", runtime=runtime, join=team.join,
+        )  # fmt: skip
     result: WorkerResult = {
         "task_id": task["id"],
         "round": task["round"],
@@ -289,6 +306,10 @@ async def consolidate(
         "feedback": verdict.feedback,
     }
     update: dict[str, Any] = {"reviews": [review], "final_answer": verdict.answer, "calls": calls}
+    vote = vote_over([(r["worker"], r["output"]) for r in state.get("results", []) if r["round"] == round_ and r["ok"]])
+    if clear_majority(vote):
+        check = check_verdict(verdict.answer, vote)
+        update |= {"final_answer": check["answer"], "verdict_check": check}
     if verdict.approved:
         update["stop_reason"] = StopReason.APPROVED.value
     elif round_ >= team.max_rounds:
@@ -382,6 +403,8 @@ def view_run(run: Run, *, brief: bool = False) -> list[Block]:
         for review in state.get("reviews", []):
             verdict = "approved" if review["approved"] else f"not approved: {shorten(review['feedback'], 120)}"
             blocks.append(Text(f"round {review['round']} review: {verdict}"))
+        if line := verdict_line(state.get("verdict_check")):
+            blocks.append(Text(line))
         return blocks
     rows = []
     for task in state["tasks"]:
@@ -405,6 +428,8 @@ def view_run(run: Run, *, brief: bool = False) -> list[Block]:
             for r in state["reviews"]
         ]
         blocks.append(Table(["round", "verdict", "feedback", "answer"], reviews, title="Leader's reviews"))
+    if line := verdict_line(state.get("verdict_check")):
+        blocks.append(Text(line))
     return blocks
 
 

@@ -1,46 +1,72 @@
 """Orchestrator: one orchestrator and a pool of N agents working through tasks.
 
-    START -> plan -> schedule --Send per assignment--> work (in parallel) --+
-                       ^   |                                               |
-                       |   +-------------------------------------(defer)---+
-                       |   +--> check --+--> END
-                       +----------------+  (follow-up tasks)
+    START -> plan -> pool -----------> check --> END
+                     ^  ^  |              |
+                     |  |  +--> pause --+ |  (resumed)
+                     |  +---------------+ |
+                     +--------------------+  (follow-up tasks)
 
-`schedule` is the pool's bookkeeping, run between waves of work: it folds the last
-wave's outcomes into the task list and the per-agent statistics, puts failed tasks
-back to be reassigned to another agent, marks agents that keep failing as down, and
-gives pending tasks to the least-loaded agents that are up, at most `concurrency` at
-once. Each task runs as its own `Send`, so tasks finished before a crash are kept by
-the checkpointer and never run again.
+`pool` runs the tasks continuously: an agent that finishes a task gets the next one at
+once (the least-loaded free agent that is up, at most `concurrency` tasks in flight), a
+failed task goes back to be reassigned to another agent, and an agent that keeps
+failing is marked down. There are no waves: LangGraph runs the `Send`s of one step
+together and starts the next step only when the slowest has finished, so a pool made
+of steps waits for its stragglers; this one node keeps every agent busy instead.
+
+Every agent call is a LangGraph `@task` (the functional API) called from inside the
+node: its result is saved in the checkpoint as soon as it returns, so after a crash
+(kill -9) the node runs again and each finished call returns its saved result without
+reaching a model. A called task is identified by its position among the node's calls,
+not by its input, and a continuous pool does not dispatch in the same order twice, so
+every result says which task, agent and attempt it was (`Attempt`), and a node that
+runs again first replays what was saved (`_Calls.replay`) before it calls any model.
+
+`pause` runs when the pool stopped with tasks left: every agent down, or a budget cap
+reached (the calls in flight finish first). Resuming continues the pool.
 """
 
 from __future__ import annotations
 
+import asyncio
 import operator
+import random
 import time
+import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import partial
-from typing import Annotated, Any
+from typing import Annotated, Any, NotRequired, cast
 
 from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
+from langgraph.errors import GraphInterrupt
+from langgraph.func import task as durable_task
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
-from langgraph.types import Send, interrupt
+from langgraph.types import interrupt
 from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict
 
 from graphswarm.agents import Agent, check_agents, make_workers
 from graphswarm.architectures.base import Architecture, Role
-from graphswarm.architectures.blocks import AgentInput, ObjectiveInput, Plan, PlannedTask, task_messages, worker_outcome
+from graphswarm.architectures.blocks import ObjectiveInput, Plan, PlannedTask, task_messages
 from graphswarm.architectures.options import SwarmOptions
 from graphswarm.budget import SwarmContext
 from graphswarm.errors import ConfigError
 from graphswarm.graph_nodes import add_node
-from graphswarm.nodes import Crew, ask, clip, memory_of, model_retry_policy, prompt
-from graphswarm.state import StopReason, SwarmState
+from graphswarm.nodes import (
+    Crew,
+    Pause,
+    ask,
+    clip,
+    governor_of,
+    is_transient,
+    memory_of,
+    model_retry_policy,
+    prompt,
+)
+from graphswarm.state import CallRecord, StopReason, SwarmState, merge_by_id
 from graphswarm.view import Block, Cell, Run, Table, Text, View, shorten, tasks_line
 
 __all__ = [
@@ -56,9 +82,16 @@ __all__ = [
 DEFAULT_ORCHESTRATOR = Agent(name="orchestrator", role="orchestrator", strengths=["planning", "synthesis"])
 RESULT_CLIP = 800
 """Characters of each result the orchestrator reads when checking."""
+FAILURE_CLIP = 300
+"""Characters of a failed attempt's error kept in state."""
 RESULTS = ("work",)
 """The notes recalled from shared memory, by the agents and the final check: the agents'
 results (posted by `work`; the tasks are posted as they are planned)."""
+RETRY = "retry"
+"""The decision that resumes a paused pool."""
+WORK = "work"
+"""The name of the durable call that runs one task on one agent (and of its notes and
+ledger lines)."""
 
 
 class PoolTaskStatus(StrEnum):
@@ -77,19 +110,24 @@ class PoolTask(TypedDict):
     status: str
     agent: str
     """The agent doing it (or that did it, or failed it last)."""
-    wave: int
-    """The wave it was last assigned in."""
+    seq: int
+    """The dispatch number of its last assignment (the pool's n-th call in the run)."""
     attempts: int
     failed_agents: list[str]
     result: str
 
 
 class Attempt(TypedDict):
-    """What one agent did with one task in one wave."""
+    """What one agent did with one task: the result of one durable call, which says
+    itself whose it is (a call replayed after a crash is matched by what it says)."""
 
     task_id: str
     agent: str
-    wave: int
+    attempt: int
+    """The task's n-th assignment (1 = its first)."""
+    seq: int
+    """The pool's dispatch number: its n-th call in the run (the order calls started in;
+    replaces the waves of a pool made of supersteps)."""
     ok: bool
     output: str
     error: str
@@ -109,13 +147,12 @@ class AgentStats(TypedDict):
 
 class OrchestratorState(SwarmState):
     round: int
-    wave: int
-    tasks: list[PoolTask]
-    """Every task (written whole by `plan`, `schedule` and `check`)."""
+    tasks: Annotated[list[PoolTask], merge_by_id]
+    """Every task, in plan order (`merge_by_id`: nodes write only the tasks they change)."""
     attempts: Annotated[list[Attempt], operator.add]
-    folded: int
-    """How many `attempts` `schedule` has already folded into tasks and statistics."""
     agent_stats: dict[str, AgentStats]
+    pause: NotRequired[Pause | None]
+    """Why the pool stopped with tasks left, when a budget cap stopped it."""
 
 
 class OrchestratorOptions(SwarmOptions):
@@ -142,10 +179,6 @@ class OrchestratorOptions(SwarmOptions):
     task_timeout: float | None = Field(
         None, gt=0, description="seconds an agent may spend on a task before it counts as failed"
     )
-
-
-class WorkInput(AgentInput):
-    task: PoolTask
 
 
 class Check(BaseModel):
@@ -184,38 +217,29 @@ def create_orchestrator(
     agents = check_agents(agents)
     leader = leader or DEFAULT_ORCHESTRATOR
     check_agents([leader, *agents])
-    concurrency = len(agents) if opts.concurrency is None else opts.concurrency
-    max_tasks = max(10, 2 * len(agents)) if opts.max_tasks is None else opts.max_tasks
-    max_attempts = opts.max_attempts
 
     crew = Crew([leader, *agents], model=model, base_url=base_url)
     pool = _Pool(
         orchestrator=leader.name,
         agents=[a.name for a in agents],
-        concurrency=concurrency,
-        max_tasks=max_tasks,
+        concurrency=len(agents) if opts.concurrency is None else opts.concurrency,
+        max_tasks=max(10, 2 * len(agents)) if opts.max_tasks is None else opts.max_tasks,
         max_rounds=opts.max_rounds,
         max_failures=opts.max_failures,
-        max_attempts=max_attempts,
+        max_attempts=opts.max_attempts,
         max_task_attempts=opts.max_task_attempts,
         task_timeout=opts.task_timeout,
     )
     graph = StateGraph(OrchestratorState, context_schema=SwarmContext, input_schema=ObjectiveInput)
     add_node(graph, "plan", partial(plan, crew=crew, pool=pool), retry_policy=model_retry_policy())
-    add_node(graph, "schedule", partial(schedule, pool=pool), defer=True)
-    add_node(
-        graph,
-        "work",
-        partial(work, crew=crew, pool=pool),
-        input_schema=WorkInput,
-        retry_policy=model_retry_policy(max_attempts),
-    )
+    add_node(graph, "pool", partial(run_pool, crew=crew, pool=pool))
+    add_node(graph, "pause", partial(pause, pool=pool))
     add_node(graph, "check", partial(check, crew=crew, pool=pool), retry_policy=model_retry_policy())
     graph.add_edge(START, "plan")
-    graph.add_edge("plan", "schedule")
-    graph.add_conditional_edges("schedule", dispatch, ["work", "check"])
-    graph.add_edge("work", "schedule")
-    graph.add_conditional_edges("check", after_check, ["schedule", END])
+    graph.add_edge("plan", "pool")
+    graph.add_conditional_edges("pool", after_pool, ["pause", "check"])
+    graph.add_edge("pause", "pool")
+    graph.add_conditional_edges("check", after_check, ["pool", END])
     return graph
 
 
@@ -250,102 +274,363 @@ async def plan(
         name: {"assigned": 0, "tasks": 0, "failures": 0, "consecutive_failures": 0, "latency_s": 0.0, "up": True}
         for name in pool.agents
     }
-    return {"round": 1, "wave": 0, "tasks": tasks, "folded": 0, "agent_stats": stats, "calls": calls}
+    return {"round": 1, "tasks": tasks, "agent_stats": stats, "calls": calls}
 
 
-def schedule(state: OrchestratorState, *, pool: _Pool) -> dict[str, Any]:
-    """Fold the last wave's outcomes in, then assign the next wave."""
-    tasks = {t["id"]: PoolTask(**{**t, "failed_agents": list(t["failed_agents"])}) for t in state["tasks"]}
-    stats = {name: AgentStats(**s) for name, s in state["agent_stats"].items()}
-    attempts = state.get("attempts", [])
-    for attempt in attempts[state.get("folded", 0) :]:
-        _fold(attempt, tasks, stats, pool)
+# -- the pool -----------------------------------------------------------------------
 
-    pending = [t for t in tasks.values() if t["status"] == PoolTaskStatus.PENDING]
-    if pending and not any(s["up"] for s in stats.values()):
-        interrupt(
+
+@dataclass
+class _Dispatch:
+    """A call in flight: which task, on which agent, as which attempt."""
+
+    task_id: str
+    agent: str
+    attempt: int
+    seq: int
+
+
+@dataclass
+class _Scheduler:
+    """The pool's bookkeeping while the node runs: tasks, agents, what is in flight."""
+
+    pool: _Pool
+    tasks: dict[str, PoolTask]
+    stats: dict[str, AgentStats]
+    seq: int = 0
+    running: dict[str, _Dispatch] = field(default_factory=dict)
+    """The call in flight of each busy agent."""
+    changed: set[str] = field(default_factory=set)
+    """The ids of the tasks this node changed (all the update carries)."""
+
+    @classmethod
+    def of(cls, state: OrchestratorState, pool: _Pool) -> _Scheduler:
+        tasks = {t["id"]: PoolTask(**{**t, "failed_agents": list(t["failed_agents"])}) for t in state["tasks"]}
+        stats = {name: AgentStats(**s) for name, s in state["agent_stats"].items()}
+        # A task left running by a node that never finished is run again.
+        for t in tasks.values():
+            if t["status"] == PoolTaskStatus.RUNNING:
+                t["status"] = PoolTaskStatus.PENDING.value
+        return cls(pool, tasks, stats, seq=max((t["seq"] for t in tasks.values()), default=0))
+
+    def pending(self) -> list[PoolTask]:
+        return [t for t in self.tasks.values() if t["status"] == PoolTaskStatus.PENDING]
+
+    def assign(self) -> list[_Dispatch]:
+        """Start pending tasks (in plan order) on the least-loaded free agents that are up,
+        up to `concurrency` in flight; a task waits for an agent it has not failed on, while
+        one is up."""
+        order = {name: i for i, name in enumerate(self.pool.agents)}
+        free = [n for n in self.pool.agents if self.stats[n]["up"] and n not in self.running]
+        started: list[_Dispatch] = []
+        for t in self.pending():
+            if not free or len(self.running) >= self.pool.concurrency:
+                break
+            fresh = self._candidates(t, free)
+            if not fresh:
+                continue
+            agent = min(fresh, key=lambda n: (self.stats[n]["assigned"], order[n]))
+            free.remove(agent)
+            started.append(self._start(t, agent))
+        return started
+
+    def _candidates(self, t: PoolTask, free: list[str]) -> list[str]:
+        """The free agents `t` may go to now: while an agent that is up would be better (one
+        it has not failed on; for a task that failed, one not failing itself), only those,
+        so the task waits for one (an agent that fails fast is free first: without this,
+        failing agents would pass failed tasks among themselves until they are given up)."""
+        stats, failed = self.stats, t["failed_agents"]
+        preferences = [lambda n: n not in failed, lambda n: True]
+        if failed:
+            preferences.insert(0, lambda n: n not in failed and stats[n]["consecutive_failures"] == 0)
+        for better in preferences:
+            if any(s["up"] and better(n) for n, s in stats.items()):
+                return [n for n in free if better(n)]
+        return []
+
+    def _start(self, t: PoolTask, agent: str) -> _Dispatch:
+        self.seq += 1
+        self.stats[agent]["assigned"] += 1
+        t.update(
+            {"status": PoolTaskStatus.RUNNING.value, "agent": agent, "seq": self.seq, "attempts": t["attempts"] + 1}
+        )
+        self.changed.add(t["id"])
+        dispatch = _Dispatch(t["id"], agent, t["attempts"], self.seq)
+        self.running[agent] = dispatch
+        return dispatch
+
+    def release(self, dispatch: _Dispatch) -> None:
+        """Take back a dispatch that was not carried out: its task is pending again."""
+        self.running.pop(dispatch.agent, None)
+        t = self.tasks[dispatch.task_id]
+        if t["status"] == PoolTaskStatus.RUNNING and t["attempts"] == dispatch.attempt and t["agent"] == dispatch.agent:
+            self.stats[dispatch.agent]["assigned"] -= 1
+            t.update({"status": PoolTaskStatus.PENDING.value, "attempts": t["attempts"] - 1})
+
+    def finish(self, dispatch: _Dispatch, attempt: Attempt) -> bool:
+        """Fold the outcome of a call in flight; False when it was not this dispatch's (a
+        result saved by an earlier run of the node, replayed at this call's position):
+        the dispatch is taken back and the saved attempt folded instead."""
+        if (attempt["task_id"], attempt["agent"], attempt["attempt"]) == (
+            dispatch.task_id,
+            dispatch.agent,
+            dispatch.attempt,
+        ):
+            self.running.pop(dispatch.agent, None)
+            return self._fold(attempt)
+        self.release(dispatch)
+        return self.replayed(attempt)
+
+    def replayed(self, attempt: Attempt) -> bool:
+        """Fold an attempt saved by an earlier run of this node, as it was then: the agent
+        did that task. False (and nothing changes) if the task has moved on since."""
+        t = self.tasks.get(attempt["task_id"])
+        if t is None or t["status"] != PoolTaskStatus.PENDING or attempt["agent"] not in self.stats:
+            return False
+        self.stats[attempt["agent"]]["assigned"] += 1
+        self.seq = max(self.seq, attempt["seq"])
+        t.update(
             {
-                "stop_reason": StopReason.WORKER_FAILED.value,
-                "detail": f"all {len(stats)} agents are down with {len(pending)} tasks left; resume to try them again",
-                "agent": "",
-                "node": "schedule",
-                "accepts": ["retry"],
-                "resume": {"action": "retry"},
+                "status": PoolTaskStatus.RUNNING.value,
+                "agent": attempt["agent"],
+                "seq": attempt["seq"],
+                "attempts": attempt["attempt"],
             }
         )
-        for s in stats.values():
-            s["up"], s["consecutive_failures"] = True, 0
+        self.changed.add(t["id"])
+        return self._fold(attempt)
 
-    wave = state.get("wave", 0) + 1
-    busy: set[str] = set()
-    order = {name: i for i, name in enumerate(pool.agents)}
-    for task in pending[: pool.concurrency]:
-        free = [n for n in pool.agents if stats[n]["up"] and n not in busy]
-        fresh = [n for n in free if n not in task["failed_agents"]] or free
-        if not fresh:
-            break
-        # Least loaded first; among equals, the pool's order keeps assignment deterministic.
-        agent = min(fresh, key=lambda n: (stats[n]["assigned"], order[n]))
-        busy.add(agent)
-        stats[agent]["assigned"] += 1
-        task.update(
-            {"status": PoolTaskStatus.RUNNING.value, "agent": agent, "wave": wave, "attempts": task["attempts"] + 1}
-        )
-    return {"tasks": list(tasks.values()), "agent_stats": stats, "folded": len(attempts), "wave": wave}
-
-
-def _fold(attempt: Attempt, tasks: dict[str, PoolTask], stats: dict[str, AgentStats], pool: _Pool) -> None:
-    task = tasks.get(attempt["task_id"])
-    # Only the outcome of the assignment in force counts: a task is never done twice.
-    if task is None or task["status"] != PoolTaskStatus.RUNNING or task["agent"] != attempt["agent"]:
-        return
-    agent = stats[attempt["agent"]]
-    agent["latency_s"] = round(agent["latency_s"] + attempt["latency_s"], 4)
-    if attempt["ok"]:
-        task.update({"status": PoolTaskStatus.DONE.value, "result": attempt["output"]})
-        agent["tasks"] += 1
-        agent["consecutive_failures"] = 0
-        return
-    agent["failures"] += 1
-    agent["consecutive_failures"] += 1
-    if agent["consecutive_failures"] >= pool.max_failures:
-        agent["up"] = False
-    task["failed_agents"].append(attempt["agent"])
-    given_up = task["attempts"] >= pool.max_task_attempts
-    task.update(
-        {"status": (PoolTaskStatus.FAILED if given_up else PoolTaskStatus.PENDING).value, "result": attempt["error"]}
-    )
+    def _fold(self, attempt: Attempt) -> bool:
+        t, agent = self.tasks[attempt["task_id"]], self.stats[attempt["agent"]]
+        # Only the outcome of the assignment in force counts: a task is never done twice.
+        if (t["status"], t["agent"], t["attempts"]) != (PoolTaskStatus.RUNNING, attempt["agent"], attempt["attempt"]):
+            return False
+        agent["latency_s"] = round(agent["latency_s"] + attempt["latency_s"], 4)
+        if attempt["ok"]:
+            t.update({"status": PoolTaskStatus.DONE.value, "result": attempt["output"]})
+            agent["tasks"] += 1
+            agent["consecutive_failures"] = 0
+            return True
+        agent["failures"] += 1
+        agent["consecutive_failures"] += 1
+        if agent["consecutive_failures"] >= self.pool.max_failures:
+            agent["up"] = False
+        t["failed_agents"].append(attempt["agent"])
+        given_up = t["attempts"] >= self.pool.max_task_attempts
+        status = PoolTaskStatus.FAILED if given_up else PoolTaskStatus.PENDING
+        t.update({"status": status.value, "result": attempt["error"]})
+        return True
 
 
-def dispatch(state: OrchestratorState) -> list[Send] | str:
-    wave = state.get("wave", 0)
-    running = [t for t in state.get("tasks", []) if t["status"] == PoolTaskStatus.RUNNING and t["wave"] == wave]
-    if not running:
-        return "check"
-    return [Send("work", {"objective": state["objective"], "task": t, "agent": t["agent"]}) for t in running]
+class _Work(TypedDict):
+    """What one durable call returns: a probe's token, or an attempt with its ledger
+    lines, or the pause a budget cap called for (the task was not done)."""
+
+    probe: NotRequired[str]
+    attempt: NotRequired[Attempt]
+    records: NotRequired[list[CallRecord]]
+    pause: NotRequired[Pause]
 
 
-async def work(
-    state: WorkInput, config: RunnableConfig, runtime: Runtime[SwarmContext], *, crew: Crew, pool: _Pool
+class _Calls:
+    """The pool's agent calls, each a LangGraph `@task` called from the pool node, so
+    that its result is saved in the checkpoint as soon as it returns.
+
+    A called task is known by its position among the node's calls. When the node runs
+    again (after a crash, or a retry), the calls at the positions saved before return
+    their saved results without running, whatever they are asked now; the others run.
+    So a node that runs again first `replay`s: it calls no-op probes until it is past
+    every saved position, and folds the saved attempts, before it starts any task.
+    Outside a LangGraph run that can call tasks (a node run alone, as a Temporal
+    activity: there the activity is what Temporal saves), the calls run directly.
+    """
+
+    def __init__(self, objective: str, crew: Crew, pool: _Pool, runtime: Runtime[SwarmContext], config: RunnableConfig):
+        self.objective, self.crew, self.pool, self.runtime, self.config = objective, crew, pool, runtime, config
+        self.token = uuid.uuid4().hex
+        """This run of the node's probe token: a probe answering another one was saved before."""
+        self.durable = True
+        self._call: Any = durable_task(name=WORK)(self._run)  # type: ignore[arg-type]  # a bound method
+
+    def start(self, dispatch: _Dispatch | None = None, task: PoolTask | None = None) -> asyncio.Future[_Work]:
+        """Start one call: the dispatch's task on its agent, or a probe (no dispatch)."""
+        request: dict[str, Any] = {"probe": self.token}
+        if dispatch is not None and task is not None:
+            request = {
+                "task": {"id": task["id"], "title": task["title"], "description": task["description"]},
+                "agent": dispatch.agent,
+                "attempt": dispatch.attempt,
+                "seq": dispatch.seq,
+            }
+        if self.durable:
+            try:
+                future = self._call(request)
+                return cast(
+                    "asyncio.Future[_Work]",
+                    future if isinstance(future, asyncio.Future) else asyncio.wrap_future(future),
+                )
+            except (KeyError, RuntimeError):  # not inside a LangGraph run that calls tasks
+                self.durable = False
+        return asyncio.ensure_future(self._run(request))
+
+    async def replay(self) -> list[_Work]:
+        """What an earlier run of this node saved, in the order its calls were made."""
+        first = await self.start()
+        if not self.durable or first.get("probe") == self.token:
+            return []  # the node's first run: nothing was saved
+        # Positions not saved are the calls that were in flight when the node stopped (at
+        # most `concurrency`, and the saves queued behind them): past twice that many
+        # fresh probes in a row, nothing saved is left.
+        batch, fresh, saved = self.pool.concurrency + 1, 0, [first]
+        while fresh < 2 * batch:
+            for work in await asyncio.gather(*(self.start() for _ in range(batch))):
+                fresh = fresh + 1 if work.get("probe") == self.token else 0
+                saved.append(work)
+        return [work for work in saved if "attempt" in work]
+
+    async def _run(self, request: dict[str, Any]) -> _Work:
+        """The body of one call: a probe answers at once; a task is tried up to
+        `max_attempts` times on transient errors, each try within `task_timeout`.
+
+        (Retried here rather than by a `RetryPolicy`, so that a call that fails still
+        returns an attempt saying whose it was: a saved exception would not.)
+        """
+        if "probe" in request:
+            return {"probe": request["probe"]}
+        pool, task, member = self.pool, request["task"], self.crew[request["agent"]]
+        messages = task_messages("orchestrator_work", member.agent, self.objective, task)
+        retry = model_retry_policy(pool.max_attempts)
+        started = time.perf_counter()
+        output, error, records = "", "", cast("list[CallRecord]", [])
+        for n in range(1, pool.max_attempts + 1):
+            asked = ask(
+                member, messages, node=WORK, runtime=self.runtime, config=self.config, recall=RESULTS, post=WORK
+            )
+            try:
+                output, records = await (asyncio.wait_for(asked, pool.task_timeout) if pool.task_timeout else asked)
+                error = ""
+                break
+            except GraphInterrupt as stop:  # a budget cap: the pool stops, the run pauses
+                return {"pause": _pause_value(stop, member.name)}
+            except Exception as exc:
+                error = "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}".splitlines()[0]
+                if not is_transient(exc) or n == pool.max_attempts:
+                    break
+                interval = min(retry.max_interval, retry.initial_interval * retry.backoff_factor ** (n - 1))
+                await asyncio.sleep(interval + (random.uniform(0, 1) if retry.jitter else 0))
+        ok = not error
+        attempt: Attempt = {
+            "task_id": task["id"],
+            "agent": member.name,
+            "attempt": request["attempt"],
+            "seq": request["seq"],
+            "ok": ok,
+            "output": output if ok else "",
+            "error": "" if ok else clip(error, FAILURE_CLIP),
+            "latency_s": round(time.perf_counter() - started, 4),
+        }
+        return {"attempt": attempt, "records": records if ok else []}
+
+
+async def run_pool(
+    state: OrchestratorState, config: RunnableConfig, runtime: Runtime[SwarmContext], *, crew: Crew, pool: _Pool
 ) -> dict[str, Any]:
-    task, member = state["task"], crew[state["agent"]]
-    messages = task_messages("orchestrator_work", member.agent, state["objective"], task)
-    started = time.perf_counter()
-    # A failure is the pool's to handle (the task goes to another agent): the join policy is "continue".
-    output, calls, error = await worker_outcome(
-        ask(member, messages, node="work", runtime=runtime, config=config, recall=RESULTS, post="work"),
-        agent=member.name, node="work", runtime=runtime, max_attempts=pool.max_attempts, timeout=pool.task_timeout,
-    )  # fmt: skip
-    attempt: Attempt = {
-        "task_id": task["id"],
-        "agent": member.name,
-        "wave": task["wave"],
-        "ok": not error,
-        "output": output,
-        "error": error,
-        "latency_s": round(time.perf_counter() - started, 4),
+    """Run the pending tasks until none is left that an agent can take, or a budget cap
+    is reached (then the calls in flight finish and the run pauses in `pause`)."""
+    scheduler = _Scheduler.of(state, pool)
+    calls = _Calls(state["objective"], crew, pool, runtime, config)
+    governor = governor_of(runtime)
+    attempts: list[Attempt] = []
+    records: list[CallRecord] = []
+    # Whatever a call returns is the ledger's: it reached a model (now, or before a crash).
+    for work in await calls.replay():  # a saved pause is not replayed: this governor decides
+        records += work.get("records", [])
+        if scheduler.replayed(work["attempt"]):
+            attempts.append(work["attempt"])
+    stopped: Pause | None = None
+    in_flight = 0
+    finished: asyncio.Queue[tuple[_Dispatch, asyncio.Future[_Work]]] = asyncio.Queue()
+    while True:
+        if stopped is None and (cap := governor.exhausted()) is not None:
+            stopped = _budget_pause(cap.reason, cap.detail)
+        if stopped is None:
+            for dispatch in scheduler.assign():
+                future = calls.start(dispatch, scheduler.tasks[dispatch.task_id])
+                future.add_done_callback(partial(_put, finished, dispatch))
+                in_flight += 1
+        if not in_flight:
+            break
+        done = [await finished.get()]
+        while not finished.empty():
+            done.append(finished.get_nowait())
+        in_flight -= len(done)
+        # In the order they were started: an agent's calls fold in the order it made them.
+        for dispatch, future in sorted(done, key=lambda d: d[0].seq):
+            work = future.result()
+            records += work.get("records", [])
+            if "attempt" in work:
+                if scheduler.finish(dispatch, work["attempt"]):
+                    attempts.append(work["attempt"])
+                continue
+            scheduler.release(dispatch)
+            if "pause" in work and stopped is None:
+                stopped = work["pause"]
+    return {
+        "tasks": [scheduler.tasks[i] for i in scheduler.tasks if i in scheduler.changed],
+        "agent_stats": scheduler.stats,
+        "attempts": attempts,
+        "calls": records,
+        "pause": stopped,
     }
-    return {"attempts": [attempt], "calls": calls}
+
+
+def _put(
+    finished: asyncio.Queue[tuple[_Dispatch, asyncio.Future[_Work]]], dispatch: _Dispatch, future: asyncio.Future[_Work]
+) -> None:
+    finished.put_nowait((dispatch, future))
+
+
+def after_pool(state: OrchestratorState) -> str:
+    pending = any(t["status"] == PoolTaskStatus.PENDING for t in state["tasks"])
+    return "pause" if pending else "check"
+
+
+def pause(state: OrchestratorState, *, pool: _Pool) -> dict[str, Any]:
+    """The pool stopped with tasks left: pause the run; resuming runs the pool again
+    (under the caps given then, or with every agent up again)."""
+    stopped = state.get("pause")
+    if stopped:
+        # A plain resume answers "retry": the pool runs again under the caps given then (and
+        # stops here again if one is still reached).
+        interrupt(Pause(**{**stopped, "accepts": [RETRY], "resume": {"action": RETRY}}))
+        return {"pause": None}
+    pending = [t for t in state["tasks"] if t["status"] == PoolTaskStatus.PENDING]
+    down: Pause = {
+        "stop_reason": StopReason.WORKER_FAILED.value,
+        "detail": f"all {len(pool.agents)} agents are down with {len(pending)} tasks left; resume to try them again",
+        "agent": "",
+        "node": "pool",
+        "accepts": [RETRY],
+        "resume": {"action": RETRY},
+    }
+    interrupt(down)
+    stats = {
+        name: AgentStats(**{**s, "up": True, "consecutive_failures": 0}) for name, s in state["agent_stats"].items()
+    }
+    return {"agent_stats": stats}
+
+
+def _budget_pause(reason: StopReason, detail: str, agent: str = "") -> Pause:
+    return {"stop_reason": reason.value, "detail": detail, "agent": agent, "node": "pool"}
+
+
+def _pause_value(stop: GraphInterrupt, agent: str) -> Pause:
+    """The pause an agent's call asked for (`ask` pauses when a cap refuses a request)."""
+    interrupts = stop.args[0] if stop.args else ()
+    value = getattr(interrupts[0], "value", None) if interrupts else None
+    if isinstance(value, dict) and "stop_reason" in value:
+        return Pause(**value)  # type: ignore[typeddict-item]
+    return _budget_pause(StopReason.CALL_CAP, str(value), agent)
 
 
 async def check(
@@ -371,14 +656,14 @@ async def check(
     if follow_ups and round_ < pool.max_rounds:
         new = _new_tasks(follow_ups, round_=round_ + 1, start=len(state["tasks"]) + 1)
         await _post_tasks(new, pool, runtime)
-        update.update(round=round_ + 1, tasks=[*state["tasks"], *new])
+        update.update(round=round_ + 1, tasks=new)
     else:
         update["stop_reason"] = (StopReason.MAX_ROUNDS if follow_ups else StopReason.COMPLETED).value
     return update
 
 
 def after_check(state: OrchestratorState) -> str:
-    return END if state.get("stop_reason") else "schedule"
+    return END if state.get("stop_reason") else "pool"
 
 
 def _new_tasks(planned: Sequence[PlannedTask], *, round_: int, start: int) -> list[PoolTask]:
@@ -390,7 +675,7 @@ def _new_tasks(planned: Sequence[PlannedTask], *, round_: int, start: int) -> li
             "description": item.description.strip(),
             "status": PoolTaskStatus.PENDING.value,
             "agent": "",
-            "wave": 0,
+            "seq": 0,
             "attempts": 0,
             "failed_agents": [],
             "result": "",
@@ -417,20 +702,21 @@ def load_spread(stats: dict[str, AgentStats]) -> dict[str, float]:
 
 
 def view_update(node: str, update: dict[str, Any]) -> str:
-    """One progress line about a node's update."""
+    """One progress line about a node's update: the plan, each task as it finishes (the
+    pool's durable calls stream as `work` updates), and the pool's tally when it stops."""
     if node == "plan" and update.get("tasks"):
         tasks = update["tasks"]
         return tasks_line([(t["title"], "") for t in tasks if t["round"] == tasks[-1]["round"]])
-    if node == "work" and update.get("attempts"):
-        a = update["attempts"][0]
-        return f"{a['task_id']} by {a['agent']}: " + ("done" if a["ok"] else "failed: " + a["error"])
-    if node == "schedule" and update.get("tasks"):
-        running = [t for t in update["tasks"] if t["status"] == PoolTaskStatus.RUNNING]
-        done = sum(t["status"] == PoolTaskStatus.DONE for t in update["tasks"])
-        down = [n for n, s in update.get("agent_stats", {}).items() if not s["up"]]
-        return f"wave {update.get('wave')}: {len(running)} assigned, {done}/{len(update['tasks'])} done" + (
-            f", down: {', '.join(down)}" if down else ""
-        )
+    if node == WORK and update.get("attempt"):
+        a = update["attempt"]
+        return f"{a['task_id']} by {a['agent']} (call {a['seq']}): " + ("done" if a["ok"] else "failed: " + a["error"])
+    if node == "pool" and "agent_stats" in update:
+        stats = update["agent_stats"]
+        finished = sum(s["tasks"] for s in stats.values())
+        failures = sum(s["failures"] for s in stats.values())
+        down = [n for n, s in stats.items() if not s["up"]]
+        line = f"pool: {len(update.get('attempts', []))} calls, {finished} tasks done in all, {failures} failures"
+        return line + (f", down: {', '.join(down)}" if down else "")
     if update.get("stop_reason"):
         return f"stop: {update['stop_reason']}"
     return ""

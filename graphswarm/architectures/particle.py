@@ -12,6 +12,12 @@ revised answer that keeps some of its own direction (inertia) and tries somethin
 (exploration). The swarm stops when it has converged — mean pairwise cosine distance
 below a threshold — when the best fitness has not improved for `patience` iterations,
 or after `iterations`.
+
+The swarm's best is never worse than the particles' own vote: the best-fitness answer is
+checked against the best-supported iteration's counted vote (`best_supported`), and gives
+way to it when it has no extractable answer, or when a judge's pick overrules a clear
+majority (a judge's scores state no reason; a scoring function's choice stands).
+`verdict_check` records it.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from pydantic.json_schema import SkipJsonSchema
 from typing_extensions import TypedDict
 
 from graphswarm.agents import Agent, check_agents
-from graphswarm.aggregation import cosine, extract_answer
+from graphswarm.aggregation import VerdictCheck, VoteTable, best_supported, check_verdict, cosine, extract_answer
 from graphswarm.architectures.base import Architecture, Role
 from graphswarm.architectures.blocks import (
     DEFAULT_JUDGE,
@@ -42,6 +48,8 @@ from graphswarm.architectures.blocks import (
     answer_question,
     judge_scores,
     send_each,
+    verdict_line,
+    vote_over,
 )
 from graphswarm.architectures.options import SwarmOptions
 from graphswarm.budget import SwarmContext
@@ -90,6 +98,8 @@ class ParticleState(SwarmState):
     """Fitness and diversity per iteration, for plots."""
     guidance: dict[str, str]
     """Each particle's revision prompt for the next iteration."""
+    verdict_check: VerdictCheck
+    """The swarm's best checked against the best-supported iteration's vote."""
 
 
 class ParticleOptions(SwarmOptions):
@@ -239,9 +249,9 @@ async def evaluate(
         "personal_best": personal,
         "global_best": best,
         "trace": [stats],
-        "final_answer": extract_answer(best["text"]) or best["text"],
         "calls": calls,
     }
+    update |= _checked_best(best, [*state.get("scored", []), *scored], swarm)
     trace = [*state.get("trace", []), stats]
     if stats["diversity"] < swarm.threshold:
         update["stop_reason"] = StopReason.CONVERGED.value
@@ -252,6 +262,19 @@ async def evaluate(
     else:
         update["guidance"] = await _guidance(scored, vectors, personal, best, swarm, iteration + 1)
     return update
+
+
+def _checked_best(best: Best, scored: Sequence[Position], swarm: _Swarm) -> dict[str, Any]:
+    """The final answer: the swarm's best, unless the best-supported iteration's vote beats it."""
+    tables: list[VoteTable] = []
+    for iteration in sorted({p["iteration"] for p in scored}):
+        tables.append(vote_over([(p["agent"], p["text"]) for p in scored if p["iteration"] == iteration]))
+    index = best_supported(tables)
+    answer = extract_answer(best["text"]) or best["text"]
+    if index is None:
+        return {"final_answer": answer}
+    check = check_verdict(answer, tables[index], reason="scoring function" if swarm.scorer else "")
+    return {"final_answer": check["answer"], "verdict_check": check}
 
 
 def next_moves(state: ParticleState) -> list[Send] | str:
@@ -352,8 +375,9 @@ def view_run(run: Run, *, brief: bool = False) -> list[Block]:
         for t in trace
     ]
     columns = ["iteration", "best fitness", "mean fitness", "diversity"]
+    verdict = [Text(line)] if (line := verdict_line(state.get("verdict_check"))) else []
     if brief:
-        return [Table(columns, stats, title="particle swarm")] if trace else []
+        return [Table(columns, stats, title="particle swarm"), *verdict] if trace else []
     blocks: list[Block] = []
     if trace:
         fitness = {
@@ -386,7 +410,7 @@ def view_run(run: Run, *, brief: bool = False) -> list[Block]:
                 ["iteration", "particle", "fitness", "answer"], rows, title="Positions", caption=caption, strong=strong
             )
         )
-    return blocks
+    return blocks + verdict
 
 
 ARCHITECTURE = Architecture(

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cache, partial
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Required, cast
 
 from langchain_core.messages import (
     AIMessage,
@@ -69,7 +69,7 @@ from graphswarm.nodes import (
     post_note,
     prompt,
 )
-from graphswarm.state import StopReason, SwarmState
+from graphswarm.state import StopReason, SwarmState, merge_by_id
 from graphswarm.toolbox import AllowShell, Workspace, builtin_tools, check_tool_names
 from graphswarm.view import Block, Cell, Run, Table, Text, View, shorten, tasks_line
 
@@ -130,9 +130,26 @@ class Decision(TypedDict):
     text: str
 
 
+class TaskUpdate(TypedDict, total=False):
+    """A change to one task of the list: its id and the fields that change (a new task
+    has them all)."""
+
+    id: Required[int]
+    title: str
+    description: str
+    assignee: str
+    priority: int
+    status: str
+    result: str
+    origin: int
+    duplicate_of: int
+
+
 class TaskLoopState(SwarmState):
-    tasks: list[LoopTask]
-    """Every task ever created, dropped ones included (written whole)."""
+    tasks: Annotated[list[LoopTask], merge_by_id]
+    """Every task ever created, dropped ones included. Nodes write only the tasks they
+    add or change (`TaskUpdate`s, merged by id), so a step's write is as large as the
+    step's work, not the list."""
     current: int
     """The id of the task in progress (0 between tasks)."""
     conversation: list[dict[str, Any]]
@@ -326,7 +343,7 @@ async def plan(
     planned, calls = await ask(
         crew[loop.planner], messages, node="plan", runtime=runtime, config=config, schema=TaskPlan
     )
-    tasks = await _add_tasks([], planned.tasks[: loop.max_tasks], origin=0, loop=loop, runtime=runtime)
+    tasks = await _new_tasks([], planned.tasks[: loop.max_tasks], origin=0, loop=loop, runtime=runtime)
     return {"tasks": tasks, "current": 0, "executed": 0, "calls": calls}
 
 
@@ -349,10 +366,8 @@ async def review(
     """Keep the finished task's result, then let the planner extend and reorder the list."""
     task = _current(state)
     outcome = state.get("outcome") or "(no result)"
-    tasks = [
-        LoopTask(**{**t, "status": TaskStatus.DONE.value, "result": outcome}) if t["id"] == task["id"] else t
-        for t in state["tasks"]
-    ]
+    finished: TaskUpdate = {"id": task["id"], "status": TaskStatus.DONE.value, "result": outcome}
+    tasks: list[LoopTask] = merge_by_id(state["tasks"], [cast(LoopTask, finished)])
     await post_note(runtime, outcome, agent=task["assignee"], kind="result", task_id=str(task["id"]))
     done = [t for t in tasks if t["status"] == TaskStatus.DONE]
     pending = [t for t in tasks if t["status"] == TaskStatus.PENDING]
@@ -365,9 +380,9 @@ async def review(
     verdict, calls = await ask(
         crew[loop.planner], messages, node="review", runtime=runtime, config=config, schema=TaskReview, recall=RESULTS
     )
-    tasks = await _add_tasks(tasks, verdict.new_tasks, origin=task["id"], loop=loop, runtime=runtime)
+    added = await _new_tasks(tasks, verdict.new_tasks, origin=task["id"], loop=loop, runtime=runtime)
     update: dict[str, Any] = {
-        "tasks": _reprioritise(tasks, verdict.priorities),
+        "tasks": [finished, *added, *_reprioritise([*tasks, *added], verdict.priorities)],
         "executed": state.get("executed", 0) + 1,
         "current": 0,
         "calls": calls,
@@ -404,16 +419,18 @@ async def finish(
     return {"final_answer": answer, "stop_reason": reason, "calls": calls}
 
 
-async def _add_tasks(
+async def _new_tasks(
     tasks: list[LoopTask], new: Sequence[NewTask], *, origin: int, loop: _Loop, runtime: Runtime[SwarmContext]
 ) -> list[LoopTask]:
-    """Append `new` tasks; those repeating an existing task are kept as dropped duplicates.
+    """The `new` tasks to add to `tasks`; those repeating a task (listed or new) are kept
+    as dropped duplicates.
 
     A repeat is the same text after normalisation, or - when the run has memory - a task
     whose meaning is within `duplicate_similarity` of one already posted there.
     """
     memory = memory_of(runtime)
     tasks = list(tasks)
+    added: list[LoopTask] = []
     next_id = max((t["id"] for t in tasks), default=0) + 1
     next_priority = max((t["priority"] for t in tasks), default=0) + 1
     for item in new:
@@ -443,20 +460,21 @@ async def _add_tasks(
         if memory is not None and not duplicate_of:
             await memory.apost(text, agent=loop.planner, kind="task", task_id=str(next_id))
         tasks.append(task)
+        added.append(task)
         next_id += 1
         next_priority += 1
-    return tasks
+    return added
 
 
-def _reprioritise(tasks: list[LoopTask], order: Sequence[int]) -> list[LoopTask]:
-    """Pending tasks named in `order` come first, in that order; the rest keep theirs."""
+def _reprioritise(tasks: list[LoopTask], order: Sequence[int]) -> list[TaskUpdate]:
+    """The priority of every pending task: those named in `order` first, in that order,
+    the rest in the order they had."""
     rank = {task_id: i for i, task_id in enumerate(dict.fromkeys(order))}
     pending = sorted(
         (t for t in tasks if t["status"] == TaskStatus.PENDING),
         key=lambda t: (rank.get(t["id"], len(rank)), t["priority"], t["id"]),
     )
-    new_priority = {t["id"]: i for i, t in enumerate(pending, start=1)}
-    return [{**t, "priority": new_priority[t["id"]]} if t["id"] in new_priority else t for t in tasks]
+    return [{"id": t["id"], "priority": i} for i, t in enumerate(pending, start=1)]
 
 
 def _assignee(name: str, loop: _Loop) -> str:
@@ -689,7 +707,8 @@ def view_update(node: str, update: dict[str, Any]) -> str:
     if node == "act" and update.get("tool_uses"):
         return ", ".join(f"{u['tool']}({'ok' if u['ok'] else 'error'})" for u in update["tool_uses"])
     if node == "review" and update.get("tasks"):
-        pending = [t for t in update["tasks"] if t["status"] == TaskStatus.PENDING]
+        # A review writes the priority of every pending task (and the new ones whole).
+        pending = {t["id"] for t in update["tasks"] if t.get("status", TaskStatus.PENDING) == TaskStatus.PENDING}
         return f"{len(pending)} tasks pending" + (
             f"; stop: {update['stop_reason']}" if update.get("stop_reason") else ""
         )

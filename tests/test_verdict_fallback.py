@@ -1,0 +1,202 @@
+"""A verdict is never worse than the vote of the agents' own answers.
+
+Debate, competitive, hierarchical consolidation and the particle swarm end with a
+judge's, leader's or the swarm's best answer. When it has no extractable answer, or
+overrules a clear majority of the agents without a reason, the counted vote stands, and
+the run says so in `verdict_check` and in its view.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from graphswarm import Agent, Runner, SwarmSpec
+from graphswarm.aggregation import best_supported, check_verdict, count_votes, make_ballot
+from graphswarm.testing import KeywordEmbeddings, ScriptedChatModel
+
+DEBATERS = [Agent(name="ann"), Agent(name="ben"), Agent(name="cat")]
+QUESTION = "What is 17 + 25?"
+RAMBLING = (
+    "Well, this is an interesting question that many people have thought about for a long time, "
+    "and there are several ways to look at numbers like seventeen and twenty-five in general."
+)
+
+
+async def start(spec: SwarmSpec, objective: str = QUESTION):
+    async with Runner("memory") as runner:
+        return await runner.start(spec, objective)
+
+
+async def debate(script: dict, **options):
+    spec = SwarmSpec(
+        architecture="debate", agents=DEBATERS, model=ScriptedChatModel(script), judge=Agent(name="judge"),
+        options={"rounds": 1, **options},
+    )  # fmt: skip
+    result = await start(spec)
+    return result
+
+
+UNANIMOUS = {name: ["17 + 25 = 42. Final answer: 42"] for name in ("ann", "ben", "cat")}
+
+
+async def test_a_rambling_judge_gives_way_to_the_vote_and_the_run_says_so():
+    result = await debate({**UNANIMOUS, "judge": [{"answer": RAMBLING, "reason": "it is complicated"}]})
+    assert result.final_answer == "42"
+    check = result.state["verdict_check"]
+    assert check["fell_back"] and check["reason"] == "no_answer"
+    assert check["verdict"] == RAMBLING and check["votes"] == 3 and check["ballots"] == 3
+
+
+async def test_a_judge_contradicting_a_unanimous_vote_without_a_reason_gives_way():
+    result = await debate({**UNANIMOUS, "judge": [{"answer": "41", "reason": ""}]})
+    assert result.final_answer == "42"
+    assert result.state["verdict_check"]["reason"] == "overruled_majority"
+
+
+async def test_a_judge_who_states_why_may_overrule_the_majority():
+    result = await debate({**UNANIMOUS, "judge": [{"answer": "41", "reason": "everyone added 17 and 25 wrong"}]})
+    assert result.final_answer == "41"
+    assert not result.state["verdict_check"]["fell_back"]
+
+
+async def test_a_judge_who_agrees_keeps_its_own_words_and_nothing_is_recorded_as_fallen_back():
+    result = await debate({**UNANIMOUS, "judge": [{"answer": "The answer is 42.", "reason": ""}]})
+    assert result.final_answer == "The answer is 42."
+    check = result.state["verdict_check"]
+    assert not check["fell_back"] and check["reason"] is None and check["verdict_label"] == "42"
+
+
+async def test_a_long_verdict_naming_one_of_the_answers_picks_that_answer():
+    verdict = RAMBLING + " After all that, the sum the debaters found, 42, is what I would go with here."
+    result = await debate({**UNANIMOUS, "judge": [{"answer": verdict, "reason": ""}]})
+    assert result.final_answer == "42"
+    assert not result.state["verdict_check"]["fell_back"]
+
+
+async def test_the_view_of_a_run_shows_the_fallback():
+    from graphswarm.architectures.debate import view_run
+    from graphswarm.view import Text
+
+    result = await debate({**UNANIMOUS, "judge": [{"answer": "", "reason": ""}]})
+    run = type("RunLike", (), {"state": result.state, "record": None})()
+    lines = [b.text for b in view_run(run, brief=True) if isinstance(b, Text)]  # type: ignore[arg-type]
+    assert "verdict replaced by the agents' vote 42 (3 of 3): it had no extractable answer" in lines
+
+
+async def test_debate_converges_when_answers_differ_only_in_formatting():
+    script = {"ann": ["42"], "ben": ["The answer is 42."], "cat": ["**Final Answer:** 42"]}
+    spec = SwarmSpec(architecture="debate", agents=DEBATERS, model=ScriptedChatModel(script), options={"rounds": 3})
+    result = await start(spec)
+    assert result.stop_reason == "consensus"
+    assert [r["round"] for r in result.state["rounds"]] == [1]
+
+
+async def test_a_debate_keeps_its_round_one_majority_when_the_next_round_degrades():
+    script = {
+        "ann": ["Final answer: 42", "I am not sure any more."],
+        "ben": ["Final answer: 42", "Final answer: 41"],
+        "cat": ["Final answer: 40", "Final answer: 39"],
+    }
+    spec = SwarmSpec(architecture="debate", agents=DEBATERS, model=ScriptedChatModel(script), options={"rounds": 2})
+    result = await start(spec)
+    assert result.stop_reason == "max_rounds"
+    assert result.final_answer == "42"
+    assert result.state["vote_round"] == 1
+
+
+async def test_a_competitive_judge_picking_an_answerless_entry_gives_way_to_the_vote():
+    agents = [Agent(name="r1"), Agent(name="r2"), Agent(name="r3")]
+    scores = {"scores": [{"candidate": 1, "score": 9, "rationale": "thorough"}, {"candidate": 2, "score": 1}]}
+    model = ScriptedChatModel({"r1": [""], "r2": ["Final answer: 42"], "r3": ["Final answer: 42"], "judge": [scores]})
+    result = await start(SwarmSpec(architecture="competitive", agents=agents, model=model))
+    assert result.state["winner"] == "r1"
+    assert result.final_answer == "42"
+    assert result.state["verdict_check"]["reason"] == "no_answer"
+
+
+async def test_a_leader_contradicting_its_workers_agreeing_result_gives_way_to_it():
+    workers = [Agent(name="w1"), Agent(name="w2"), Agent(name="w3")]
+    plan = {"tasks": [{"title": f"add the numbers ({w.name})", "worker": w.name} for w in workers]}
+    model = ScriptedChatModel(
+        {
+            "leader": [plan, {"answer": "41", "approved": True, "feedback": ""}],
+            "w1": ["Final answer: 42"],
+            "w2": ["Final answer: 42"],
+            "w3": ["Final answer: 40"],
+        }
+    )
+    result = await start(SwarmSpec(architecture="hierarchical", agents=workers, model=model))
+    assert result.final_answer == "42"
+    assert result.state["verdict_check"]["reason"] == "overruled_majority"
+
+
+async def test_a_leader_of_workers_who_do_different_things_is_not_second_guessed():
+    workers = [Agent(name="w1"), Agent(name="w2")]
+    plan = {"tasks": [{"title": "research", "worker": "w1"}, {"title": "write", "worker": "w2"}]}
+    model = ScriptedChatModel(
+        {
+            "leader": [plan, {"answer": "the site", "approved": True, "feedback": ""}],
+            "w1": ["three competitors"],
+            "w2": ["<html>"],
+        }
+    )
+    result = await start(SwarmSpec(architecture="hierarchical", agents=workers, model=model), "Build a site")
+    assert result.final_answer == "the site"
+    assert "verdict_check" not in result.state
+
+
+async def test_the_particle_swarms_best_gives_way_to_a_clear_majority_its_judge_overruled():
+    particles = [Agent(name="p1"), Agent(name="p2"), Agent(name="p3")]
+    scores = {"scores": [{"candidate": 1, "score": 9}, {"candidate": 2, "score": 2}, {"candidate": 3, "score": 2}]}
+    model = ScriptedChatModel(
+        {"p1": ["Final answer: 41"], "p2": ["Final answer: 42"], "p3": ["Final answer: 42"], "judge": [scores]}
+    )
+    options = {"embeddings": KeywordEmbeddings(), "iterations": 1}
+    result = await start(SwarmSpec(architecture="particle", agents=particles, model=model, options=options))
+    assert result.final_answer == "42"
+    assert result.state["verdict_check"]["reason"] == "overruled_majority"
+
+
+# -- the rules themselves ---------------------------------------------------------
+
+
+def vote(*answers: str):
+    return count_votes([make_ballot(f"a{i}", text) for i, text in enumerate(answers)])
+
+
+@pytest.mark.parametrize(
+    ("verdict", "reason", "expected", "fell_back"),
+    [
+        ("42", "", "42", False),
+        (None, "", "42", True),
+        ("I cannot answer that.", "because", "42", True),
+        ("40", "", "40", False),  # 2 of 4 is no clear majority
+    ],
+)
+def test_check_verdict_rules(verdict, reason, expected, fell_back):
+    check = check_verdict(verdict, vote("42", "42", "40", "I don't know"), reason=reason)
+    assert (check["answer"], check["fell_back"]) == (expected, fell_back)
+
+
+def test_one_agent_is_no_majority_to_overrule():
+    assert not check_verdict("the site", vote("three competitors"))["fell_back"]
+
+
+def test_best_supported_prefers_more_votes_then_no_tie_then_the_earlier_round():
+    assert best_supported([vote("1", "1", "2"), vote("3", "4", "5")]) == 0
+    assert best_supported([vote("1", "2", "3"), vote("3", "3", "5")]) == 1
+    assert best_supported([vote("1", "1", "2"), vote("3", "3", "5")]) == 0
+    assert best_supported([vote("1", "2"), vote("")]) == 0
+    assert best_supported([vote(""), vote("")]) is None
+
+
+async def test_a_competitive_judge_picking_a_rambling_entry_for_a_short_answer_question_gives_way():
+    agents = [Agent(name="r1"), Agent(name="r2"), Agent(name="r3")]
+    scores = {"scores": [{"candidate": 1, "score": 9, "rationale": "very thorough"}]}
+    model = ScriptedChatModel(
+        {"r1": [RAMBLING], "r2": ["Final answer: 42"], "r3": ["Final answer: 41"], "judge": [scores]}
+    )
+    result = await start(SwarmSpec(architecture="competitive", agents=agents, model=model))
+    assert result.state["winner"] == "r1"
+    assert result.final_answer == "42"  # the tied vote's first answer: at least an answer
+    assert result.state["verdict_check"]["reason"] == "no_answer"
