@@ -51,7 +51,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tools.bench.servers import ProcessServer  # noqa: E402
+from tools.bench.servers import ProcessServer, check_server  # noqa: E402
 
 GS_MODEL, BARE_MODEL = "bench-vote", "bare-vote"
 OBJECTIVE = "What is six times seven? Reply with the number."
@@ -126,14 +126,6 @@ def measure(path: Path, thread_id: str) -> Stored:
     finally:
         conn.close()
     return Stored(per_checkpoint, int(total), path.stat().st_size, record)
-
-
-def check_server(server: Any, want: dict[str, int]) -> None:
-    by_model = server.stats()["by_model"]
-    got = {m: (s["succeeded"], s["failed"]) for m, s in by_model.items()}
-    expected = {m: (n, 0) for m, n in want.items()}
-    if got != expected:
-        raise RuntimeError(f"unexpected model calls: {got} (expected {expected})")
 
 
 # --------------------------------------------------------------------------

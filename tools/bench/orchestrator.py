@@ -79,7 +79,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tools.bench.servers import ProcessServer, ThreadServer  # noqa: E402 - after the path set-up above
+from tools.bench.servers import ProcessServer, ThreadServer, check_server  # noqa: E402 - after the path set-up above
 
 ORCH_MODEL = "orch-model"
 POOL_MODEL = "pool-model"
@@ -122,15 +122,6 @@ def orchestrator_script(tasks: int) -> list[dict[str, Any]]:
         {"json": {"tasks": plan}, "latency_ms": 0},
         {"json": {"answer": "the field guide", "follow_up_tasks": []}, "latency_ms": 0},
     ]
-
-
-def check_server(server: Any, want: dict[str, int]) -> None:
-    """Exactly `want` successful calls per model and no failed ones, or an error."""
-    by_model = server.stats()["by_model"]
-    got = {m: (s["succeeded"], s["failed"]) for m, s in by_model.items()}
-    expected = {m: (n, 0) for m, n in want.items()}
-    if got != expected:
-        raise RuntimeError(f"unexpected model calls: {got} (expected {expected})")
 
 
 def cpu_seconds() -> float:

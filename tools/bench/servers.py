@@ -97,3 +97,12 @@ class ThreadServer:
 
     def close(self) -> None:
         self._server.stop()
+
+
+def check_server(server: Any, want: dict[str, int]) -> None:
+    """Exactly `want` successful calls per model and no failed ones, or an error."""
+    by_model = server.stats()["by_model"]
+    got = {m: (s["succeeded"], s["failed"]) for m, s in by_model.items()}
+    expected = {m: (n, 0) for m, n in want.items()}
+    if got != expected:
+        raise RuntimeError(f"unexpected model calls: {got} (expected {expected})")
