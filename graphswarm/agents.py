@@ -53,6 +53,9 @@ class Agent(BaseModel):
     strengths: list[str] = Field(default_factory=list)
     """What this agent is good at; a leader assigns tasks by them."""
     temperature: float | None = Field(None, ge=0, le=2)
+    max_tokens: int | None = Field(None, ge=1)
+    """The most tokens one reply may have (None: the model's default; the bundled model's is
+    512, an OpenAI-compatible server's may be its whole context)."""
     price: ModelPrice | None = None
     """Overrides the built-in price table for cost estimates."""
 

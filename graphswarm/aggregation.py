@@ -19,14 +19,15 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
 import unicodedata
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from langchain_core.embeddings import Embeddings
 from langchain_core.messages import BaseMessage
@@ -50,6 +51,7 @@ __all__ = [
     "NO_FORMS",
     "NUMBER_PREFIXES",
     "SENTENCE_WORDS",
+    "FILLER_WORDS",
     "extract_answer",
     "normalize",
     "make_ballot",
@@ -80,7 +82,8 @@ class TieBreak(StrEnum):
     """What to do when several clusters share the most votes."""
 
     FIRST = "first"
-    """The tied cluster whose first ballot came first in ballot order wins."""
+    """The tied cluster whose first ballot came first in ballot order wins; a long-winded
+    answer (`LONG_WINDED_WORDS`) wins a tie only when every tied answer is."""
     JUDGE = "judge"
     """No winner: the calling graph asks its judge to choose among `tied`."""
     NEW_ROUND = "new_round"
@@ -119,7 +122,8 @@ class VoteTable(TypedDict):
     """The `VoteMethod` value used."""
     ballots: list[Ballot]
     clusters: list[Cluster]
-    """Most votes first; equal votes keep the order of their first ballot."""
+    """Most votes first; among equal votes, answers that are not long-winded first, then
+    the order of their first ballot."""
     counts: dict[str, float]
     """Votes per cluster label, in the order of `clusters`."""
     winner: str | None
@@ -169,6 +173,46 @@ NUMBER_PREFIXES: tuple[str, ...] = ("the final answer is", "the answer is", "ans
 SENTENCE_WORDS = 16
 """The longest answer whose final stated number is taken as the answer (`normalize` rule 5)."""
 
+FILLER_WORDS = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "is",
+        "are",
+        "was",
+        "were",
+        "has",
+        "have",
+        "there",
+        "it",
+        "its",
+        "it's",
+        "of",
+        "this",
+        "that",
+        "answer",
+        "final",
+        "correct",
+        "right",
+        "option",
+        "choice",
+        "letter",
+        "what",
+        "which",
+        "who",
+        "whom",
+        "whose",
+        "how",
+        "many",
+        "much",
+        "when",
+        "where",
+        "why",
+    ]
+)
+"""Words dropped, with the question's own words, from a sentence answer (`normalize` rule 7)."""
+
 _QUOTES = str.maketrans({"‘": "'", "’": "'", "“": '"', "”": '"'})
 _QUOTE_PAIRS = (('"', '"'), ("'", "'"), ("`", "`"))
 _LEADING_MARKERS = re.compile(r"^(?:(?:[-*+>]|#{1,6})\s+)+")
@@ -180,6 +224,7 @@ _RESULT_LINE = re.compile(r"^[^=]*=\s*(?P<value>[-+]?[$€£]?\d[\d,]*(?:\.\d+)?
 # prefix takes the last marker on the line. A bare "answer:" mid-sentence is too vague.
 _FINAL_ANSWER_IN_LINE = re.compile(r"^.*\bfinal\s+answer(?:\s+is\b\s*:?|\s*:)\s*(?P<value>.*)$", re.IGNORECASE)
 # GSM8K puts the answer after "####"; only a number, since "#### Step 1" is a heading.
+_SENTENCE_END = re.compile(r"(?<=\S)[.!?]\s+(?=[A-Z])")
 _GSM8K_LINE = re.compile(r"^\s*####\s*(?P<value>[-+]?[$€£]?[-+]?\d[\d,]*(?:\.\d+)?%?)\s*\.?\s*$")
 _NUMBER = re.compile(
     r"(?P<sign>[-+]?)[$€£]?\s?(?P<sign2>[-+]?)"
@@ -276,7 +321,8 @@ def _last_answer_line(text: str) -> str | None:
 def _answer_on_line(line: str) -> str | None:
     plain = _strip_markdown_line(line)
     if match := _FINAL_ANSWER_IN_LINE.match(plain) or _ANSWER_LINE.match(plain):
-        return match["value"].strip()
+        # "The answer is 3. This is because ...": the answer ends with its sentence.
+        return _SENTENCE_END.split(match["value"].strip(), maxsplit=1)[0]
     if match := _GSM8K_LINE.match(line):
         return match["value"]
     return None
@@ -315,7 +361,7 @@ def _is_refusal(text: str) -> bool:
 # --- normalisation --------------------------------------------------------------
 
 
-def normalize(answer: str) -> str:
+def normalize(answer: str, question: str | None = None) -> str:
     """The label two answers must share to count as the same vote.
 
     Rules, in order:
@@ -335,9 +381,34 @@ def normalize(answer: str) -> str:
     5. A short sentence (at most `SENTENCE_WORDS` words) that ends by stating a number
        after `is`, `equals`, `makes`, `gives` or `=` is that number
        (`The sum of 17 and 25 is 42.` -> `42`; `it is not 42` stays text).
+
+    With the `question` known (the architectures pass their objective):
+
+    6. Multiple choice: when the question lists options (`A) car B) apple`, at least
+       two, lettered from A), an answer that starts with an option's letter
+       (`B`, `(b)`, `B) apple`, `Answer: B.`) or names exactly one option's text
+       (`Apple.`) is that letter.
+    7. A sentence answer loses the words it repeats from the question and the
+       `FILLER_WORDS`, and rules 3 to 5 apply to what is left (`The capital of France
+       is Paris.` -> `paris` for "What is the capital of France?"). Of an answer in
+       several clauses (ending at `. , ; ! ?` or a line break), only the first clause
+       that repeats a word of the question (not a filler word) and says more is read
+       (`The capital of Japan is Tokyo, known for its culture.` -> `tokyo`). When no
+       word is left, the answer keeps its words.
     """
-    text = " ".join(unicodedata.normalize("NFKC", answer).translate(_QUOTES).lower().split())
-    text = _strip_edges(text)
+    lines = [
+        " ".join(line.split()) for line in unicodedata.normalize("NFKC", answer).translate(_QUOTES).lower().splitlines()
+    ]
+    text = _strip_edges(" ".join(line for line in lines if line))
+    label = _plain_label(text)
+    if question and label == text:
+        # Read line by line too: a line break ends a clause.
+        label = _against_question(text, "\n".join(line for line in lines if line), _question(question)) or text
+    return label
+
+
+def _plain_label(text: str) -> str:
+    """Rules 3 to 5 on a text that rules 1 and 2 have cleaned."""
     if text in YES_FORMS:
         return "yes"
     if text in NO_FORMS:
@@ -346,6 +417,72 @@ def normalize(answer: str) -> str:
     if number is None and len(text.split()) <= SENTENCE_WORDS and (match := _STATED_NUMBER.match(text)):
         number = _as_number(_strip_edges(match["value"]))
     return number if number is not None else text
+
+
+# "A) car B) apple" or one option a line: a letter, then ")", "." or ":", after a space.
+_OPTION_MARK = re.compile(r"(?:^|(?<=\s))\(?([A-Ha-h])[).:]\s+")
+# An option's text ends at its sentence's end ("D) rock. Answer with the letter.").
+_OPTION_END = re.compile(r"[.?!](?:\s|$)|\n")
+_ANSWER_PREFIX = re.compile(
+    r"^(?:the\s+)?(?:correct\s+|right\s+|best\s+|final\s+)?(?:answer|option|choice|letter)\b(?:\s+is)?\s*:?\s*"
+)
+_CLAUSE_END = re.compile(r"[.,;!?]\s|\n")
+_LETTER_FIRST = re.compile(r"\(?([a-h])(?:[).:,]\s*.*)?")
+
+
+class _Question(NamedTuple):
+    """What rules 6 and 7 of `normalize` need from a question."""
+
+    words: frozenset[str]
+    options: dict[str, str]
+
+
+@functools.lru_cache(maxsize=64)
+def _question(question: str) -> _Question:
+    return _Question(frozenset(_words(question.lower())), _options(question))
+
+
+def _options(question: str) -> dict[str, str]:
+    marks = list(_OPTION_MARK.finditer(question))
+    letters = "".join(mark[1].lower() for mark in marks)
+    if len(marks) < 2 or not "abcdefgh".startswith(letters):
+        return {}
+    options = {}
+    for mark, after in zip(marks, [*marks[1:], None]):
+        text = question[mark.end() : after.start() if after else len(question)]
+        text = _OPTION_END.split(text, maxsplit=1)[0]
+        options[mark[1].lower()] = _strip_edges(" ".join(text.lower().split()))
+    return options
+
+
+def _words(text: str) -> list[str]:
+    stripped = (_strip_edges(word) for word in text.split())
+    return [word for word in stripped if word]
+
+
+def _against_question(text: str, lines: str, question: _Question) -> str | None:
+    """Rules 6 and 7 on a cleaned answer (`text`, and its `lines`); None when they give nothing."""
+    if question.options:
+        answer = _ANSWER_PREFIX.sub("", text)
+        if (match := _LETTER_FIRST.fullmatch(answer)) and match[1] in question.options:
+            return match[1]
+        named = [letter for letter, option in question.options.items() if option and _names(text, option)]
+        if named:
+            # Naming several options answers none of them: the text stays as it is.
+            return named[0] if len(named) == 1 else None
+    if len(_words(text)) < 2:
+        return None
+    for clause in _CLAUSE_END.split(lines):
+        words = _words(clause)
+        kept = [word for word in words if word not in question.words and word not in FILLER_WORDS]
+        if kept and any(word in question.words and word not in FILLER_WORDS for word in words):
+            return _plain_label(" ".join(kept))  # the clause that answers what was asked
+    kept = [word for word in _words(text) if word not in question.words and word not in FILLER_WORDS]
+    return _plain_label(" ".join(kept)) if kept else None
+
+
+def _names(text: str, words: str) -> bool:
+    return re.search(rf"(?<!\w){re.escape(words)}(?!\w)", text) is not None
 
 
 def _strip_edges(text: str) -> str:
@@ -385,15 +522,17 @@ def make_ballot(
     *,
     weight: float = 1.0,
     confidence: float | None = None,
+    question: str | None = None,
 ) -> Ballot:
-    """One agent's ballot: its answer extracted from `output` and normalised.
+    """One agent's ballot: its answer extracted from `output` and normalised (against
+    the `question` when given: `normalize` rules 6 and 7).
 
     An answer that normalises to nothing (only punctuation) is an abstention too.
     Raises ConfigError for a negative weight or a confidence outside [0, 1].
     """
     _check_weight(agent, weight, confidence)
     answer = extract_answer(output)
-    label = normalize(answer) if answer is not None else None
+    label = normalize(answer, question) if answer is not None else None
     if not label:
         answer = label = None
     return Ballot(
@@ -447,8 +586,13 @@ def count_votes(
     else:
         key = _label_key
     groups = _group(voting, key)
-    # sorted() is stable: clusters with equal votes keep the order of their first ballot.
-    clusters = sorted((_cluster(label, members, method) for label, members in groups.items()), key=_minus_votes)
+    # sorted() is stable: clusters with equal votes keep the order of their first ballot,
+    # but a rambling answer comes after the answers that are not.
+    typical = _median_words(ballot["label"] for ballot in voting)
+    clusters = sorted(
+        (_cluster(label, members, method) for label, members in groups.items()),
+        key=lambda cluster: (-cluster["votes"], _long_winded(cluster["label"], typical)),
+    )
     return _table(method, list(ballots), clusters, tie_break)
 
 
@@ -498,10 +642,6 @@ def _cluster(label: str, members: list[Ballot], method: VoteMethod) -> Cluster:
     )
 
 
-def _minus_votes(cluster: Cluster) -> float:
-    return -cluster["votes"]
-
-
 def _votes(ballot: Ballot, method: VoteMethod) -> float:
     if method is not VoteMethod.WEIGHTED:
         return 1.0
@@ -545,8 +685,9 @@ class FallbackReason(StrEnum):
     """Why a verdict gave way to the counted vote of the agents' own answers."""
 
     NO_ANSWER = "no_answer"
-    """The verdict had no extractable answer (empty, a refusal, or long-winded text
-    naming none or several of the agents' answers)."""
+    """The verdict had no extractable answer (empty, a refusal, long-winded text naming
+    none or several of the agents' answers, or text where the agents' vote is a number
+    or a yes/no)."""
     OVERRULED_MAJORITY = "overruled_majority"
     """The verdict contradicted a clear majority of the agents without a stated reason."""
 
@@ -602,7 +743,9 @@ def best_supported(tables: Sequence[VoteTable]) -> int | None:
     return None if best is None else -best[2]
 
 
-def check_verdict(verdict: str | None, table: VoteTable, *, reason: str = "") -> VerdictCheck:
+def check_verdict(
+    verdict: str | None, table: VoteTable, *, reason: str = "", question: str | None = None
+) -> VerdictCheck:
     """Check a verdict against the counted vote of the answers the agents gave.
 
     The vote replaces the verdict (`fell_back`) when the vote has a winner and
@@ -612,10 +755,15 @@ def check_verdict(verdict: str | None, table: VoteTable, *, reason: str = "") ->
     - there is a `clear_majority`, the verdict picks another answer, and `reason` is
       blank (`overruled_majority`).
 
-    The vote's answer is its winner's; of tied answers, the first that is not long-winded.
+    A verdict has no extractable answer, too, when it is none of the agents' answers and
+    not in the form of the vote's winner: a sentence where the winner is a number or a
+    yes/no.
+
+    The vote's answer is its winner's (of tied answers, the first that is not long-winded).
     A verdict whose normalised answer is one of the agents' answers, or long-winded text
     naming exactly one of them, picks that answer; in the second case the final answer
-    is the agents' wording of it. Labels are compared exactly (also for semantic votes).
+    is the agents' wording of it. Labels are compared exactly (also for semantic votes);
+    pass the `question` the ballots were made with, so the verdict is normalised as they were.
 
     Example:
         >>> table = count_votes([make_ballot(n, "42") for n in "abc"])
@@ -623,20 +771,21 @@ def check_verdict(verdict: str | None, table: VoteTable, *, reason: str = "") ->
         ('42', '41')
     """
     answer = extract_answer(verdict) if verdict else None
-    label = normalize(answer) if answer else None
+    label = normalize(answer, question) if answer else None
     winner, picked_answer = table["winner"], verdict or ""
-    typical = _median_words(table)
-    if label and _long_winded(label, typical):
+    if label and _long_winded(label, _median_words(b["label"] for b in table["ballots"] if b["label"])):
         named = _named_labels(label, table)
         label = named[0] if len(named) == 1 else None
         if label is not None:
             picked_answer = _cluster_answer(table, label)
+    if label and winner is not None and label not in table["counts"] and _form(label) != _form(winner):
+        label = None  # "The answer will appear..." where the agents' vote is "72"
     fallback: FallbackReason | None = None
     if winner is not None and not label:
         fallback = FallbackReason.NO_ANSWER
     elif winner is not None and label != winner and clear_majority(table) and not reason.strip():
         fallback = FallbackReason.OVERRULED_MAJORITY
-    top = _vote_winner(table, typical)
+    top = table["clusters"][0] if winner is not None else None
     return VerdictCheck(
         answer=(top["answers"][0] if top else "") if fallback else picked_answer,
         fell_back=fallback is not None,
@@ -650,16 +799,23 @@ def check_verdict(verdict: str | None, table: VoteTable, *, reason: str = "") ->
     )
 
 
-def _vote_winner(table: VoteTable, typical: float) -> Cluster | None:
-    """The vote's winning cluster; of tied ones, the first that is not long-winded."""
-    if table["winner"] is None:
-        return None
-    tied = [c for c in table["clusters"] if c["votes"] == table["clusters"][0]["votes"]]
-    return next((c for c in tied if not _long_winded(c["label"], typical)), tied[0])
+class _Form(StrEnum):
+    """The form of a normalised answer, which a verdict is expected to share with the vote."""
+
+    NUMBER = "number"
+    YES_NO = "yes_no"
+    TEXT = "text"
 
 
-def _median_words(table: VoteTable) -> float:
-    lengths = sorted(len(ballot["label"].split()) for ballot in table["ballots"] if ballot["label"])
+def _form(label: str) -> _Form:
+    """Whether a normalised answer (`normalize`) is a number, a yes/no or other text."""
+    if label in ("yes", "no"):
+        return _Form.YES_NO
+    return _Form.NUMBER if _NUMBER.fullmatch(label) else _Form.TEXT
+
+
+def _median_words(labels: Iterable[str | None]) -> float:
+    lengths = sorted(len(label.split()) for label in labels if label)
     if not lengths:
         return 0.0
     middle = len(lengths) // 2
@@ -674,7 +830,7 @@ def _long_winded(label: str, typical: float) -> bool:
 def _named_labels(text: str, table: VoteTable) -> list[str]:
     """The cluster labels `text` names as whole words (the long-winded ones excepted)."""
     named = []
-    typical = _median_words(table)
+    typical = _median_words(b["label"] for b in table["ballots"])
     for cluster_label in table["counts"]:
         if _long_winded(cluster_label, typical):
             continue

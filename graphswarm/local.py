@@ -65,8 +65,11 @@ def bundled_model_path() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / BUNDLED_FILE
 
 
-def load_local_model(path: str | None = None, *, temperature: float | None = None) -> BaseChatModel:
-    """A chat model for a local GGUF file (`None`: the bundled SmolLM2).
+def load_local_model(
+    path: str | None = None, *, temperature: float | None = None, max_tokens: int | None = None
+) -> BaseChatModel:
+    """A chat model for a local GGUF file (`None`: the bundled SmolLM2), replying with at
+    most `max_tokens` tokens (None: `DEFAULT_MAX_TOKENS`).
 
     The file is loaded once per process; later calls return a new lightweight
     wrapper around the same weights.
@@ -75,6 +78,8 @@ def load_local_model(path: str | None = None, *, temperature: float | None = Non
     settings: dict[str, Any] = {"model_path": str(model_path.resolve())}
     if temperature is not None:
         settings["temperature"] = temperature
+    if max_tokens is not None:
+        settings["max_tokens"] = max_tokens
     try:
         return _chat_class()(**settings)
     except ValidationError as exc:

@@ -16,6 +16,8 @@ graph state, checkpoints, run records or logs.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
 import sys
 from collections.abc import Mapping
@@ -71,18 +73,21 @@ def resolve_model(
     *,
     base_url: str | None = None,
     temperature: float | None = None,
+    max_tokens: int | None = None,
 ) -> BaseChatModel:
-    """Return a chat model for `spec` (see the module docstring for the forms)."""
+    """Return a chat model for `spec` (see the module docstring for the forms), sampling
+    at `temperature` and replying with at most `max_tokens` tokens (None: the model's
+    defaults)."""
     if isinstance(spec, BaseChatModel):
         return spec
     provider, name = _parse(spec, base_url, notice=True)
     if provider == LOCAL:
         from graphswarm.local import load_local_model
 
-        return load_local_model(name or None, temperature=temperature)
+        return load_local_model(name or None, temperature=temperature, max_tokens=max_tokens)
     if provider == "openai":
-        return _openai_compatible(name, base_url, temperature)
-    return _init_chat_model(provider, name, temperature)
+        return _openai_compatible(name, base_url, temperature, max_tokens)
+    return _init_chat_model(provider, name, temperature, max_tokens)
 
 
 def check_model(spec: str | BaseChatModel | None, *, base_url: str | None = None) -> None:
@@ -95,6 +100,26 @@ def check_model(spec: str | BaseChatModel | None, *, base_url: str | None = None
         from graphswarm.local import check_local_model
 
         check_local_model(name or None)
+    elif provider != "openai":
+        _check_provider(provider)
+
+
+def _check_provider(provider: str) -> None:
+    """A LangChain provider: one `init_chat_model` knows, with its package installed."""
+    # LangChain keeps its table of providers private; without it, the run says what is wrong.
+    known = getattr(importlib.import_module("langchain.chat_models.base"), "_BUILTIN_PROVIDERS", None)
+    if not isinstance(known, Mapping) or not known:
+        return
+    if provider not in known:
+        raise ModelConfigError(
+            f"unknown model provider {provider!r}: use one LangChain knows ({', '.join(sorted(known))}), "
+            "local, or --base-url for an OpenAI-compatible server"
+        )
+    package = str(known[provider][0]).split(".")[0]
+    if importlib.util.find_spec(package) is None:
+        raise ModelConfigError(
+            f"model provider {provider!r} needs its LangChain package: pip install {package.replace('_', '-')}"
+        )
 
 
 def _parse(spec: str | None, base_url: str | None, *, notice: bool) -> tuple[str, str]:
@@ -127,16 +152,23 @@ def _check_base_url(base_url: str) -> None:
         raise ConfigError(f"base URL must be http(s)://host[:port]/..., got {redact_url(base_url)!r}")
 
 
-def _openai_compatible(name: str, base_url: str | None, temperature: float | None) -> BaseChatModel:
+def _openai_compatible(
+    name: str, base_url: str | None, temperature: float | None, max_tokens: int | None
+) -> BaseChatModel:
     timeout = float(os.environ.get("GRAPHSWARM_MODEL_TIMEOUT", "120"))
-    return _cached_openai_client(name, base_url, temperature, timeout, os.environ.get("OPENAI_API_KEY"))
+    return _cached_openai_client(name, base_url, temperature, max_tokens, timeout, os.environ.get("OPENAI_API_KEY"))
 
 
 @lru_cache(maxsize=256)
 def _cached_openai_client(
-    name: str, base_url: str | None, temperature: float | None, timeout: float, api_key: str | None
+    name: str,
+    base_url: str | None,
+    temperature: float | None,
+    max_tokens: int | None,
+    timeout: float,
+    api_key: str | None,
 ) -> BaseChatModel:
-    # One client per (model, server, temperature): agents that share a model share its
+    # One client per (model, server, sampling): agents that share a model share its
     # client, instead of each paying for client set-up on every run.
     kwargs: dict[str, Any] = {
         "model": name,
@@ -151,9 +183,14 @@ def _cached_openai_client(
         kwargs["base_url"] = base_url
         # Local servers usually need no key, but the client insists on one.
         kwargs["api_key"] = api_key or "not-needed"
-    if temperature is not None:
-        kwargs["temperature"] = temperature
+    kwargs |= _sampling(temperature, max_tokens)
     return _compatible_chat_openai()(**kwargs)
+
+
+def _sampling(temperature: float | None, max_tokens: int | None) -> dict[str, Any]:
+    """The chat model arguments of the sampling settings that are set."""
+    settings = {"temperature": temperature, "max_tokens": max_tokens}
+    return {key: value for key, value in settings.items() if value is not None}
 
 
 @cache
@@ -166,6 +203,7 @@ def _compatible_chat_openai() -> type[BaseChatModel]:
         """ChatOpenAI whose requests every OpenAI-compatible server takes.
 
         A request made under `use_seed` carries that seed, unless the model has its own.
+        A reply's cap goes to a server other than OpenAI's as `max_tokens`.
         An assistant turn that only calls tools is sent with `content: ""` instead of
         null: OpenAI takes both, llama-cpp-python's server rejects null (HTTP 500,
         "Input should be a valid string"), which ended every tool loop there.
@@ -176,6 +214,10 @@ def _compatible_chat_openai() -> type[BaseChatModel]:
             # Each agent samples with its own seed (see `graphswarm.agents.use_seed`).
             if payload.get("seed") is None and (seed := sampling_seed()) is not None:
                 payload["seed"] = seed
+            # LangChain asks for `max_completion_tokens`, OpenAI's newer name, which
+            # llama-cpp-python's server and others ignore: they know `max_tokens`.
+            if self.openai_api_base and "max_completion_tokens" in payload and "max_tokens" not in payload:
+                payload["max_tokens"] = payload.pop("max_completion_tokens")
             for message in payload.get("messages", ()):
                 if message.get("role") == "assistant" and message.get("content") is None:
                     message["content"] = ""
@@ -267,16 +309,13 @@ def _shared_async_client() -> Any:
     return LoopLocalClient()
 
 
-def _init_chat_model(provider: str, name: str, temperature: float | None) -> BaseChatModel:
+def _init_chat_model(provider: str, name: str, temperature: float | None, max_tokens: int | None) -> BaseChatModel:
     try:
         from langchain.chat_models import init_chat_model
     except ImportError as exc:  # pragma: no cover - langchain is a dependency
         raise MissingExtraError(f"model provider {provider!r}", "providers") from exc
-    kwargs: dict[str, Any] = {}
-    if temperature is not None:
-        kwargs["temperature"] = temperature
     try:
-        return init_chat_model(name, model_provider=provider, **kwargs)
+        return init_chat_model(name, model_provider=provider, **_sampling(temperature, max_tokens))
     except ImportError as exc:
         raise ModelConfigError(f"model provider {provider!r} needs its LangChain package: {exc}") from None
     except ValueError as exc:

@@ -99,7 +99,9 @@ class Crew:
         if member is None:
             agent = self._agents[name]
             spec = agent.model if agent.model is not None else self._model
-            model = resolve_model(spec, base_url=self._base_url, temperature=agent.temperature)
+            model = resolve_model(
+                spec, base_url=self._base_url, temperature=agent.temperature, max_tokens=agent.max_tokens
+            )
             member = self._members[name] = Member(agent, model)
         return member
 

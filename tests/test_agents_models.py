@@ -11,7 +11,15 @@ from pydantic import ValidationError
 
 from graphswarm import Agent, ConfigError, ModelConfigError, resolve_model
 from graphswarm.agents import check_agents, make_workers
-from graphswarm.models import LOCAL, default_model_spec, estimate_cost, model_label, price_known, redact_url
+from graphswarm.models import (
+    LOCAL,
+    check_model,
+    default_model_spec,
+    estimate_cost,
+    model_label,
+    price_known,
+    redact_url,
+)
 from graphswarm.testing import ScriptedChatModel
 
 
@@ -57,6 +65,14 @@ def test_openai_models_need_a_key_from_the_environment(monkeypatch):
 def test_other_providers_resolve_through_langchain():
     with pytest.raises(ModelConfigError, match="anthropic"):
         resolve_model("anthropic:claude-sonnet")
+
+
+def test_a_provider_is_checked_before_a_run_starts():
+    with pytest.raises(ModelConfigError, match="unknown model provider 'nosuch'"):
+        check_model("nosuch:model")
+    with pytest.raises(ModelConfigError, match="needs its LangChain package: pip install langchain-anthropic"):
+        check_model("anthropic:claude-sonnet")
+    check_model("azure_openai:gpt-4o")  # known, and langchain-openai is installed
 
 
 def test_a_bare_name_without_a_server_is_rejected():

@@ -357,3 +357,64 @@ def test_bad_weight_or_confidence_is_a_config_error(weight, confidence, message)
 )
 def test_small_model_habits_still_give_the_answer(text, answer):
     assert normalize(extract_answer(text)) == answer
+
+
+# --- answers read against the question ---------------------------------------------
+
+CAPITAL = "What is the capital of France?"
+FRUIT = "Which of these is a fruit? A) car B) apple C) chair D) rock. Answer with the letter."
+
+
+@pytest.mark.parametrize(
+    ("question", "answer", "label"),
+    [
+        (CAPITAL, "The capital of France is Paris.", "paris"),
+        (CAPITAL, "Paris is the capital of France", "paris"),
+        (CAPITAL, "Paris", "paris"),
+        (CAPITAL, "The capital of France is the capital of France.", "the capital of france is the capital of france"),
+        ("How many legs does a spider have?", "A spider has 8 legs.", "8"),
+        ("Is the sky blue?", "Yes, the sky is blue.", "yes"),
+        (FRUIT, "B", "b"),
+        (FRUIT, "(B)", "b"),
+        (FRUIT, "B) apple", "b"),
+        (FRUIT, "The answer is B.", "b"),
+        (FRUIT, "Answer: b) Apple is a fruit", "b"),
+        (FRUIT, "Apple.", "b"),
+        (FRUIT, "An apple is a fruit", "b"),
+        (FRUIT, "apple or car", "apple or car"),
+        (FRUIT, "A fruit grows on trees", "grows on trees"),
+        # Of several clauses, the one that answers what was asked.
+        ("What is the capital of Japan?", "The capital of Japan is Tokyo, known for its culture.", "tokyo"),
+        ("What is the capital of Spain?", "In my time, I was a1. The capital of Spain is Madrid.", "madrid"),
+        ("What is 19 + 12?", "19 + 12 = 32\nA quick online math operation.", "32"),
+        (CAPITAL, "Paris, France", "paris"),
+        (
+            "What is 17 + 25?",
+            "Well, this is a question about numbers in general.",
+            "well question about numbers in general",
+        ),
+    ],
+)
+def test_answers_are_read_against_the_question(question, answer, label):
+    assert normalize(answer, question) == label
+
+
+def test_an_answer_line_ends_with_its_sentence():
+    assert extract_answer("The answer is 3. This is because a triangle has three corners.") == "3"
+    assert extract_answer("Final answer: B. Apple is a fruit") == "B"
+    assert extract_answer("Final answer: 3.5 apples") == "3.5 apples"
+
+
+def test_sentences_that_repeat_the_question_vote_together():
+    answers = ["The capital of France is Paris.", "Paris.", "Paris is the capital of France", "Lyon"]
+    without = count_votes([make_ballot(f"a{i}", text) for i, text in enumerate(answers)])
+    read = count_votes([make_ballot(f"a{i}", text, question=CAPITAL) for i, text in enumerate(answers)])
+    assert without["counts"] == dict.fromkeys(without["counts"], 1.0)  # four different labels
+    assert read["counts"] == {"paris": 3.0, "lyon": 1.0}
+    assert read["winning_answer"] == "The capital of France is Paris."
+
+
+def test_options_are_lettered_only_when_the_question_lists_them():
+    assert normalize("B", "Which of these is a fruit?") == "b"
+    assert normalize("Apple", "Which of these is a fruit?") == "apple"
+    assert normalize("a", FRUIT) == "a"

@@ -250,6 +250,8 @@ def test_draw_a_run_as_svg_marks_the_nodes_it_went_through(capsys, sqlite_db, tm
         (["run", "hierarchical", "x", "--db", "mysql://db"], "unsupported database URL"),
         (["run", "hierarchical", "x", "--model", "openai:gpt-4o-mini"], "needs OPENAI_API_KEY"),
         (["run", "hierarchical", "x", "--model", "gpt-4o"], "unknown model 'gpt-4o'"),
+        (["run", "hierarchical", "x", "--model", "nosuch:model"], "unknown model provider 'nosuch'"),
+        (["run", "hierarchical", "x", "--model", "anthropic:claude"], "pip install langchain-anthropic"),
         (["run", "hierarchical", "x", "--model", "local:/nowhere/model.gguf"], "/nowhere/model.gguf"),
         (["run", "hierarchical", "x", "--base-url", "ftp://host"], "base URL must be http"),
         (["run", "hierarchical", "x", "--join", "sometimes"], "option join must be one of fail_fast, continue, wait"),
@@ -592,8 +594,11 @@ def test_version(capsys):
 
 
 def test_the_shell_completion_script_is_offered():
+    # Typer guesses the shell from the parent processes unless told not to (under
+    # `timeout` or a CI runner there may be no shell to find); then it takes the shell named.
+    env = {**os.environ, "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}
     shown = subprocess.run(
-        [sys.executable, "-m", "graphswarm.cli", "--show-completion", "bash"], capture_output=True, text=True
+        [sys.executable, "-m", "graphswarm.cli", "--show-completion", "bash"], capture_output=True, text=True, env=env
     )
 
     assert shown.returncode == 0 and "_graphswarm_completion" in shown.stdout

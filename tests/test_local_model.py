@@ -171,3 +171,12 @@ def test_the_child_probe_passes_a_model_that_runs():
     from graphswarm import local
 
     local._probe_in_child(str(bundled_model_path()))  # no error: the model ran in a child
+
+
+def test_an_agents_reply_cap_reaches_the_local_model():
+    from graphswarm import Agent
+    from graphswarm.nodes import Crew
+
+    crew = Crew([Agent(name="brief", max_tokens=3)], model="local", base_url=None)
+    reply = crew["brief"].model.invoke("Describe the sea in a long paragraph.")
+    assert 1 <= reply.usage_metadata["output_tokens"] <= 3

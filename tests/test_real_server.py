@@ -242,3 +242,17 @@ def test_task_loop_does_tasks_with_the_calculator(real_server, tmp_path):
         # This format shows the model its tools only when the request says tool_choice
         # "auto" (OpenAI's default with tools); offered the calculator, SmolLM2 calls it.
         assert state["tool_uses"], "the doer was offered the calculator but never called it"
+
+
+@default_format
+async def test_an_agents_reply_cap_is_honoured_by_the_server(real_server):
+    # LangChain names the cap `max_completion_tokens`; this server knows only `max_tokens`.
+    from graphswarm import Agent, Runner, SwarmSpec
+
+    agents = [Agent(name="brief", max_tokens=3), Agent(name="free")]
+    spec = SwarmSpec(architecture="collaborative", agents=agents, base_url=real_server.url, model=real_server.model)
+    async with Runner("memory") as runner:
+        result = await runner.start(spec, "Describe the sea in a long paragraph.")
+    tokens = {c["agent"]: c["output_tokens"] for c in result.state["calls"]}
+    assert 1 <= tokens["brief"] <= 3
+    assert tokens["free"] > 3

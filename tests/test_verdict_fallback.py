@@ -200,3 +200,41 @@ async def test_a_competitive_judge_picking_a_rambling_entry_for_a_short_answer_q
     assert result.state["winner"] == "r1"
     assert result.final_answer == "42"  # the tied vote's first answer: at least an answer
     assert result.state["verdict_check"]["reason"] == "no_answer"
+
+
+# --- answers read as the question asked them ----------------------------------------
+
+
+async def test_a_split_debate_whose_judge_answers_in_words_gives_way_to_the_agents_number():
+    # No majority to overrule, but the agents answered with numbers and the judge with none.
+    split = {"ann": ["17 + 25 = 42"], "ben": ["The answer is: 32"], "cat": ["Your answer will appear soon."]}
+    verdict = "Your order will appear next to your confirmation."
+    result = await debate({**split, "judge": [{"answer": verdict, "reason": "it reads well"}]})
+    assert result.final_answer == "42"
+    check = result.state["verdict_check"]
+    assert check["fell_back"] and check["reason"] == "no_answer" and check["vote_label"] == "42"
+
+
+async def test_a_judge_may_pick_a_wordy_answer_that_an_agent_gave():
+    split = {"ann": ["42"], "ben": ["It depends on the base"], "cat": ["43"]}
+    result = await debate({**split, "judge": [{"answer": "It depends on the base", "reason": "base 10 is not said"}]})
+    assert result.final_answer == "It depends on the base"
+    assert not result.state["verdict_check"]["fell_back"]
+
+
+async def test_a_tie_goes_to_an_answer_rather_than_to_a_ramble():
+    table = count_votes([make_ballot("ann", RAMBLING), make_ballot("ben", "108"), make_ballot("cat", "42")])
+    assert table["tie"] and table["winner"] == "108"
+    assert [cluster["answers"][0] for cluster in table["clusters"]][-1] == RAMBLING
+
+
+async def test_a_collaborative_vote_counts_sentences_that_repeat_the_question_as_one_answer():
+    answers = {
+        "ann": ["The capital of France is Paris."],
+        "ben": ["Lyon"],
+        "cat": ["Paris is the capital of France."],
+    }
+    spec = SwarmSpec(architecture="collaborative", agents=DEBATERS, model=ScriptedChatModel(answers))
+    result = await start(spec, "What is the capital of France?")
+    assert result.final_answer == "The capital of France is Paris."
+    assert result.state["votes"][-1]["counts"] == {"paris": 2.0, "lyon": 1.0}

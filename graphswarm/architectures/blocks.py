@@ -152,22 +152,28 @@ def count_round(
     answers: Sequence[RoundAnswer],
     agents: Sequence[str],
     *,
+    question: str | None = None,
     weights: Mapping[str, float] | None = None,
     **counting: Any,
 ) -> tuple[int, VoteTable]:
     """The latest round and its vote: a ballot per agent that answered in it, in the
-    agents' order, counted by `count_votes(ballots, **counting)`."""
+    agents' order, normalised against `question`, counted by `count_votes(ballots, **counting)`."""
     round_ = max(a["round"] for a in answers)
     latest = latest_answers(answers, round_)
     weights = weights or {}
-    ballots = [make_ballot(name, latest[name], weight=weights.get(name, 1.0)) for name in agents if name in latest]
+    ballots = [
+        make_ballot(name, latest[name], weight=weights.get(name, 1.0), question=question)
+        for name in agents
+        if name in latest
+    ]
     return round_, count_votes(ballots, **counting)
 
 
-def vote_over(outputs: Sequence[tuple[str, str]]) -> VoteTable:
-    """The counted plurality vote over (agent, output) pairs, in their order: what a
-    judge's or leader's verdict is checked against (`aggregation.check_verdict`)."""
-    return count_votes([make_ballot(agent, output) for agent, output in outputs])
+def vote_over(outputs: Sequence[tuple[str, str]], question: str | None = None) -> VoteTable:
+    """The counted plurality vote over (agent, output) pairs, in their order, normalised
+    against `question`: what a judge's or leader's verdict is checked against
+    (`aggregation.check_verdict`)."""
+    return count_votes([make_ballot(agent, output, question=question) for agent, output in outputs])
 
 
 def verdict_line(check: VerdictCheck | None) -> str:

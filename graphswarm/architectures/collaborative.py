@@ -176,7 +176,7 @@ async def answer(
 
 def tally(state: CollaborativeState, *, vote: _Vote) -> dict[str, Any]:
     round_, table = count_round(
-        state["answers"], vote.agents, weights=vote.weights,
+        state["answers"], vote.agents, question=objective_of(state), weights=vote.weights,
         method=vote.method, embeddings=vote.embeddings, threshold=vote.threshold, tie_break=vote.tie_break,
     )  # fmt: skip
     update: dict[str, Any] = {"round": round_, "votes": [table]}

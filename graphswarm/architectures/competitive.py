@@ -213,8 +213,8 @@ async def select(
         }
         for i, e in enumerate(ranked, start=1)
     ]
-    vote = vote_over([(e["agent"], e["answer"]) for e in entries])
-    check = check_verdict(ranking[0]["answer"], vote, reason=ranking[0]["rationale"])
+    vote = vote_over([(e["agent"], e["answer"]) for e in entries], state["objective"])
+    check = check_verdict(ranking[0]["answer"], vote, reason=ranking[0]["rationale"], question=state["objective"])
     return {
         "ranking": ranking,
         "winner": ranking[0]["agent"],

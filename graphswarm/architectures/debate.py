@@ -216,7 +216,10 @@ async def argue(
 
 
 def assess(state: DebateState, *, debate: _Debate) -> dict[str, Any]:
-    round_, table = count_round(state["transcript"], debate.agents, method=debate.method, embeddings=debate.embeddings)
+    round_, table = count_round(
+        state["transcript"], debate.agents, question=objective_of(state),
+        method=debate.method, embeddings=debate.embeddings,
+    )  # fmt: skip
     outcome: RoundOutcome = {
         "round": round_,
         "agreement": table["agreement"],
@@ -275,14 +278,14 @@ async def verdict(
         update["stop_reason"] = StopReason.MAX_ROUNDS.value  # an earlier untied round's vote stands
     if debate.judge is None:
         # No verdict but the vote: the best-supported round's winner.
-        check = check_verdict(chosen["winning_answer"], chosen["votes"], reason="the vote")
+        check = check_verdict(chosen["winning_answer"], chosen["votes"], reason="the vote", question=state["objective"])
     else:
         transcript = "\n\n".join(f"[round {t['round']}] {t['agent']}:\n{t['text']}" for t in state["transcript"])
         choice, update["calls"] = await judge_choice(
             crew[debate.judge], state["objective"], f"The debate:\n\n{transcript}",
             node="verdict", runtime=runtime, config=config,
         )  # fmt: skip
-        check = check_verdict(choice.answer, chosen["votes"], reason=choice.reason)
+        check = check_verdict(choice.answer, chosen["votes"], reason=choice.reason, question=state["objective"])
     return {**update, "final_answer": check["answer"], "verdict_check": check}
 
 

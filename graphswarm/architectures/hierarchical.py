@@ -306,9 +306,10 @@ async def consolidate(
         "feedback": verdict.feedback,
     }
     update: dict[str, Any] = {"reviews": [review], "final_answer": verdict.answer, "calls": calls}
-    vote = vote_over([(r["worker"], r["output"]) for r in state.get("results", []) if r["round"] == round_ and r["ok"]])
+    outputs = [(r["worker"], r["output"]) for r in state.get("results", []) if r["round"] == round_ and r["ok"]]
+    vote = vote_over(outputs, state["objective"])
     if clear_majority(vote):
-        check = check_verdict(verdict.answer, vote)
+        check = check_verdict(verdict.answer, vote, question=state["objective"])
         update |= {"final_answer": check["answer"], "verdict_check": check}
     if verdict.approved:
         update["stop_reason"] = StopReason.APPROVED.value

@@ -251,7 +251,7 @@ async def evaluate(
         "trace": [stats],
         "calls": calls,
     }
-    update |= _checked_best(best, [*state.get("scored", []), *scored], swarm)
+    update |= _checked_best(best, [*state.get("scored", []), *scored], swarm, state["objective"])
     trace = [*state.get("trace", []), stats]
     if stats["diversity"] < swarm.threshold:
         update["stop_reason"] = StopReason.CONVERGED.value
@@ -264,16 +264,16 @@ async def evaluate(
     return update
 
 
-def _checked_best(best: Best, scored: Sequence[Position], swarm: _Swarm) -> dict[str, Any]:
+def _checked_best(best: Best, scored: Sequence[Position], swarm: _Swarm, objective: str) -> dict[str, Any]:
     """The final answer: the swarm's best, unless the best-supported iteration's vote beats it."""
     tables: list[VoteTable] = []
     for iteration in sorted({p["iteration"] for p in scored}):
-        tables.append(vote_over([(p["agent"], p["text"]) for p in scored if p["iteration"] == iteration]))
+        tables.append(vote_over([(p["agent"], p["text"]) for p in scored if p["iteration"] == iteration], objective))
     index = best_supported(tables)
     answer = extract_answer(best["text"]) or best["text"]
     if index is None:
         return {"final_answer": answer}
-    check = check_verdict(answer, tables[index], reason="scoring function" if swarm.scorer else "")
+    check = check_verdict(answer, tables[index], reason="scoring function" if swarm.scorer else "", question=objective)
     return {"final_answer": check["answer"], "verdict_check": check}
 
 

@@ -14,9 +14,10 @@ the same generated questions and scores the final answers:
   `graphswarm.agents.agent_seed`) is derived from question and seed only, so agent
   ``a1`` draws the same first answer in every setup: setups are compared paired.
 
-A final answer is *extractable* when its normalised answer (`graphswarm.aggregation`) is
-a number (additions), a choice letter or an option's text (multiple choice), or at most
-four words (facts); it is *correct* when that answer is the expected one. Printed per
+A final answer is *extractable* when its answer, normalised against the question as the
+swarms' own votes are (`graphswarm.aggregation.normalize`), is a number (additions), an
+option's letter (multiple choice: the letter, or the text of exactly one option), or at
+most four words (facts); it is *correct* when that answer is the expected one. Printed per
 setup: accuracy with a 95 % Wilson interval, model calls and tokens per question, the
 share of runs with no extractable final answer, and the share whose verdict fell back
 to the agents' own vote (`verdict_check`). The collaborative swarm is the counted vote
@@ -147,21 +148,15 @@ def parse(task: Task, final: str | None) -> str | None:
     from graphswarm.aggregation import extract_answer, normalize
 
     answer = extract_answer(final) if final else None
-    label = normalize(answer) if answer else ""
+    # Read as the swarm's own vote reads it: against the question (`normalize` rules 6-7).
+    label = normalize(answer, task.question) if answer else ""
     if not label:
         return None
     if task.kind == "add":
         return label if re.fullmatch(r"-?\d+(?:\.\d+)?", label) else None
     if task.kind == "choice":
-        return _choice(task, label)
+        return label if label in LETTERS[: len(task.options)] else None
     return label if len(label.split()) <= FACT_WORDS else None
-
-
-def _choice(task: Task, label: str) -> str | None:
-    if match := re.fullmatch(r"\(?([a-d])\)?(?:[).:]\s*(.*))?", label):
-        return match.group(1)
-    named = [LETTERS[i] for i, text in enumerate(task.options) if re.search(rf"\b{re.escape(text)}\b", label)]
-    return named[0] if len(named) == 1 and len(label.split()) <= FACT_WORDS + 2 else None
 
 
 def correct(task: Task, parsed: str | None) -> bool:
@@ -197,11 +192,12 @@ class Outcome:
 class OneSample:
     """One agent asked once, as the swarms ask each agent (the baseline of `collaborative:1`)."""
 
-    def __init__(self, model: str, base_url: str | None, temperature: float) -> None:
+    def __init__(self, model: str, base_url: str | None, temperature: float, max_tokens: int) -> None:
         from graphswarm import Agent
         from graphswarm.nodes import Crew
 
-        self._member = Crew([Agent(name="a1", temperature=temperature)], model=model, base_url=base_url)["a1"]
+        agent = Agent(name="a1", temperature=temperature, max_tokens=max_tokens)
+        self._member = Crew([agent], model=model, base_url=base_url)["a1"]
 
     async def ainvoke(self, state: dict[str, Any], config: dict[str, Any], context: Any) -> dict[str, Any]:
         from graphswarm.architectures.blocks import answer_question
@@ -212,15 +208,17 @@ class OneSample:
         return {"final_answer": text, "calls": calls}
 
 
-def build(arch: str, count: int, *, model: str, base_url: str | None, temperature: float) -> Any:
-    """The compiled graph of one setup: `count` agents sampling at `temperature`."""
+def build(arch: str, count: int, *, model: str, base_url: str | None, temperature: float, max_tokens: int) -> Any:
+    """The compiled graph of one setup: `count` agents sampling at `temperature`, replies
+    of at most `max_tokens` tokens (judges too)."""
     from graphswarm import Agent
     from graphswarm.testing import KeywordEmbeddings
 
-    agents = [Agent(name=f"a{i + 1}", temperature=temperature) for i in range(count)]
+    agents = [Agent(name=f"a{i + 1}", temperature=temperature, max_tokens=max_tokens) for i in range(count)]
+    judge = Agent(name="judge", max_tokens=max_tokens)
     common: dict[str, Any] = {"model": model, "base_url": base_url}
     if arch == "collaborative" and count == 1:
-        return OneSample(model, base_url, temperature)
+        return OneSample(model, base_url, temperature, max_tokens)
     if arch == "collaborative":
         from graphswarm.architectures.collaborative import create_collaborative
 
@@ -228,20 +226,20 @@ def build(arch: str, count: int, *, model: str, base_url: str | None, temperatur
     elif arch == "debate":
         from graphswarm.architectures.debate import create_debate
 
-        graph = create_debate(agents, judge=Agent(name="judge"), **common)
+        graph = create_debate(agents, judge=judge, **common)
     elif arch == "competitive":
         from graphswarm.architectures.competitive import create_competitive
 
-        graph = create_competitive(agents, **common)
+        graph = create_competitive(agents, judge=judge, **common)
     elif arch == "hierarchical":
         from graphswarm.architectures.hierarchical import create_hierarchical
 
-        graph = create_hierarchical(agents, **common)
+        graph = create_hierarchical(agents, leader=Agent(name="leader", max_tokens=max_tokens), **common)
     elif arch == "particle":
         from graphswarm.architectures.particle import create_particle
 
         # Lexical positions (no embedding model to load); 3 iterations instead of 5 for time.
-        graph = create_particle(agents, embeddings=KeywordEmbeddings(), iterations=3, **common)
+        graph = create_particle(agents, judge=judge, embeddings=KeywordEmbeddings(), iterations=3, **common)
     else:
         raise SystemExit(f"unknown architecture {arch!r}: collaborative, debate, competitive, hierarchical, particle")
     return graph.compile()
@@ -249,11 +247,11 @@ def build(arch: str, count: int, *, model: str, base_url: str | None, temperatur
 
 async def run_setup(
     arch: str, count: int, tasks: Sequence[Task], seeds: Sequence[int], *, model: str, base_url: str | None,
-    temperature: float, report: Callable[[Outcome], None],
+    temperature: float, max_tokens: int, report: Callable[[Outcome], None],
 ) -> list[Outcome]:  # fmt: skip
     from graphswarm import SwarmContext
 
-    graph = build(arch, count, model=model, base_url=base_url, temperature=temperature)
+    graph = build(arch, count, model=model, base_url=base_url, temperature=temperature, max_tokens=max_tokens)
     outcomes = []
     for seed in seeds:
         for task in tasks:
@@ -349,6 +347,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--task-seed", type=int, default=0, help="which task set")
     parser.add_argument("--seeds", type=int, default=1, help="runs per question, each with other sampling seeds")
     parser.add_argument("--temperature", type=float, default=0.8, help="the agents' sampling temperature")
+    parser.add_argument(
+        "--max-tokens", type=int, default=512, help="the longest reply (512: the bundled model's own cap)"
+    )
     parser.add_argument("--setups", nargs="+", default=list(DEFAULT_SETUPS), help="ARCH:N[,N...] ...")
     parser.add_argument("--out", type=Path, default=None, help="append one JSON line per run to this file")
     parser.add_argument(
@@ -365,7 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setups = parse_setups(args.setups)
     where = args.base_url or "in-process"
     print(f"quality: {len(tasks)} questions x {args.seeds} seed(s), model {args.model} ({where}), "
-          f"temperature {args.temperature}", flush=True)  # fmt: skip
+          f"temperature {args.temperature}, replies of at most {args.max_tokens} tokens", flush=True)  # fmt: skip
 
     def report(outcome: Outcome) -> None:
         if args.out:
@@ -380,7 +381,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for arch, count in setups:
         outcomes += asyncio.run(
             run_setup(arch, count, tasks, range(args.seeds), model=args.model, base_url=args.base_url,
-                      temperature=args.temperature, report=report)
+                      temperature=args.temperature, max_tokens=args.max_tokens, report=report)
         )  # fmt: skip
     print(table([asdict(o) for o in outcomes]))
     return 0
