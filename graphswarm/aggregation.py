@@ -686,8 +686,8 @@ class FallbackReason(StrEnum):
 
     NO_ANSWER = "no_answer"
     """The verdict had no extractable answer (empty, a refusal, long-winded text naming
-    none or several of the agents' answers, or text where the agents' vote is a number
-    or a yes/no)."""
+    none or several of the agents' answers, or text where the agents' vote is a number,
+    a yes/no or an option's letter)."""
     OVERRULED_MAJORITY = "overruled_majority"
     """The verdict contradicted a clear majority of the agents without a stated reason."""
 
@@ -749,15 +749,13 @@ def check_verdict(
     """Check a verdict against the counted vote of the answers the agents gave.
 
     The vote replaces the verdict (`fell_back`) when the vote has a winner and
-    - the verdict has no extractable answer: empty, a refusal, or long-winded text
-      (more than `LONG_WINDED_WORDS` words and 3× the median answer's) that names none
-      or several of the agents' answers (`no_answer`); or
+    - the verdict has no extractable answer (`no_answer`): it is empty or a refusal; or
+      long-winded text (more than `LONG_WINDED_WORDS` words and 3× the winner's) that
+      names none or several of the agents' answers; or, where the winner is a number,
+      a yes/no or the letter of one of the `question`'s options, not one of those (a
+      sentence where the agents' vote is "72", even a sentence an agent gave); or
     - there is a `clear_majority`, the verdict picks another answer, and `reason` is
       blank (`overruled_majority`).
-
-    A verdict has no extractable answer, too, when it is none of the agents' answers and
-    not in the form of the vote's winner: a sentence where the winner is a number or a
-    yes/no.
 
     The vote's answer is its winner's (of tied answers, the first that is not long-winded).
     A verdict whose normalised answer is one of the agents' answers, or long-winded text
@@ -773,13 +771,16 @@ def check_verdict(
     answer = extract_answer(verdict) if verdict else None
     label = normalize(answer, question) if answer else None
     winner, picked_answer = table["winner"], verdict or ""
-    if label and _long_winded(label, _median_words(b["label"] for b in table["ballots"] if b["label"])):
+    typical = len(winner.split()) if winner else _median_words(b["label"] for b in table["ballots"])
+    if label and _long_winded(label, typical):
         named = _named_labels(label, table)
         label = named[0] if len(named) == 1 else None
         if label is not None:
             picked_answer = _cluster_answer(table, label)
-    if label and winner is not None and label not in table["counts"] and _form(label) != _form(winner):
-        label = None  # "The answer will appear..." where the agents' vote is "72"
+    options = _question(question).options if question else {}
+    if label and winner is not None and _form(winner, options) is not _Form.TEXT:
+        if _form(label, options) is not _form(winner, options):
+            label = None  # "The answer will appear..." where the agents' vote is "72"
     fallback: FallbackReason | None = None
     if winner is not None and not label:
         fallback = FallbackReason.NO_ANSWER
@@ -804,13 +805,17 @@ class _Form(StrEnum):
 
     NUMBER = "number"
     YES_NO = "yes_no"
+    OPTION = "option"
     TEXT = "text"
 
 
-def _form(label: str) -> _Form:
-    """Whether a normalised answer (`normalize`) is a number, a yes/no or other text."""
+def _form(label: str, options: Mapping[str, str]) -> _Form:
+    """Whether a normalised answer (`normalize`) is a number, a yes/no, the letter of one
+    of the question's `options`, or other text."""
     if label in ("yes", "no"):
         return _Form.YES_NO
+    if label in options:
+        return _Form.OPTION
     return _Form.NUMBER if _NUMBER.fullmatch(label) else _Form.TEXT
 
 

@@ -215,11 +215,37 @@ async def test_a_split_debate_whose_judge_answers_in_words_gives_way_to_the_agen
     assert check["fell_back"] and check["reason"] == "no_answer" and check["vote_label"] == "42"
 
 
-async def test_a_judge_may_pick_a_wordy_answer_that_an_agent_gave():
-    split = {"ann": ["42"], "ben": ["It depends on the base"], "cat": ["43"]}
-    result = await debate({**split, "judge": [{"answer": "It depends on the base", "reason": "base 10 is not said"}]})
-    assert result.final_answer == "It depends on the base"
+async def test_a_judge_picking_an_agents_sentence_over_the_agents_numbers_gives_way():
+    split = {"ann": ["42"], "ben": ["It is a fun one to explain in detail."], "cat": ["43"]}
+    pick = "It is a fun one to explain in detail."
+    result = await debate({**split, "judge": [{"answer": pick, "reason": "the most thorough"}]})
+    assert result.final_answer == "42"
+    assert result.state["verdict_check"]["reason"] == "no_answer"
+
+
+async def test_a_judge_may_pick_any_agents_answer_where_they_answered_in_words():
+    split = {"ann": ["Paris"], "ben": ["It depends on the century"], "cat": ["Lyon"]}
+    pick = "It depends on the century"
+    spec = SwarmSpec(
+        architecture="debate", agents=DEBATERS, judge=Agent(name="judge"), options={"rounds": 1},
+        model=ScriptedChatModel({**split, "judge": [{"answer": pick, "reason": "the capital moved"}]}),
+    )  # fmt: skip
+    result = await start(spec, "What is the capital of France?")
+    assert result.final_answer == pick
     assert not result.state["verdict_check"]["fell_back"]
+
+
+async def test_a_verdict_that_is_no_option_gives_way_to_the_agents_letter():
+    question = "Which of these is a fruit? A) car B) apple C) chair D) rock. Answer with the letter."
+    split = {"ann": ["B) apple"], "ben": ["Apple"], "cat": ["A"]}
+    spec = SwarmSpec(
+        architecture="debate", agents=DEBATERS, judge=Agent(name="judge"), options={"rounds": 1},
+        model=ScriptedChatModel({**split, "judge": [{"answer": "{round1}", "reason": "see above"}]}),
+    )  # fmt: skip
+    result = await start(spec, question)
+    assert result.final_answer == "B) apple"
+    check = result.state["verdict_check"]
+    assert check["reason"] == "no_answer" and check["vote_label"] == "b" and check["votes"] == 2
 
 
 async def test_a_tie_goes_to_an_answer_rather_than_to_a_ramble():
