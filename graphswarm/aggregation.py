@@ -778,9 +778,9 @@ def check_verdict(
         if label is not None:
             picked_answer = _cluster_answer(table, label)
     options = _question(question).options if question else {}
-    if label and winner is not None and _form(winner, options) is not _Form.TEXT:
-        if _form(label, options) is not _form(winner, options):
-            label = None  # "The answer will appear..." where the agents' vote is "72"
+    expected = _form(winner, options) if winner is not None else _Form.TEXT
+    if label and expected is not _Form.TEXT and _form(label, options) is not expected:
+        label = None  # "The answer will appear..." where the agents' vote is "72"
     fallback: FallbackReason | None = None
     if winner is not None and not label:
         fallback = FallbackReason.NO_ANSWER
