@@ -52,6 +52,7 @@ __all__ = [
     "NUMBER_PREFIXES",
     "SENTENCE_WORDS",
     "FILLER_WORDS",
+    "QUESTION_READ_WORDS",
     "extract_answer",
     "normalize",
     "make_ballot",
@@ -173,6 +174,9 @@ NUMBER_PREFIXES: tuple[str, ...] = ("the final answer is", "the answer is", "ans
 SENTENCE_WORDS = 16
 """The longest answer whose final stated number is taken as the answer (`normalize` rule 5)."""
 
+QUESTION_READ_WORDS = 40
+"""The longest answer, in words, that `normalize` rule 7 reads against the question."""
+
 FILLER_WORDS = frozenset(
     [
         "a",
@@ -198,6 +202,16 @@ FILLER_WORDS = frozenset(
         "option",
         "choice",
         "letter",
+        "to",
+        "in",
+        "on",
+        "at",
+        "by",
+        "for",
+        "with",
+        "and",
+        "or",
+        "as",
         "what",
         "which",
         "who",
@@ -388,9 +402,10 @@ def normalize(answer: str, question: str | None = None) -> str:
        two, lettered from A), an answer that starts with an option's letter
        (`B`, `(b)`, `B) apple`, `Answer: B.`) or names exactly one option's text
        (`Apple.`) is that letter.
-    7. A sentence answer loses the words it repeats from the question and the
-       `FILLER_WORDS`, and rules 3 to 5 apply to what is left (`The capital of France
-       is Paris.` -> `paris` for "What is the capital of France?"). Of an answer in
+    7. A sentence answer (2 to `QUESTION_READ_WORDS` words: not a plan or an essay)
+       loses the words it repeats from the question and the `FILLER_WORDS`, and rules
+       3 to 5 apply to what is left (`The capital of France is Paris.` -> `paris` for
+       "What is the capital of France?"). Of an answer in
        several clauses (ending at `. , ; ! ?` or a line break), only the first clause
        that repeats a word of the question (not a filler word) and says more is read
        (`The capital of Japan is Tokyo, known for its culture.` -> `tokyo`). When no
@@ -470,8 +485,8 @@ def _against_question(text: str, lines: str, question: _Question) -> str | None:
         if named:
             # Naming several options answers none of them: the text stays as it is.
             return named[0] if len(named) == 1 else None
-    if len(_words(text)) < 2:
-        return None
+    if not 2 <= len(_words(text)) <= QUESTION_READ_WORDS:
+        return None  # a word, or a text too long to be a stated answer (a plan, an essay)
     for clause in _CLAUSE_END.split(lines):
         words = _words(clause)
         kept = [word for word in words if word not in question.words and word not in FILLER_WORDS]

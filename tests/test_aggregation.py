@@ -382,7 +382,7 @@ FRUIT = "Which of these is a fruit? A) car B) apple C) chair D) rock. Answer wit
         (FRUIT, "Apple.", "b"),
         (FRUIT, "An apple is a fruit", "b"),
         (FRUIT, "apple or car", "apple or car"),
-        (FRUIT, "A fruit grows on trees", "grows on trees"),
+        (FRUIT, "A fruit grows on trees", "grows trees"),
         # Of several clauses, the one that answers what was asked.
         ("What is the capital of Japan?", "The capital of Japan is Tokyo, known for its culture.", "tokyo"),
         ("What is the capital of Spain?", "In my time, I was a1. The capital of Spain is Madrid.", "madrid"),
@@ -391,12 +391,18 @@ FRUIT = "Which of these is a fruit? A) car B) apple C) chair D) rock. Answer wit
         (
             "What is 17 + 25?",
             "Well, this is a question about numbers in general.",
-            "well question about numbers in general",
+            "well question about numbers general",
         ),
     ],
 )
 def test_answers_are_read_against_the_question(question, answer, label):
     assert normalize(answer, question) == label
+
+
+def test_a_long_answer_is_not_read_against_the_question():
+    question = "Plan the launch of a small bakery's website"
+    plan = "To plan the launch of a small bakery's website, start with the menu. " + "Then test every page. " * 10
+    assert normalize(plan, question) == normalize(plan)  # a plan, not a stated answer: all of it counts
 
 
 def test_an_answer_line_ends_with_its_sentence():

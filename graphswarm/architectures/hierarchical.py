@@ -98,7 +98,9 @@ class HierarchicalState(SwarmState):
     """What a person decided about each plan, when plans need approval."""
     results: Annotated[list[WorkerResult], operator.add]
     reviews: Annotated[list[Review], operator.add]
-    verdict_check: VerdictCheck
+    verdict_check: VerdictCheck | None
+    """The last consolidation's check against the workers' vote; None when it was not
+    checked (no clear majority)."""
     """The leader's latest answer checked against a clear majority of that round's results."""
 
 
@@ -308,6 +310,7 @@ async def consolidate(
     update: dict[str, Any] = {"reviews": [review], "final_answer": verdict.answer, "calls": calls}
     outputs = [(r["worker"], r["output"]) for r in state.get("results", []) if r["round"] == round_ and r["ok"]]
     vote = vote_over(outputs, state["objective"])
+    update["verdict_check"] = None  # an earlier round's check says nothing of this answer
     if clear_majority(vote):
         check = check_verdict(verdict.answer, vote, question=state["objective"])
         update |= {"final_answer": check["answer"], "verdict_check": check}
