@@ -177,55 +177,15 @@ SENTENCE_WORDS = 16
 QUESTION_READ_WORDS = 40
 """The longest answer, in words, that `normalize` rule 7 reads against the question."""
 
-FILLER_WORDS = frozenset(
-    [
-        "a",
-        "an",
-        "the",
-        "is",
-        "are",
-        "was",
-        "were",
-        "has",
-        "have",
-        "there",
-        "it",
-        "its",
-        "it's",
-        "of",
-        "this",
-        "that",
-        "answer",
-        "final",
-        "correct",
-        "right",
-        "option",
-        "choice",
-        "letter",
-        "to",
-        "in",
-        "on",
-        "at",
-        "by",
-        "for",
-        "with",
-        "and",
-        "or",
-        "as",
-        "what",
-        "which",
-        "who",
-        "whom",
-        "whose",
-        "how",
-        "many",
-        "much",
-        "when",
-        "where",
-        "why",
-    ]
-)
+# fmt: off
+FILLER_WORDS = frozenset({
+    "a", "an", "the", "is", "are", "was", "were", "has", "have", "there", "it", "its", "it's", "of", "this", "that",
+    "to", "in", "on", "at", "by", "for", "with", "and", "or", "as",
+    "answer", "final", "correct", "right", "option", "choice", "letter",
+    "what", "which", "who", "whom", "whose", "how", "many", "much", "when", "where", "why",
+})
 """Words dropped, with the question's own words, from a sentence answer (`normalize` rule 7)."""
+# fmt: on
 
 _QUOTES = str.maketrans({"‘": "'", "’": "'", "“": '"', "”": '"'})
 _QUOTE_PAIRS = (('"', '"'), ("'", "'"), ("`", "`"))
