@@ -72,7 +72,7 @@ class MiniLMEmbeddings(Embeddings):
             raise MissingExtraError("local embeddings", "memory")
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
-        _minilm_dtype()  # a bad GRAPHSWARM_MINILM_DTYPE is refused now, not at the first embedding
+        _dtype_setting()  # a bad GRAPHSWARM_MINILM_DTYPE is refused now, not at the first embedding
         self.batch_size = batch_size
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
@@ -136,11 +136,17 @@ def _minilm_model() -> Any:
 
 def _minilm_dtype() -> str:
     """The number type MiniLM computes in: `MINILM_DTYPE_ENV`, or by the CPU when "auto"."""
+    value = _dtype_setting()
+    if value == "auto":
+        return "bfloat16" if _native_bfloat16() else "float32"
+    return value
+
+
+def _dtype_setting() -> str:
+    """`MINILM_DTYPE_ENV`, checked; reading it needs no torch."""
     value = os.environ.get(MINILM_DTYPE_ENV, "").strip().lower() or "auto"
     if value not in ("auto", "float32", "bfloat16"):
         raise ConfigError(f"{MINILM_DTYPE_ENV}={value!r} is not a MiniLM number type: use auto, float32 or bfloat16")
-    if value == "auto":
-        return "bfloat16" if _native_bfloat16() else "float32"
     return value
 
 
