@@ -7,6 +7,8 @@ the run stays saved and can be resumed.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "GraphswarmError",
     "UsageError",
@@ -74,6 +76,9 @@ class StructuredOutputError(RunError):
         self.agent = agent
         self.schema = schema
         self.detail = detail
+        self.calls: list[Any] = []
+        """The call records of the requests sent for it (`nodes.ask` sets them), so that a
+        caller going on without the reply still counts them."""
 
 
 class ToolRefusedError(GraphswarmError):

@@ -29,6 +29,7 @@ from typing_extensions import TypedDict
 
 from graphswarm.agents import Agent
 from graphswarm.budget import BudgetExhausted, Governor, SwarmContext
+from graphswarm.errors import StructuredOutputError
 from graphswarm.models import estimate_cost, resolve_model
 from graphswarm.objectives import relevant_chunks
 from graphswarm.state import CallRecord
@@ -183,7 +184,11 @@ async def ask(
     """
     messages, requests = await _prepare(member, messages, node, runtime, config, recall, schema)
     if schema is not None:
-        reply = await ainvoke_structured(member.model, messages, schema, agent=member.name, send=requests.send)
+        try:
+            reply = await ainvoke_structured(member.model, messages, schema, agent=member.name, send=requests.send)
+        except StructuredOutputError as exc:
+            exc.calls = requests.records
+            raise
         value = reply.value
     elif member.agent.tools:
         value = await _with_tools(requests, messages)

@@ -157,6 +157,100 @@ async def test_the_particle_swarms_best_gives_way_to_a_clear_majority_its_judge_
     assert result.state["verdict_check"]["reason"] == "overruled_majority"
 
 
+# -- a judge, moderator or leader whose reply cannot be read at all -----------------
+# A small model often cannot write the JSON a verdict, a review or a plan asks for, even
+# when re-asked. The run goes on without that reply, on the agents' own answers, and the
+# requests it sent still count.
+
+UNREADABLE = ["I think it is fine."] * 6
+"""A reply that fits no schema, as often as a structured request tries (each method, each re-ask)."""
+
+
+def calls_of(result, agent: str) -> list[dict]:
+    return [c for c in result.state["calls"] if c["agent"] == agent]
+
+
+async def test_a_debate_judge_whose_reply_cannot_be_read_gives_way_to_the_vote():
+    result = await debate({**UNANIMOUS, "judge": UNREADABLE})
+    assert result.final_answer == "42"
+    check = result.state["verdict_check"]
+    assert check["fell_back"] and check["reason"] == "no_answer" and check["verdict"] == ""
+    assert len(calls_of(result, "judge")) == len(UNREADABLE)
+
+
+async def test_a_moderator_whose_reply_cannot_be_read_lets_the_debate_go_on():
+    script = {
+        "ann": ["Final answer: 42", "Final answer: 42"],
+        "ben": ["Final answer: 42", "Final answer: 42"],
+        "cat": ["Final answer: 40", "Final answer: 42"],
+        "moderator": UNREADABLE,
+    }
+    spec = SwarmSpec(
+        architecture="debate", agents=DEBATERS, model=ScriptedChatModel(script), moderator=Agent(name="moderator"),
+        options={"rounds": 2},
+    )  # fmt: skip
+    result = await start(spec)
+    assert result.state["moderator_notes"] == ["round 1: the moderator's reply could not be read"]
+    assert result.stop_reason == "consensus" and result.final_answer == "42"
+
+
+async def test_a_competitive_judge_whose_reply_cannot_be_read_leaves_the_entries_vote():
+    agents = [Agent(name="r1"), Agent(name="r2"), Agent(name="r3")]
+    script = {"r1": ["Final answer: 41"], "r2": ["Final answer: 42"], "r3": ["Final answer: 42"], "judge": UNREADABLE}
+    result = await start(SwarmSpec(architecture="competitive", agents=agents, model=ScriptedChatModel(script)))
+    assert result.final_answer == "42"
+    assert result.state["verdict_check"]["reason"] == "no_answer"
+    assert {r["rationale"] for r in result.state["ranking"]} == {"the judge's reply could not be read"}
+    assert len(calls_of(result, "judge")) == len(UNREADABLE)
+
+
+async def test_a_leader_whose_plan_cannot_be_read_gives_every_worker_the_objective_and_their_vote_stands():
+    workers = [Agent(name="w1"), Agent(name="w2"), Agent(name="w3")]
+    script = {
+        "leader": [*UNREADABLE, *UNREADABLE],  # neither the plan nor the review can be read
+        "w1": ["17 + 25 = 42. Final answer: 42"],
+        "w2": ["Final answer: 41"],
+        "w3": ["The answer is 42."],
+    }
+    model = ScriptedChatModel(script)
+    spec = SwarmSpec(architecture="hierarchical", agents=workers, model=model, options={"max_rounds": 1})
+    result = await start(spec)
+    tasks = result.state["tasks"]
+    assert [(t["worker"], t["assigned_by"]) for t in tasks] == [
+        ("w1", "everyone"),
+        ("w2", "everyone"),
+        ("w3", "everyone"),
+    ]
+    assert all(QUESTION in c.prompt for c in model.calls_for("w1"))
+    assert result.final_answer == "42"
+    check = result.state["verdict_check"]
+    assert check["fell_back"] and check["reason"] == "no_answer" and check["votes"] == 2
+    assert result.state["reviews"][-1]["feedback"] == "the leader's review could not be read"
+    assert len(calls_of(result, "leader")) == 2 * len(UNREADABLE)
+    model.assert_complete()
+
+
+async def test_a_leader_whose_plan_cannot_be_read_still_consolidates_its_workers_answers():
+    workers = [Agent(name="w1"), Agent(name="w2"), Agent(name="w3")]
+    review = {"answer": "42", "approved": True, "feedback": ""}
+    script = {"leader": [*UNREADABLE, review], "w1": ["Final answer: 41"], "w2": ["42"], "w3": ["I am not sure."]}
+    result = await start(SwarmSpec(architecture="hierarchical", agents=workers, model=ScriptedChatModel(script)))
+    assert result.final_answer == "42" and result.stop_reason == "approved"
+    assert not result.state["verdict_check"]["fell_back"]  # checked against the vote, and kept
+
+
+async def test_a_leader_whose_review_cannot_be_read_over_different_tasks_leaves_the_results():
+    workers = [Agent(name="w1"), Agent(name="w2")]
+    plan = {"tasks": [{"title": "research", "worker": "w1"}, {"title": "write", "worker": "w2"}]}
+    script = {"leader": [plan, *UNREADABLE], "w1": ["three competitors"], "w2": ["<html>"]}
+    spec = SwarmSpec(
+        architecture="hierarchical", agents=workers, model=ScriptedChatModel(script), options={"max_rounds": 1}
+    )
+    result = await start(spec, "Build a site")
+    assert result.final_answer == "### research (w1)\nthree competitors\n\n### write (w2)\n<html>"
+    assert result.state.get("verdict_check") is None and result.stop_reason == "max_rounds"
+
+
 # -- the rules themselves ---------------------------------------------------------
 
 

@@ -17,7 +17,8 @@ runs, checkpoints and views refer to those names); the shapes themselves live he
 - A plan (`PlannedTask`, `Plan`), which an architecture extends with who does a task,
   and a task given to one agent (`task_messages`).
 - A worker under a join policy (`JoinPolicy`, `worker_outcome`).
-- A verdict never worse than the agents' own vote (`vote_over`, `verdict_line`).
+- A verdict never worse than the agents' own vote (`vote_over`, `verdict_line`), also
+  when the judge's or leader's reply cannot be read at all (`reply_or_none`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import asyncio
 from collections.abc import Awaitable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from enum import StrEnum
-from typing import Annotated, Any, NotRequired
+from typing import Annotated, Any, NotRequired, TypeVar
 
 from langchain_core.messages import AnyMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
@@ -40,6 +41,7 @@ from typing_extensions import TypedDict
 from graphswarm.agents import Agent, agent_seed, use_seed
 from graphswarm.aggregation import VerdictCheck, VoteTable, count_votes, make_ballot
 from graphswarm.budget import SwarmContext
+from graphswarm.errors import StructuredOutputError
 from graphswarm.nodes import MAX_ATTEMPTS, Member, Pause, ask, clip, final_attempt, is_transient, prompt
 from graphswarm.state import CallRecord, StopReason
 
@@ -61,6 +63,7 @@ __all__ = [
     "judge_scores",
     "latest_answers",
     "pause_for_failure",
+    "reply_or_none",
     "seeded",
     "send_each",
     "task_messages",
@@ -68,6 +71,8 @@ __all__ = [
     "vote_over",
     "worker_outcome",
 ]
+
+T = TypeVar("T")
 
 DEFAULT_JUDGE = Agent(name="judge", role="impartial judge")
 """The judge of an architecture that is given none."""
@@ -174,6 +179,17 @@ def vote_over(outputs: Sequence[tuple[str, str]], question: str | None = None) -
     against `question`: what a judge's or leader's verdict is checked against
     (`aggregation.check_verdict`)."""
     return count_votes([make_ballot(agent, output, question=question) for agent, output in outputs])
+
+
+async def reply_or_none(asked: Awaitable[tuple[T, list[CallRecord]]]) -> tuple[T | None, list[CallRecord]]:
+    """A judge's, moderator's or leader's structured reply, or None when the model could
+    not give one that fits its schema even when re-asked (`StructuredOutputError`): the
+    run then goes on without it, on the agents' own answers, and the requests it sent
+    are still counted."""
+    try:
+        return await asked
+    except StructuredOutputError as exc:
+        return None, exc.calls
 
 
 def verdict_line(check: VerdictCheck | None) -> str:

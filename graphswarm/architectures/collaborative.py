@@ -33,6 +33,7 @@ from graphswarm.architectures.blocks import (
     answer_question,
     count_round,
     judge_choice,
+    reply_or_none,
     send_each,
 )
 from graphswarm.architectures.options import SwarmOptions
@@ -219,10 +220,16 @@ async def judge_tie(
     table = state["votes"][-1]
     tied = [c for c in table["clusters"] if c["label"] in table["tied"]]
     options = "\n\n".join(f"Answer {i}: {c['answers'][0]}" for i, c in enumerate(tied, start=1))
-    choice, calls = await judge_choice(
+    choice, calls = await reply_or_none(judge_choice(
         crew[vote.judge], state["objective"], f"The vote is tied between:\n\n{options}",
         node="judge", runtime=runtime, config=config,
-    )  # fmt: skip
+    ))  # fmt: skip
+    if choice is None:  # the judge's reply could not be read: the first of the tied answers
+        return {
+            "final_answer": tied[0]["answers"][0],
+            "stop_reason": StopReason.TIE_BROKEN_BY_FIRST.value,
+            "calls": calls,
+        }
     return {"final_answer": choice.answer, "stop_reason": StopReason.JUDGED.value, "calls": calls}
 
 

@@ -6,7 +6,8 @@ Selection: a judge model scores every candidate (or compares them in pairs, knoc
 style), a user scoring function, or the agents' self-reported confidence. State holds
 the ranked table with scores and rationale; the winner's answer is the final answer,
 unless it has no extractable answer or overrules a clear majority of the entries without
-a rationale: then the counted vote of the entries stands (`verdict_check` says so).
+a rationale, or the judge's reply could not be read: then the counted vote of the
+entries stands (`verdict_check` says so).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from graphswarm.architectures.blocks import (
     ObjectiveInput,
     answer_question,
     judge_scores,
+    reply_or_none,
     send_each,
     verdict_line,
     vote_over,
@@ -51,6 +53,7 @@ from graphswarm.view import Block, Cell, Run, Table, Text, View, shorten
 __all__ = ["create_competitive", "CompetitiveOptions", "CompetitiveState", "Selection", "Entry", "Ranked"]
 
 CONFIDENCE_NOTE = "After the final answer line, add one line: Confidence: <a number from 0 to 1>"
+UNREAD = "the judge's reply could not be read"
 _CONFIDENCE = re.compile(r"confidence\s*[:=]\s*([0-9]*\.?[0-9]+)\s*(%?)", re.IGNORECASE)
 
 
@@ -187,12 +190,14 @@ async def select(
     entries = sorted(state["entries"], key=lambda e: order[e["agent"]])
     calls: list[CallRecord] = []
     judge = contest.judge or ""  # the builder names a judge for the selections that need one
+    readable = True
     if contest.selection is Selection.JUDGE:
         texts = [e["text"] for e in entries]
-        scores, calls = await judge_scores(
-            crew[judge], state["objective"], texts, node="select", runtime=runtime, config=config
+        scores, calls = await reply_or_none(
+            judge_scores(crew[judge], state["objective"], texts, node="select", runtime=runtime, config=config)
         )
-        scored = {e["agent"]: score for e, score in zip(entries, scores)}
+        readable = scores is not None
+        scored = {e["agent"]: score for e, score in zip(entries, scores or [(0.0, UNREAD)] * len(entries))}
     elif contest.selection is Selection.PAIRWISE:
         scored, calls = await _knockout(entries, state["objective"], crew[judge], runtime, config)
     elif contest.selection is Selection.SCORER:
@@ -214,7 +219,10 @@ async def select(
         for i, e in enumerate(ranked, start=1)
     ]
     vote = vote_over([(e["agent"], e["answer"]) for e in entries], state["objective"])
-    check = check_verdict(ranking[0]["answer"], vote, reason=ranking[0]["rationale"], question=state["objective"])
+    top = ranking[0]
+    check = check_verdict(
+        top["answer"] if readable else None, vote, reason=top["rationale"], question=state["objective"]
+    )
     return {
         "ranking": ranking,
         "winner": ranking[0]["agent"],
@@ -238,13 +246,13 @@ async def _knockout(entries, objective, judge, runtime, config):
                 SystemMessage(prompt("judge_pair").format(name=judge.name)),
                 HumanMessage(f"Question: {objective}\n\nAnswer A:\n{a['text']}\n\nAnswer B:\n{b['text']}"),
             ]
-            verdict, made = await ask(
-                judge, messages, node="select", runtime=runtime, config=config, schema=PairVerdict
+            verdict, made = await reply_or_none(
+                ask(judge, messages, node="select", runtime=runtime, config=config, schema=PairVerdict)
             )
             calls += made
-            winner = b if verdict.winner.strip().upper().startswith("B") else a
+            winner = b if verdict and verdict.winner.strip().upper().startswith("B") else a
             wins[winner["agent"]] += 1
-            notes[winner["agent"]] = verdict.rationale or "won its comparison"
+            notes[winner["agent"]] = UNREAD if verdict is None else verdict.rationale or "won its comparison"
             next_field.append(winner)
         if len(field) % 2:
             next_field.append(field[-1])  # a bye

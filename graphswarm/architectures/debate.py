@@ -43,6 +43,7 @@ from graphswarm.architectures.blocks import (
     count_round,
     judge_choice,
     latest_answers,
+    reply_or_none,
     send_each,
     verdict_line,
 )
@@ -256,9 +257,12 @@ async def moderate(
         SystemMessage(prompt("debate_moderator").format(name=member.name)),
         HumanMessage(f"Question: {state['objective']}\n\nRound {state['round']} answers:\n\n{answers}"),
     ]
-    decision, calls = await ask(member, messages, node="moderate", runtime=runtime, config=config, schema=Settled)
-    update: dict[str, Any] = {"moderator_notes": [f"round {state['round']}: {decision.reason}"], "calls": calls}
-    if decision.settled:
+    decision, calls = await reply_or_none(
+        ask(member, messages, node="moderate", runtime=runtime, config=config, schema=Settled)
+    )
+    reason = "the moderator's reply could not be read" if decision is None else decision.reason
+    update: dict[str, Any] = {"moderator_notes": [f"round {state['round']}: {reason}"], "calls": calls}
+    if decision is not None and decision.settled:
         update["stop_reason"] = StopReason.MODERATOR.value
     return update
 
@@ -281,11 +285,12 @@ async def verdict(
         check = check_verdict(chosen["winning_answer"], chosen["votes"], reason="the vote", question=state["objective"])
     else:
         transcript = "\n\n".join(f"[round {t['round']}] {t['agent']}:\n{t['text']}" for t in state["transcript"])
-        choice, update["calls"] = await judge_choice(
+        choice, update["calls"] = await reply_or_none(judge_choice(
             crew[debate.judge], state["objective"], f"The debate:\n\n{transcript}",
             node="verdict", runtime=runtime, config=config,
-        )  # fmt: skip
-        check = check_verdict(choice.answer, chosen["votes"], reason=choice.reason, question=state["objective"])
+        ))  # fmt: skip
+        answer, reason = (choice.answer, choice.reason) if choice else (None, "")
+        check = check_verdict(answer, chosen["votes"], reason=reason, question=state["objective"])
     return {**update, "final_answer": check["answer"], "verdict_check": check}
 
 

@@ -5,9 +5,13 @@ START -> plan --Send per task--> work (parallel) -> consolidate --+--> END
            +------------------- feedback (next round) -----------+
 
 Workers do different tasks, so their results are a vote only where a clear majority of
-them give the same answer: then the leader's consolidated answer gives way to that
-answer when it has no extractable answer or contradicts it (the leader states no reason),
-and `verdict_check` records it.
+them give the same answer, or where each was given the objective itself: then the
+leader's consolidated answer gives way to the vote's answer when it has no extractable
+answer or contradicts a clear majority (the leader states no reason), and
+`verdict_check` records it. A leader whose plan cannot be read (its model does not
+give one that fits the schema) gives the objective itself to every worker; one whose
+review cannot be read leaves the vote's answer, or else the workers' results, as the
+round's answer.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from graphswarm.architectures.base import Architecture, Role
 from graphswarm.architectures.blocks import (
     JoinPolicy,
     ObjectiveInput,
+    reply_or_none,
     seeded,
     task_messages,
     verdict_line,
@@ -50,6 +55,15 @@ from graphswarm.view import Block, Cell, Run, Table, Text, View, shorten, tasks_
 
 __all__ = ["create_hierarchical", "HierarchicalOptions", "HierarchicalState", "Task", "WorkerResult", "Review"]
 
+EVERYONE = "everyone"
+"""`Task.assigned_by` of the tasks given when the leader's plan could not be read."""
+OBJECTIVE_TASK = (
+    "The leader's plan could not be read, so every team member answers the objective itself. "
+    "End your reply with one line of the form:\nFinal answer: <your answer>"
+)
+"""What every worker is asked when the leader's plan could not be read."""
+NO_REVIEW = "the leader's review could not be read"
+
 DEFAULT_LEADER = Agent(name="leader", role="team leader", strengths=["planning", "synthesis"])
 RESULTS = ("work",)
 """The notes the leader recalls from shared memory (each answer is posted under its node's name)."""
@@ -64,7 +78,8 @@ class Task(TypedDict):
     description: str
     worker: str
     assigned_by: str
-    """"leader" when the leader named a valid worker, else "strengths"."""
+    """"leader" when the leader named a valid worker, "strengths" when it named none, and
+    "everyone" when its plan could not be read and every worker was given the objective."""
 
 
 class WorkerResult(TypedDict):
@@ -99,9 +114,9 @@ class HierarchicalState(SwarmState):
     results: Annotated[list[WorkerResult], operator.add]
     reviews: Annotated[list[Review], operator.add]
     verdict_check: VerdictCheck | None
-    """The last consolidation's check against the workers' vote; None when it was not
-    checked (no clear majority)."""
-    """The leader's latest answer checked against a clear majority of that round's results."""
+    """The leader's latest answer checked against the vote of that round's results; None
+    when it was not checked (the workers did different tasks and no clear majority of
+    them gave the same answer)."""
 
 
 class HierarchicalOptions(SwarmOptions):
@@ -208,11 +223,18 @@ async def plan(
             answer=reviews[-1]["answer"], feedback=reviews[-1]["feedback"] or "(none given)"
         )
     messages = [SystemMessage(system), HumanMessage(f"Objective: {state['objective']}")]
-    planned, calls = await ask(
+    planned, calls = await reply_or_none(ask(
         crew[team.leader], messages, node="plan", runtime=runtime, config=config, schema=Plan,
         recall=RESULTS, post="plan",
-    )  # fmt: skip
-    tasks = assign_tasks(planned.tasks[: team.max_tasks], members, round_)
+    ))  # fmt: skip
+    if planned is None:  # every worker answers the objective, so their answers are a vote
+        tasks = [
+            Task(id=f"r{round_}-t{i}", round=round_, title="Answer the objective", description=OBJECTIVE_TASK,
+                 worker=w.name, assigned_by=EVERYONE)
+            for i, w in enumerate(members, start=1)
+        ]  # fmt: skip
+    else:
+        tasks = assign_tasks(planned.tasks[: team.max_tasks], members, round_)
     return {"round": round_, "tasks": [*state.get("tasks", []), *tasks], "calls": calls}
 
 
@@ -297,23 +319,28 @@ async def consolidate(
         SystemMessage(prompt("hierarchical_consolidate").format(leader=team.leader)),
         HumanMessage(f"Objective: {state['objective']}\n\nResults:\n" + "\n\n".join(sections)),
     ]
-    verdict, calls = await ask(
+    verdict, calls = await reply_or_none(ask(
         crew[team.leader], messages, node="consolidate", runtime=runtime, config=config, schema=LeaderReview,
         recall=RESULTS, post="consolidate",
-    )  # fmt: skip
+    ))  # fmt: skip
+    if verdict is None:
+        verdict = LeaderReview(answer="", approved=False, feedback=NO_REVIEW)
+    outputs = [(r["worker"], r["output"]) for r in state.get("results", []) if r["round"] == round_ and r["ok"]]
+    vote = vote_over(outputs, state["objective"])
+    answer, check = verdict.answer, None  # an earlier round's check says nothing of this answer
+    on_objective = all(t["assigned_by"] == EVERYONE for t in state.get("tasks", []) if t["round"] == round_)
+    if clear_majority(vote) or on_objective:
+        check = check_verdict(verdict.answer, vote, question=state["objective"])
+        answer = check["answer"]
+    if not answer:  # no answer from the leader nor the vote: the results stand as they are
+        answer = "\n\n".join(sections)
     review: Review = {
         "round": round_,
-        "answer": verdict.answer,
+        "answer": verdict.answer or answer,
         "approved": verdict.approved,
         "feedback": verdict.feedback,
     }
-    update: dict[str, Any] = {"reviews": [review], "final_answer": verdict.answer, "calls": calls}
-    outputs = [(r["worker"], r["output"]) for r in state.get("results", []) if r["round"] == round_ and r["ok"]]
-    vote = vote_over(outputs, state["objective"])
-    update["verdict_check"] = None  # an earlier round's check says nothing of this answer
-    if clear_majority(vote):
-        check = check_verdict(verdict.answer, vote, question=state["objective"])
-        update |= {"final_answer": check["answer"], "verdict_check": check}
+    update: dict[str, Any] = {"reviews": [review], "final_answer": answer, "verdict_check": check, "calls": calls}
     if verdict.approved:
         update["stop_reason"] = StopReason.APPROVED.value
     elif round_ >= team.max_rounds:

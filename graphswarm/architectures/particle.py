@@ -47,6 +47,7 @@ from graphswarm.architectures.blocks import (
     ObjectiveInput,
     answer_question,
     judge_scores,
+    reply_or_none,
     send_each,
     verdict_line,
     vote_over,
@@ -294,10 +295,12 @@ async def _fitness(
     if swarm.scorer is not None:
         return [float(swarm.scorer(objective, extract_answer(m["text"]) or m["text"])) for m in current], []
     assert swarm.judge is not None  # the builder gives a judge to a swarm without a scorer
-    scores, calls = await judge_scores(
-        crew[swarm.judge], objective, [m["text"] for m in current], node="evaluate", runtime=runtime, config=config
+    scores, calls = await reply_or_none(
+        judge_scores(
+            crew[swarm.judge], objective, [m["text"] for m in current], node="evaluate", runtime=runtime, config=config
+        )
     )
-    return [score for score, _ in scores], calls
+    return [score for score, _ in scores] if scores else [0.0] * len(current), calls  # unread: no one is better
 
 
 async def _remember_positions(runtime: Runtime[SwarmContext] | None, scored: Sequence[Position]) -> None:
