@@ -65,6 +65,7 @@ __all__ = [
     "check_verdict",
     "best_supported",
     "clear_majority",
+    "answered_in_form",
 ]
 
 
@@ -699,6 +700,13 @@ def clear_majority(table: VoteTable) -> bool:
     return table["clusters"][0]["votes"] * 2 > total
 
 
+def answered_in_form(table: VoteTable, question: str | None = None) -> bool:
+    """Whether the vote's winner is a number, a yes/no or the letter of one of the
+    `question`'s options: a form that `check_verdict` expects a verdict to share."""
+    options = _question(question).options if question else {}
+    return table["winner"] is not None and _form(table["winner"], options) is not _Form.TEXT
+
+
 def best_supported(tables: Sequence[VoteTable]) -> int | None:
     """The index of the best-supported vote among rounds of votes, or None if none had a winner.
 
@@ -753,8 +761,7 @@ def check_verdict(
         if label is not None:
             picked_answer = _cluster_answer(table, label)
     options = _question(question).options if question else {}
-    expected = _form(winner, options) if winner is not None else _Form.TEXT
-    if label and expected is not _Form.TEXT and _form(label, options) is not expected:
+    if label and answered_in_form(table, question) and _form(label, options) is not _form(winner or "", options):
         label = None  # "The answer will appear..." where the agents' vote is "72"
     fallback: FallbackReason | None = None
     if winner is not None and not label:

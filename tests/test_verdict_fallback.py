@@ -145,6 +145,16 @@ async def test_a_leader_of_workers_who_do_different_things_is_not_second_guessed
     assert result.state.get("verdict_check") is None
 
 
+async def test_a_leader_answering_no_number_where_a_worker_found_one_gives_way_to_it():
+    workers = [Agent(name="w1"), Agent(name="w2")]
+    plan = {"tasks": [{"title": "add the numbers", "worker": "w1"}, {"title": "check the sum", "worker": "w2"}]}
+    review = {"answer": "I have combined the results of my team.", "approved": True, "feedback": ""}
+    script = {"leader": [plan, review], "w1": ["17 + 25 = 42"], "w2": ["The sum looks right."]}
+    result = await start(SwarmSpec(architecture="hierarchical", agents=workers, model=ScriptedChatModel(script)))
+    assert result.final_answer == "42"
+    assert result.state["verdict_check"]["reason"] == "no_answer"
+
+
 async def test_the_particle_swarms_best_gives_way_to_a_clear_majority_its_judge_overruled():
     particles = [Agent(name="p1"), Agent(name="p2"), Agent(name="p3")]
     scores = {"scores": [{"candidate": 1, "score": 9}, {"candidate": 2, "score": 2}, {"candidate": 3, "score": 2}]}

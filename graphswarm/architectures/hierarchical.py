@@ -5,10 +5,11 @@ START -> plan --Send per task--> work (parallel) -> consolidate --+--> END
            +------------------- feedback (next round) -----------+
 
 Workers do different tasks, so their results are a vote only where a clear majority of
-them give the same answer, or where each was given the objective itself: then the
-leader's consolidated answer gives way to the vote's answer when it has no extractable
-answer or contradicts a clear majority (the leader states no reason), and
-`verdict_check` records it. A leader whose plan cannot be read (its model does not
+them give the same answer, where each was given the objective itself, or where the
+winning result is a number, a yes/no or an option's letter: then the leader's
+consolidated answer gives way to the vote's answer when it has no extractable answer
+(or not in that form) or contradicts a clear majority (the leader states no reason),
+and `verdict_check` records it. A leader whose plan cannot be read (its model does not
 give one that fits the schema) gives the objective itself to every worker; one whose
 review cannot be read leaves the vote's answer, or else the workers' results, as the
 round's answer.
@@ -32,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict
 
 from graphswarm.agents import Agent, check_agents
-from graphswarm.aggregation import VerdictCheck, check_verdict, clear_majority
+from graphswarm.aggregation import VerdictCheck, answered_in_form, check_verdict, clear_majority
 from graphswarm.architectures import blocks
 from graphswarm.architectures.base import Architecture, Role
 from graphswarm.architectures.blocks import (
@@ -115,8 +116,8 @@ class HierarchicalState(SwarmState):
     reviews: Annotated[list[Review], operator.add]
     verdict_check: VerdictCheck | None
     """The leader's latest answer checked against the vote of that round's results; None
-    when it was not checked (the workers did different tasks and no clear majority of
-    them gave the same answer)."""
+    when it was not checked (the workers did different tasks, no clear majority of them
+    gave the same answer, and the winning one is text)."""
 
 
 class HierarchicalOptions(SwarmOptions):
@@ -329,7 +330,7 @@ async def consolidate(
     vote = vote_over(outputs, state["objective"])
     answer, check = verdict.answer, None  # an earlier round's check says nothing of this answer
     on_objective = all(t["assigned_by"] == EVERYONE for t in state.get("tasks", []) if t["round"] == round_)
-    if clear_majority(vote) or on_objective:
+    if clear_majority(vote) or on_objective or answered_in_form(vote, state["objective"]):
         check = check_verdict(verdict.answer, vote, question=state["objective"])
         answer = check["answer"]
     if not answer:  # no answer from the leader nor the vote: the results stand as they are
