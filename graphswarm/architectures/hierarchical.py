@@ -58,10 +58,7 @@ __all__ = ["create_hierarchical", "HierarchicalOptions", "HierarchicalState", "T
 
 EVERYONE = "everyone"
 """`Task.assigned_by` of the tasks given when the leader's plan could not be read."""
-OBJECTIVE_TASK = (
-    "The leader's plan could not be read, so every team member answers the objective itself. "
-    "End your reply with one line of the form:\nFinal answer: <your answer>"
-)
+OBJECTIVE_TASK = "The leader's plan could not be read, so every team member answers the objective itself."
 """What every worker is asked when the leader's plan could not be read."""
 NO_REVIEW = "the leader's review could not be read"
 

@@ -184,6 +184,8 @@ class Outcome:
     calls: int
     tokens: int
     fell_back: bool
+    vote: str | None
+    """The counted vote's answer the verdict was checked against (None when unchecked)."""
     seconds: float
     error: str = ""
     """Why the run failed ("" when it ended normally); a failed run has no answer."""
@@ -280,6 +282,7 @@ async def run_setup(
                 calls=len(calls),
                 tokens=sum(c["input_tokens"] + c["output_tokens"] for c in calls),
                 fell_back=bool((state.get("verdict_check") or {}).get("fell_back")),
+                vote=(state.get("verdict_check") or {}).get("vote_answer"),
                 seconds=round(time.perf_counter() - started, 2),
                 error=state.get("error", ""),
             )
