@@ -127,6 +127,14 @@ async def test_a_tie_can_be_broken_by_a_judge():
     assert "Answer 1: blue" in model.calls_for("judge")[0].prompt
 
 
+async def test_a_judge_whose_reply_cannot_be_read_leaves_the_tie_to_the_first_answer():
+    unreadable = ["I like both."] * 6  # fits no schema, however often it is asked
+    model = ScriptedChatModel({"v1": ["Final answer: blue"], "v2": ["Final answer: red"], "judge": unreadable})
+    result = await run(model, agents=VOTERS[:2], tie_break="judge")
+    assert (result.final_answer, result.stop_reason) == ("blue", "tie_broken_by_first")
+    assert len([c for c in result.state["calls"] if c["agent"] == "judge"]) == len(unreadable)
+
+
 async def test_a_tie_can_trigger_a_new_round():
     model = ScriptedChatModel(
         {"v1": ["Final answer: blue", "Final answer: red"], "v2": ["Final answer: red", "Final answer: red"]}

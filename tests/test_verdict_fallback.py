@@ -261,6 +261,18 @@ async def test_a_leader_whose_review_cannot_be_read_over_different_tasks_leaves_
     assert result.state.get("verdict_check") is None and result.stop_reason == "max_rounds"
 
 
+async def test_a_particle_judge_whose_reply_cannot_be_read_leaves_the_vote():
+    particles = [Agent(name="p1"), Agent(name="p2"), Agent(name="p3")]
+    script = {"p1": ["Final answer: 41"], "p2": ["Final answer: 42"], "p3": ["Final answer: 42"], "judge": UNREADABLE}
+    options = {"embeddings": KeywordEmbeddings(), "iterations": 1}
+    result = await start(
+        SwarmSpec(architecture="particle", agents=particles, model=ScriptedChatModel(script), options=options)
+    )
+    assert [p["fitness"] for p in result.state["scored"]] == [0.0, 0.0, 0.0]
+    assert result.final_answer == "42"
+    assert result.state["verdict_check"]["reason"] == "overruled_majority"
+
+
 # -- the rules themselves ---------------------------------------------------------
 
 
