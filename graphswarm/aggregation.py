@@ -651,10 +651,11 @@ def _table(method: VoteMethod, ballots: list[Ballot], clusters: list[Cluster], t
 
 # --- a verdict checked against the vote ------------------------------------------
 
-LONG_WINDED_WORDS = 12
+LONG_WINDED_WORDS = 6
 """An answer longer than this many words, and than 3× the agents' typical (median)
 answer, is long-winded: as a verdict it counts only when it names exactly one of the
-agents' answers."""
+agents' answers. (A judge picking "The Big Five: lions, elephants, monkeys and whales"
+where the agents' vote is "the elephant" names none of the agents' answers.)"""
 
 
 class FallbackReason(StrEnum):

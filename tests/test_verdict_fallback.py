@@ -114,6 +114,18 @@ async def test_a_competitive_judge_picking_an_answerless_entry_gives_way_to_the_
     assert result.state["verdict_check"]["reason"] == "no_answer"
 
 
+async def test_a_judge_picking_a_list_where_the_agents_named_one_animal_gives_way_even_with_a_reason():
+    agents = [Agent(name="r1"), Agent(name="r2"), Agent(name="r3")]
+    wordy = "The Big Five: Lions, Elephants, Monkeys, Crocodiles, and Whales."
+    scores = {"scores": [{"candidate": 1, "score": 9, "rationale": "it names the most animals"}]}
+    script = {"r1": [f"Final answer: {wordy}"], "r2": ["Final answer: The lion."], "r3": ["lion"], "judge": [scores]}
+    spec = SwarmSpec(architecture="competitive", agents=agents, model=ScriptedChatModel(script))
+    result = await start(spec, "Which animal is known as the king of the jungle?")
+    assert result.state["winner"] == "r1"
+    assert result.final_answer == "The lion."
+    assert result.state["verdict_check"]["reason"] == "no_answer"
+
+
 async def test_a_leader_contradicting_its_workers_agreeing_result_gives_way_to_it():
     workers = [Agent(name="w1"), Agent(name="w2"), Agent(name="w3")]
     plan = {"tasks": [{"title": f"add the numbers ({w.name})", "worker": w.name} for w in workers]}
