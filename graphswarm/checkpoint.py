@@ -143,6 +143,12 @@ def _memory_backend() -> tuple[BaseCheckpointSaver, BaseStore, RunLeases]:
     return _memory["memory"]
 
 
+SQLITE_BUSY_SECONDS = 60.0
+"""How long a SQLite connection waits for another process's write before it fails."""
+SQLITE_SETUP_ATTEMPTS = 5
+"""Times a database's tables are set up when SQLite answers "locked" without waiting."""
+
+
 async def _sqlite(stack: AsyncExitStack, location: str) -> tuple[BaseCheckpointSaver, BaseStore, RunLeases]:
     import aiosqlite
     from langgraph.store.sqlite.aio import AsyncSqliteStore
@@ -156,9 +162,11 @@ async def _sqlite(stack: AsyncExitStack, location: str) -> tuple[BaseCheckpointS
         path.parent.mkdir(parents=True, exist_ok=True)
         # Fail here, not in aiosqlite's thread (which then reports to a closed event loop).
         sqlite3.connect(str(path)).close()
-        conn = await stack.enter_async_context(aiosqlite.connect(str(path)))
-        store_conn = await stack.enter_async_context(aiosqlite.connect(str(path), isolation_level=None))
-        lease_conn = await stack.enter_async_context(aiosqlite.connect(str(path), isolation_level=None))
+        # Wait for another process's write as long as a loaded machine may need, not 5 s.
+        wait = SQLITE_BUSY_SECONDS
+        conn = await stack.enter_async_context(aiosqlite.connect(str(path), timeout=wait))
+        store_conn = await stack.enter_async_context(aiosqlite.connect(str(path), isolation_level=None, timeout=wait))
+        lease_conn = await stack.enter_async_context(aiosqlite.connect(str(path), isolation_level=None, timeout=wait))
         checkpointer = FlatSqliteSaver(conn, serde=SERDE)
         store = AsyncSqliteStore(store_conn)
         # A finished task's writes are committed on their own, one after the other: without
@@ -166,10 +174,22 @@ async def _sqlite(stack: AsyncExitStack, location: str) -> tuple[BaseCheckpointS
         # a tenth of a second. A commit still outlives the process (SIGKILL), not a power cut.
         await conn.execute("PRAGMA synchronous=NORMAL")
         async with _setting_up(path.parent):
-            await conn.execute("PRAGMA journal_mode=WAL")
-            await checkpointer.setup()
-            await store.setup()
-            await lease_conn.execute(CREATE_LEASE_TABLE)
+            for attempt in range(1, SQLITE_SETUP_ATTEMPTS + 1):
+                try:
+                    await conn.execute("PRAGMA journal_mode=WAL")
+                    await checkpointer.setup()
+                    await store.setup()
+                    await lease_conn.execute(CREATE_LEASE_TABLE)
+                    break
+                except sqlite3.OperationalError as exc:
+                    # SQLite answers "locked" at once, without waiting, in a few cases (a
+                    # process recovering or removing the WAL as another opens it); setting
+                    # up again is harmless: every statement is "if not exists".
+                    if "locked" not in str(exc) or attempt == SQLITE_SETUP_ATTEMPTS:
+                        raise
+                    for connection in (conn, store_conn, lease_conn):
+                        await connection.rollback()
+                    await asyncio.sleep(0.2 * attempt)
     except (OSError, sqlite3.Error) as exc:  # aiosqlite's errors are sqlite3's
         raise ConfigError(f"cannot open SQLite database {location!r}: {exc}") from None
     return checkpointer, store, RunLeases(SqlLeaseTable(lease_conn))
