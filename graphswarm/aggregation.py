@@ -757,7 +757,7 @@ def check_verdict(
     winner, picked_answer = table["winner"], verdict or ""
     typical = len(winner.split()) if winner else _median_words(b["label"] for b in table["ballots"])
     if label and _long_winded(label, typical):
-        named = _named_labels(label, table)
+        named = _named_labels(label, table, typical)
         label = named[0] if len(named) == 1 else None
         if label is not None:
             picked_answer = _cluster_answer(table, label)
@@ -815,10 +815,9 @@ def _long_winded(label: str, typical: float) -> bool:
     return words > LONG_WINDED_WORDS and words > 3 * typical
 
 
-def _named_labels(text: str, table: VoteTable) -> list[str]:
-    """The cluster labels `text` names as whole words (the long-winded ones excepted)."""
+def _named_labels(text: str, table: VoteTable, typical: float) -> list[str]:
+    """The cluster labels `text` names as whole words, but those long-winded against `typical`."""
     named = []
-    typical = _median_words(b["label"] for b in table["ballots"])
     for cluster_label in table["counts"]:
         if _long_winded(cluster_label, typical):
             continue

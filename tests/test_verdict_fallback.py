@@ -126,6 +126,17 @@ async def test_a_judge_picking_a_list_where_the_agents_named_one_animal_gives_wa
     assert result.state["verdict_check"]["reason"] == "no_answer"
 
 
+async def test_a_judge_picking_a_list_in_a_three_way_tie_gives_way_to_the_short_answer():
+    agents = [Agent(name="r1"), Agent(name="r2"), Agent(name="r3")]
+    wordy = "The Big Five: Lions, Elephants, Monkeys, Crocodiles, and Whales."
+    scores = {"scores": [{"candidate": 2, "score": 9, "rationale": "it names the most animals"}]}
+    script = {"r1": ["Final answer: The lion."], "r2": [f"Final answer: {wordy}"], "r3": [RAMBLING], "judge": [scores]}
+    spec = SwarmSpec(architecture="competitive", agents=agents, model=ScriptedChatModel(script))
+    result = await start(spec, "Which animal is known as the king of the jungle?")
+    assert result.final_answer == "The lion."  # the tie's answer before the rambles
+    assert result.state["verdict_check"]["reason"] == "no_answer"
+
+
 async def test_a_leader_contradicting_its_workers_agreeing_result_gives_way_to_it():
     workers = [Agent(name="w1"), Agent(name="w2"), Agent(name="w3")]
     plan = {"tasks": [{"title": f"add the numbers ({w.name})", "worker": w.name} for w in workers]}
