@@ -172,10 +172,10 @@ async def _sqlite(stack: AsyncExitStack, location: str) -> tuple[BaseCheckpointS
         # A finished task's writes are committed on their own, one after the other: without
         # an fsync each (synchronous=NORMAL), 40 parallel tasks are saved in milliseconds, not
         # a tenth of a second. A commit still outlives the process (SIGKILL), not a power cut.
-        await conn.execute("PRAGMA synchronous=NORMAL")
         async with _setting_up(path.parent):
             for attempt in range(1, SQLITE_SETUP_ATTEMPTS + 1):
                 try:
+                    await conn.execute("PRAGMA synchronous=NORMAL")
                     await conn.execute("PRAGMA journal_mode=WAL")
                     await checkpointer.setup()
                     await store.setup()
@@ -183,8 +183,9 @@ async def _sqlite(stack: AsyncExitStack, location: str) -> tuple[BaseCheckpointS
                     break
                 except sqlite3.OperationalError as exc:
                     # SQLite answers "locked" at once, without waiting, in a few cases (a
-                    # process recovering or removing the WAL as another opens it); setting
-                    # up again is harmless: every statement is "if not exists".
+                    # process recovering or removing the WAL as another opens it, which the
+                    # first statement meets); setting up again is harmless: every statement
+                    # is a setting or "if not exists".
                     if "locked" not in str(exc) or attempt == SQLITE_SETUP_ATTEMPTS:
                         raise
                     for connection in (conn, store_conn, lease_conn):
