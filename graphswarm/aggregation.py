@@ -703,9 +703,14 @@ def clear_majority(table: VoteTable) -> bool:
 
 def answered_in_form(table: VoteTable, question: str | None = None) -> bool:
     """Whether the vote's winner is a number, a yes/no or the letter of one of the
-    `question`'s options: a form that `check_verdict` expects a verdict to share."""
+    `question`'s options (a form that `check_verdict` expects a verdict to share), and
+    no other answer in the vote is of that form: agents doing different tasks who give
+    one number, and otherwise text, found that number."""
     options = _question(question).options if question else {}
-    return table["winner"] is not None and _form(table["winner"], options) is not _Form.TEXT
+    winner = table["winner"]
+    if winner is None or (form := _form(winner, options)) is _Form.TEXT:
+        return False
+    return all(_form(label, options) is not form for label in table["counts"] if label != winner)
 
 
 def best_supported(tables: Sequence[VoteTable]) -> int | None:
@@ -762,7 +767,8 @@ def check_verdict(
         if label is not None:
             picked_answer = _cluster_answer(table, label)
     options = _question(question).options if question else {}
-    if label and answered_in_form(table, question) and _form(label, options) is not _form(winner or "", options):
+    expected = _form(winner, options) if winner is not None else _Form.TEXT
+    if label and expected is not _Form.TEXT and _form(label, options) is not expected:
         label = None  # "The answer will appear..." where the agents' vote is "72"
     fallback: FallbackReason | None = None
     if winner is not None and not label:

@@ -5,8 +5,8 @@ START -> plan --Send per task--> work (parallel) -> consolidate --+--> END
            +------------------- feedback (next round) -----------+
 
 Workers do different tasks, so their results are a vote only where a clear majority of
-them give the same answer, where each was given the objective itself, or where the
-winning result is a number, a yes/no or an option's letter: then the leader's
+them give the same answer, where each was given the objective itself, or where one
+answer is a number, a yes/no or an option's letter and no other result is: then the leader's
 consolidated answer gives way to the vote's answer when it has no extractable answer
 (or not in that form) or contradicts a clear majority (the leader states no reason),
 and `verdict_check` records it. A leader whose plan cannot be read (its model does not
