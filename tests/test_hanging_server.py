@@ -30,8 +30,9 @@ def test_a_silent_server_ends_at_the_time_cap_as_a_resumable_pause(fake, sqlite_
     assert "graphswarm resume silent" in proc.stdout + proc.stderr
     shown = json.loads(graphswarm("show", "silent", "--json", db=sqlite_db).stdout)
     assert shown["record"]["stop_reason"] == "time_cap"
-    # The requests that were cut off are on the ledger: they reached the server.
-    assert shown["usage"]["total"]["calls"] == fake.stats()["requests"] >= 2
+    # The requests that were cut off are on the ledger, one per agent: every request the
+    # server saw, and one that the cap cut off before it was sent, if any (a slow start).
+    assert fake.stats()["requests"] <= shown["usage"]["total"]["calls"] == 2
 
 
 def test_a_silent_server_fails_the_run_after_the_client_timeout_and_its_retries(fake, sqlite_db):
