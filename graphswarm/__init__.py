@@ -35,6 +35,7 @@ _EXPORTS: dict[str, str] = {
     "BUILTIN_TOOLS": "graphswarm.toolbox",
     "Selection": "graphswarm.architectures.competitive",
     "Topology": "graphswarm.architectures.debate",
+    "Delegation": "graphswarm.architectures.hierarchical",
     "VoteMethod": "graphswarm.aggregation",
     "TieBreak": "graphswarm.aggregation",
     "count_votes": "graphswarm.aggregation",
@@ -74,7 +75,7 @@ if TYPE_CHECKING:
     from graphswarm.architectures.collaborative import CollaborativeOptions, create_collaborative
     from graphswarm.architectures.competitive import CompetitiveOptions, Selection, create_competitive
     from graphswarm.architectures.debate import DebateOptions, Topology, create_debate
-    from graphswarm.architectures.hierarchical import HierarchicalOptions, create_hierarchical
+    from graphswarm.architectures.hierarchical import Delegation, HierarchicalOptions, create_hierarchical
     from graphswarm.architectures.options import SwarmOptions
     from graphswarm.architectures.orchestrator import OrchestratorOptions, create_orchestrator
     from graphswarm.architectures.particle import ParticleOptions, create_particle

@@ -66,6 +66,7 @@ __all__ = [
     "best_supported",
     "clear_majority",
     "answered_in_form",
+    "is_question",
 ]
 
 
@@ -711,6 +712,20 @@ def answered_in_form(table: VoteTable, question: str | None = None) -> bool:
     if winner is None or (form := _form(winner, options)) is _Form.TEXT:
         return False
     return all(_form(label, options) is not form for label in table["counts"] if label != winner)
+
+
+def is_question(text: str) -> bool:
+    """Whether `text` is one short question: a single line of at most
+    `QUESTION_READ_WORDS` words with one question mark (lettered options and an
+    instruction such as "Answer with the letter." may follow it). Such an objective has
+    one answer that agents can vote on; a plan, a request or several questions have not.
+
+    Example:
+        >>> is_question("What is 36 + 34?"), is_question("Plan the launch of a website")
+        (True, False)
+    """
+    text = text.strip()
+    return "\n" not in text and text.count("?") == 1 and len(text.split()) <= QUESTION_READ_WORDS
 
 
 def best_supported(tables: Sequence[VoteTable]) -> int | None:

@@ -207,6 +207,8 @@ def test_builder_validates_its_options():
         spec_for(ScriptedChatModel([]), max_rounds=0).build()
     with pytest.raises(ConfigError, match="option join must be one of"):
         spec_for(ScriptedChatModel([]), join="sometimes").build()
+    with pytest.raises(ConfigError, match="option delegate must be one of"):
+        spec_for(ScriptedChatModel([]), delegate="nobody").build()
     with pytest.raises(ConfigError, match="unique"):
         SwarmSpec(architecture="hierarchical", agents=[WORKERS[0], WORKERS[0]], model=ScriptedChatModel([])).build()
     with pytest.raises(ConfigError, match="at least 1"):
@@ -247,3 +249,57 @@ async def test_a_tool_loop_is_bounded():
     result = await run(SwarmSpec(architecture="hierarchical", agents=[counter], model=model))
     assert result.state["results"][0]["output"] == "giving up: 1 word"
     assert "used all your tool calls" in model.calls_for("counter")[-1].prompt
+
+
+async def test_a_question_goes_to_every_worker_and_the_leader_is_checked_against_their_vote():
+    """A one-line question is not split into tasks: every worker answers it (no plan
+    call), so their answers are a vote, and a leader that contradicts it gives way."""
+    model = ScriptedChatModel(
+        {
+            "leader": [review("It is 60.")],
+            "researcher": ["36 + 34 = 70\nFinal answer: 70"],
+            "writer": ["Final answer: 70"],
+            "coder": ["Final answer: 71"],
+        }
+    )
+    result = await run(spec_for(model), objective="What is 36 + 34?")
+    assert {(t["worker"], t["assigned_by"]) for t in result.state["tasks"]} == {
+        ("researcher", "everyone"), ("writer", "everyone"), ("coder", "everyone"),
+    }  # fmt: skip
+    assert len(model.calls_for("leader")) == 1  # the review only
+    assert result.final_answer == "70"
+    assert result.state["verdict_check"]["fell_back"]
+    model.assert_complete()
+
+
+async def test_a_rejected_answer_to_a_question_sends_the_feedback_to_every_worker():
+    model = ScriptedChatModel(
+        {
+            "leader": [review("7", approved=False, feedback="show the sum"), review("70")],
+            "researcher": ["Final answer: 70", "Final answer: 70"],
+            "writer": ["Final answer: 70", "Final answer: 70"],
+            "coder": ["Final answer: 70", "Final answer: 70"],
+        }
+    )
+    result = await run(spec_for(model, max_rounds=2), objective="What is 36 + 34?")
+    assert result.final_answer == "70"
+    assert "show the sum" in model.calls_for("writer")[1].prompt
+    model.assert_complete()
+
+
+@pytest.mark.parametrize(
+    ("delegate", "objective", "planned"),
+    [
+        ("auto", "Plan the launch of a small bakery's website", True),
+        ("auto", "Which of these is a fruit? A) car B) apple C) rock. Answer with the letter.", False),
+        ("plan", "What is 36 + 34?", True),
+        ("everyone", "Plan the launch of a small bakery's website", False),
+    ],
+)
+async def test_delegate_chooses_between_a_plan_and_the_objective_for_everyone(delegate, objective, planned):
+    leader = [plan(("research", "researcher")), review("done")] if planned else [review("done")]
+    answers = [] if planned else ["done"]
+    model = ScriptedChatModel({"leader": leader, "researcher": ["done"], "writer": answers, "coder": answers})
+    result = await run(spec_for(model, delegate=delegate), objective=objective)
+    assert {t["assigned_by"] for t in result.state["tasks"]} == ({"leader"} if planned else {"everyone"})
+    model.assert_complete()

@@ -114,8 +114,9 @@ def answers_of(records: list[dict[str, Any]], round_key: str, round_: int) -> li
 @default_format
 def test_hierarchical_plans_delegates_and_consolidates(real_server, tmp_path):
     data = run_to_the_end(
-        real_server, tmp_path, "hierarchical", "--agents", "2", "--max-rounds", "1", "--max-tasks", "2"
-    )
+        real_server, tmp_path, "hierarchical", "--agents", "2", "--max-rounds", "1", "--max-tasks", "2",
+        "--delegate", "plan",  # the question is planned, not given to every worker
+    )  # fmt: skip
     state, workers = data["state"], members(data)
 
     assert 1 <= len(state["tasks"]) <= 2

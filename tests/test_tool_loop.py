@@ -30,9 +30,8 @@ def others(architecture: str, answer: str) -> dict[str, list]:
     if architecture == "task_loop":
         planner = [{"tasks": [{"title": "Count", "description": "", "assignee": "counter"}]}]
         return {"planner": [*planner, {"objective_met": True, "new_tasks": [], "priorities": []}, answer]}
-    if architecture == "hierarchical":
-        plan = {"tasks": [{"title": "Count", "description": "", "worker": "counter"}]}
-        return {"leader": [plan, {"answer": answer, "approved": True, "feedback": ""}]}
+    if architecture == "hierarchical":  # a question goes to the worker as it is: no plan
+        return {"leader": [{"answer": answer, "approved": True, "feedback": ""}]}
     return {"voter": [f"Final answer: {answer}"]}
 
 

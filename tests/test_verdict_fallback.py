@@ -22,6 +22,10 @@ RAMBLING = (
 )
 
 
+PLANNED = {"delegate": "plan"}
+"""A hierarchical leader plans even a question (else every worker is given it)."""
+
+
 async def start(spec: SwarmSpec, objective: str = QUESTION):
     async with Runner("memory") as runner:
         return await runner.start(spec, objective)
@@ -148,7 +152,7 @@ async def test_a_leader_contradicting_its_workers_agreeing_result_gives_way_to_i
             "w3": ["Final answer: 40"],
         }
     )
-    result = await start(SwarmSpec(architecture="hierarchical", agents=workers, model=model))
+    result = await start(SwarmSpec(architecture="hierarchical", agents=workers, model=model, options=PLANNED))
     assert result.final_answer == "42"
     assert result.state["verdict_check"]["reason"] == "overruled_majority"
 
@@ -173,7 +177,8 @@ async def test_a_leader_answering_no_number_where_a_worker_found_one_gives_way_t
     plan = {"tasks": [{"title": "add the numbers", "worker": "w1"}, {"title": "check the sum", "worker": "w2"}]}
     review = {"answer": "I have combined the results of my team.", "approved": True, "feedback": ""}
     script = {"leader": [plan, review], "w1": ["17 + 25 = 42"], "w2": ["The sum looks right."]}
-    result = await start(SwarmSpec(architecture="hierarchical", agents=workers, model=ScriptedChatModel(script)))
+    model = ScriptedChatModel(script)
+    result = await start(SwarmSpec(architecture="hierarchical", agents=workers, model=model, options=PLANNED))
     assert result.final_answer == "42"
     assert result.state["verdict_check"]["reason"] == "no_answer"
 
@@ -246,7 +251,8 @@ async def test_a_leader_whose_plan_cannot_be_read_gives_every_worker_the_objecti
         "w3": ["The answer is 42."],
     }
     model = ScriptedChatModel(script)
-    spec = SwarmSpec(architecture="hierarchical", agents=workers, model=model, options={"max_rounds": 1})
+    options = {**PLANNED, "max_rounds": 1}
+    spec = SwarmSpec(architecture="hierarchical", agents=workers, model=model, options=options)
     result = await start(spec)
     tasks = result.state["tasks"]
     assert [(t["worker"], t["assigned_by"]) for t in tasks] == [
@@ -267,7 +273,8 @@ async def test_a_leader_whose_plan_cannot_be_read_still_consolidates_its_workers
     workers = [Agent(name="w1"), Agent(name="w2"), Agent(name="w3")]
     review = {"answer": "42", "approved": True, "feedback": ""}
     script = {"leader": [*UNREADABLE, review], "w1": ["Final answer: 41"], "w2": ["42"], "w3": ["I am not sure."]}
-    result = await start(SwarmSpec(architecture="hierarchical", agents=workers, model=ScriptedChatModel(script)))
+    model = ScriptedChatModel(script)
+    result = await start(SwarmSpec(architecture="hierarchical", agents=workers, model=model, options=PLANNED))
     assert result.final_answer == "42" and result.stop_reason == "approved"
     assert not result.state["verdict_check"]["fell_back"]  # checked against the vote, and kept
 

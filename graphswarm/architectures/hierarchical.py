@@ -4,6 +4,9 @@ START -> plan --Send per task--> work (parallel) -> consolidate --+--> END
            ^                                                      |
            +------------------- feedback (next round) -----------+
 
+A question (one short line with one "?") is not split: every worker answers it, so their
+answers are a vote (`HierarchicalOptions.delegate`; "plan" always splits).
+
 Workers do different tasks, so their results are a vote only where a clear majority of
 them give the same answer, where each was given the objective itself, or where one
 answer is a number, a yes/no or an option's letter and no other result is: then the leader's
@@ -21,6 +24,7 @@ import operator
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from functools import partial
 from typing import Annotated, Any
 
@@ -33,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict
 
 from graphswarm.agents import Agent, check_agents
-from graphswarm.aggregation import VerdictCheck, answered_in_form, check_verdict, clear_majority
+from graphswarm.aggregation import VerdictCheck, answered_in_form, check_verdict, clear_majority, is_question
 from graphswarm.architectures import blocks
 from graphswarm.architectures.base import Architecture, Role
 from graphswarm.architectures.blocks import (
@@ -54,10 +58,20 @@ from graphswarm.nodes import Crew, ask, model_retry_policy, prompt
 from graphswarm.state import StopReason, SwarmState
 from graphswarm.view import Block, Cell, Run, Table, Text, View, shorten, tasks_line
 
-__all__ = ["create_hierarchical", "HierarchicalOptions", "HierarchicalState", "Task", "WorkerResult", "Review"]
+__all__ = [
+    "create_hierarchical",
+    "HierarchicalOptions",
+    "Delegation",
+    "HierarchicalState",
+    "Task",
+    "WorkerResult",
+    "Review",
+]
 
 EVERYONE = "everyone"
-"""`Task.assigned_by` of the tasks given when the leader's plan could not be read."""
+"""`Task.assigned_by` of the tasks that give every worker the objective itself."""
+QUESTION_TASK = "Every team member answers the objective itself; the leader weighs the answers."
+"""What every worker is asked when the objective is not split (see `Delegation`)."""
 OBJECTIVE_TASK = "The leader's plan could not be read, so every team member answers the objective itself."
 """What every worker is asked when the leader's plan could not be read."""
 NO_REVIEW = "the leader's review could not be read"
@@ -77,7 +91,8 @@ class Task(TypedDict):
     worker: str
     assigned_by: str
     """"leader" when the leader named a valid worker, "strengths" when it named none, and
-    "everyone" when its plan could not be read and every worker was given the objective."""
+    "everyone" when every worker was given the objective itself (see `Delegation`, and
+    when the leader's plan could not be read)."""
 
 
 class WorkerResult(TypedDict):
@@ -117,6 +132,18 @@ class HierarchicalState(SwarmState):
     gave the same answer, and the winning one is text)."""
 
 
+class Delegation(StrEnum):
+    """How the leader hands the objective to its workers."""
+
+    AUTO = "auto"
+    """A question (`aggregation.is_question`: one short line with one "?") goes to every
+    worker, whose answers are then a vote; anything else is planned."""
+    PLAN = "plan"
+    """The leader splits the objective into tasks and gives each to a worker."""
+    EVERYONE = "everyone"
+    """Every worker answers the objective itself (the leader makes no plan)."""
+
+
 class HierarchicalOptions(SwarmOptions):
     """The hierarchical swarm's options (`graphswarm options hierarchical`)."""
 
@@ -128,6 +155,11 @@ class HierarchicalOptions(SwarmOptions):
         JoinPolicy.CONTINUE, description="what a worker failing after its retries does to the round"
     )
     approve_plan: bool = Field(False, description="pause after each plan until a person approves, edits or rejects it")
+    delegate: Delegation = Field(
+        Delegation.AUTO,
+        description="auto: a one-line question goes to every worker, anything else is planned; "
+        "plan: always split into tasks; everyone: every worker answers the objective",
+    )
 
 
 class WorkerInput(ObjectiveInput):
@@ -177,7 +209,7 @@ def create_hierarchical(
     max_tasks = len(workers) if opts.max_tasks is None else opts.max_tasks
 
     crew = Crew([leader, *workers], model=model, base_url=base_url)
-    team = _Team(leader.name, [w.name for w in workers], opts.max_rounds, max_tasks, opts.join)
+    team = _Team(leader.name, [w.name for w in workers], opts.max_rounds, max_tasks, opts.join, opts.delegate)
     retry = model_retry_policy()
 
     graph = StateGraph(HierarchicalState, context_schema=SwarmContext, input_schema=ObjectiveInput)
@@ -205,6 +237,7 @@ class _Team:
     max_rounds: int
     max_tasks: int
     join: JoinPolicy
+    delegate: Delegation
 
 
 async def plan(
@@ -212,10 +245,17 @@ async def plan(
 ) -> dict[str, Any]:
     round_ = state.get("round", 0) + 1
     members = [crew.agent(name) for name in team.workers]
+    reviews = state.get("reviews", [])
+    delegate = team.delegate
+    if delegate is Delegation.AUTO:
+        delegate = Delegation.EVERYONE if is_question(state["objective"]) else Delegation.PLAN
+    if delegate is Delegation.EVERYONE:
+        feedback = f"\nThe leader's feedback on the last answer: {reviews[-1]['feedback']}" if reviews else ""
+        tasks = _everyone(members, round_, QUESTION_TASK + feedback)
+        return {"round": round_, "tasks": [*state.get("tasks", []), *tasks]}
     system = prompt("hierarchical_plan").format(
         leader=team.leader, max_tasks=team.max_tasks, team="\n".join(_describe(a) for a in members)
     )
-    reviews = state.get("reviews", [])
     if reviews:
         system += "\n\n" + prompt("hierarchical_replan").format(
             answer=reviews[-1]["answer"], feedback=reviews[-1]["feedback"] or "(none given)"
@@ -226,14 +266,19 @@ async def plan(
         recall=RESULTS, post="plan",
     ))  # fmt: skip
     if planned is None:  # every worker answers the objective, so their answers are a vote
-        tasks = [
-            Task(id=f"r{round_}-t{i}", round=round_, title="Answer the objective", description=OBJECTIVE_TASK,
-                 worker=w.name, assigned_by=EVERYONE)
-            for i, w in enumerate(members, start=1)
-        ]  # fmt: skip
+        tasks = _everyone(members, round_, OBJECTIVE_TASK)
     else:
         tasks = assign_tasks(planned.tasks[: team.max_tasks], members, round_)
     return {"round": round_, "tasks": [*state.get("tasks", []), *tasks], "calls": calls}
+
+
+def _everyone(members: Sequence[Agent], round_: int, description: str) -> list[Task]:
+    """One task per worker: answer the objective itself."""
+    return [
+        Task(id=f"r{round_}-t{i}", round=round_, title="Answer the objective", description=description,
+             worker=w.name, assigned_by=EVERYONE)
+        for i, w in enumerate(members, start=1)
+    ]  # fmt: skip
 
 
 def approve(state: HierarchicalState, *, team: _Team, crew: Crew) -> dict[str, Any]:
