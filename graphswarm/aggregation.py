@@ -653,10 +653,11 @@ def _table(method: VoteMethod, ballots: list[Ballot], clusters: list[Cluster], t
 # --- a verdict checked against the vote ------------------------------------------
 
 LONG_WINDED_WORDS = 6
-"""An answer longer than this many words, and than 3× the agents' typical (median)
-answer, is long-winded: as a verdict it counts only when it names exactly one of the
-agents' answers. (A judge picking "The Big Five: lions, elephants, monkeys and whales"
-where the agents' vote is "the elephant" names none of the agents' answers.)"""
+"""An answer longer than this many words, and than 3× a typical answer, is long-winded.
+In a tie, an answer long-winded against the agents' median answer wins only when every
+tied answer is; a verdict long-winded against the vote's answer counts only when it
+names exactly one of the agents' answers. (A judge picking "The Big Five: lions,
+elephants, monkeys and whales" where the agents' vote is "the elephant" names none.)"""
 
 
 class FallbackReason(StrEnum):

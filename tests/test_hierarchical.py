@@ -267,6 +267,7 @@ async def test_a_question_goes_to_every_worker_and_the_leader_is_checked_against
         ("researcher", "everyone"), ("writer", "everyone"), ("coder", "everyone"),
     }  # fmt: skip
     assert len(model.calls_for("leader")) == 1  # the review only
+    assert "Question: What is 36 + 34?" in model.calls_for("writer")[0].prompt  # asked as it is
     assert result.final_answer == "70"
     assert result.state["verdict_check"]["fell_back"]
     model.assert_complete()
@@ -284,6 +285,22 @@ async def test_a_rejected_answer_to_a_question_sends_the_feedback_to_every_worke
     result = await run(spec_for(model, max_rounds=2), objective="What is 36 + 34?")
     assert result.final_answer == "70"
     assert "show the sum" in model.calls_for("writer")[1].prompt
+    model.assert_complete()
+
+
+async def test_a_majority_for_the_question_survives_a_later_round_that_degrades():
+    model = ScriptedChatModel(
+        {
+            "leader": [review("69", approved=False, feedback="check it"), review("I cannot say.", approved=False)],
+            "researcher": ["Final answer: 70", "The leader's feedback on the last answer: check it"],
+            "writer": ["Final answer: 70", "Final answer: 68"],
+            "coder": ["Final answer: 71", "I am ready for the next question."],
+        }
+    )
+    result = await run(spec_for(model, max_rounds=2), objective="What is 36 + 34?")
+    assert result.stop_reason == "max_rounds"
+    assert result.final_answer == "70"
+    assert result.state["verdict_check"]["votes"] == 2  # round 1's vote, the best supported
     model.assert_complete()
 
 

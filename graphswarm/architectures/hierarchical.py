@@ -37,12 +37,21 @@ from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict
 
 from graphswarm.agents import Agent, check_agents
-from graphswarm.aggregation import VerdictCheck, answered_in_form, check_verdict, clear_majority, is_question
+from graphswarm.aggregation import (
+    VerdictCheck,
+    VoteTable,
+    answered_in_form,
+    best_supported,
+    check_verdict,
+    clear_majority,
+    is_question,
+)
 from graphswarm.architectures import blocks
 from graphswarm.architectures.base import Architecture, Role
 from graphswarm.architectures.blocks import (
     JoinPolicy,
     ObjectiveInput,
+    answer_messages,
     reply_or_none,
     seeded,
     task_messages,
@@ -70,8 +79,6 @@ __all__ = [
 
 EVERYONE = "everyone"
 """`Task.assigned_by` of the tasks that give every worker the objective itself."""
-QUESTION_TASK = "Every team member answers the objective itself; the leader weighs the answers."
-"""What every worker is asked when the objective is not split (see `Delegation`)."""
 OBJECTIVE_TASK = "The leader's plan could not be read, so every team member answers the objective itself."
 """What every worker is asked when the leader's plan could not be read."""
 NO_REVIEW = "the leader's review could not be read"
@@ -250,8 +257,8 @@ async def plan(
     if delegate is Delegation.AUTO:
         delegate = Delegation.EVERYONE if is_question(state["objective"]) else Delegation.PLAN
     if delegate is Delegation.EVERYONE:
-        feedback = f"\nThe leader's feedback on the last answer: {reviews[-1]['feedback']}" if reviews else ""
-        tasks = _everyone(members, round_, QUESTION_TASK + feedback)
+        feedback = f"The leader's feedback on the last answer: {reviews[-1]['feedback']}" if reviews else ""
+        tasks = _everyone(members, round_, feedback)
         return {"round": round_, "tasks": [*state.get("tasks", []), *tasks]}
     system = prompt("hierarchical_plan").format(
         leader=team.leader, max_tasks=team.max_tasks, team="\n".join(_describe(a) for a in members)
@@ -330,7 +337,11 @@ async def work(
 ) -> dict[str, Any]:
     task = state["task"]
     member = crew[task["worker"]]
-    messages = task_messages("hierarchical_work", member.agent, state["objective"], task)
+    if task["assigned_by"] == EVERYONE and is_question(state["objective"]):
+        # asked as it is, as any agent is asked a question (a task about it confuses small models)
+        messages = answer_messages(member.agent, state["objective"], context=task["description"])
+    else:
+        messages = task_messages("hierarchical_work", member.agent, state["objective"], task)
     with seeded(config, member.name):  # workers do not all draw the same sample
         output, calls, error = await worker_outcome(
             ask(member, messages, node="work", runtime=runtime, config=config, recall=TEAM_NOTES, post="work"),
@@ -368,10 +379,8 @@ async def consolidate(
     ))  # fmt: skip
     if verdict is None:
         verdict = LeaderReview(answer="", approved=False, feedback=NO_REVIEW)
-    outputs = [(r["worker"], r["output"]) for r in state.get("results", []) if r["round"] == round_ and r["ok"]]
-    vote = vote_over(outputs, state["objective"])
+    vote, on_objective = _round_vote(state, round_)
     answer, check = verdict.answer, None  # an earlier round's check says nothing of this answer
-    on_objective = all(t["assigned_by"] == EVERYONE for t in state.get("tasks", []) if t["round"] == round_)
     if clear_majority(vote) or on_objective or answered_in_form(vote, state["objective"]):
         check = check_verdict(verdict.answer, vote, question=state["objective"])
         answer = check["answer"]
@@ -389,6 +398,27 @@ async def consolidate(
     elif round_ >= team.max_rounds:
         update["stop_reason"] = StopReason.MAX_ROUNDS.value
     return update
+
+
+def _round_vote(state: HierarchicalState, round_: int) -> tuple[VoteTable, bool]:
+    """The vote of the round's results, and whether every worker was given the objective.
+    Rounds in which every worker answered the objective are like a debate's rounds: the
+    best-supported of them counts (`best_supported`), so answers that degrade after the
+    leader's feedback do not outvote a majority found before it."""
+
+    def vote(r: int) -> VoteTable:
+        outputs = [(x["worker"], x["output"]) for x in state.get("results", []) if x["round"] == r and x["ok"]]
+        return vote_over(outputs, state["objective"])
+
+    def on_objective(r: int) -> bool:
+        assigned = [t["assigned_by"] for t in state.get("tasks", []) if t["round"] == r]
+        return bool(assigned) and all(by == EVERYONE for by in assigned)
+
+    if not on_objective(round_):
+        return vote(round_), False
+    rounds = [vote(r) for r in range(1, round_ + 1) if on_objective(r)]
+    best = best_supported(rounds)
+    return rounds[-1 if best is None else best], True
 
 
 def next_round(state: HierarchicalState) -> str:
