@@ -19,11 +19,14 @@ def test_every_architecture_runs_on_a_few_questions_and_is_reported(fake, capsys
     argv = ["--base-url", fake.url, "--model", "m", "--questions", "2", "--setups", *setups, "--out", str(out)]
     assert main([*argv, "--quiet"]) == 0
     printed = capsys.readouterr().out
-    assert "| setup | agents | runs | correct | accuracy [95% CI] | calls/q | tokens/q | no answer |" in printed
+    assert "| calls/q | tokens/q | no answer | own vote: no answer | fell back | failed |" in printed
     for row in ("| collaborative | 1 | 2 |", "| collaborative | 3 | 2 |", "| debate | 3 |", "| particle | 3 |"):
         assert row in printed
     runs = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(runs) == 12 and all(r["calls"] > 0 for r in runs)
+    # a verdict's own vote is recorded with whether it has an answer; the plain vote has none
+    assert {r["vote_answered"] for r in runs if r["setup"] == "collaborative"} == {None}
+    assert all(isinstance(r["vote_answered"], bool) for r in runs if r["vote"] is not None)
     assert main(["--table", str(out)]) == 0
     assert "| hierarchical | 3 | 2 |" in capsys.readouterr().out
 

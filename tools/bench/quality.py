@@ -19,9 +19,10 @@ swarms' own votes are (`graphswarm.aggregation.normalize`), is a number (additio
 option's letter (multiple choice: the letter, or the text of exactly one option), or at
 most four words (facts); it is *correct* when that answer is the expected one. Printed per
 setup: accuracy with a 95 % Wilson interval, model calls and tokens per question, the
-share of runs with no extractable final answer, and the share whose verdict fell back
-to the agents' own vote (`verdict_check`). The collaborative swarm is the counted vote
-the other architectures are compared with.
+share of runs with no extractable final answer, the same share for the vote of the
+agents' own answers that a verdict was checked against (of the runs checked), and the
+share whose verdict fell back to that vote (`verdict_check`). The collaborative swarm is
+the counted vote the other architectures are compared with.
 
 Long runs go in chunks: ``--out FILE`` appends one JSON line per run, ``--offset`` and
 ``--questions`` pick the questions, and ``--table FILE ...`` prints the table of
@@ -186,6 +187,8 @@ class Outcome:
     fell_back: bool
     vote: str | None
     """The counted vote's answer the verdict was checked against (None when unchecked)."""
+    vote_answered: bool | None
+    """Whether that vote's answer has an extractable answer (None when unchecked)."""
     seconds: float
     error: str = ""
     """Why the run failed ("" when it ended normally); a failed run has no answer."""
@@ -269,6 +272,7 @@ async def run_setup(
             calls = state.get("calls", [])
             final = state.get("final_answer") or ""
             parsed = parse(task, final)
+            vote = (state.get("verdict_check") or {}).get("vote_answer")
             outcome = Outcome(
                 setup=arch,
                 agents=count,
@@ -282,7 +286,8 @@ async def run_setup(
                 calls=len(calls),
                 tokens=sum(c["input_tokens"] + c["output_tokens"] for c in calls),
                 fell_back=bool((state.get("verdict_check") or {}).get("fell_back")),
-                vote=(state.get("verdict_check") or {}).get("vote_answer"),
+                vote=vote,
+                vote_answered=None if vote is None else parse(task, vote) is not None,
                 seconds=round(time.perf_counter() - started, 2),
                 error=state.get("error", ""),
             )
@@ -311,8 +316,9 @@ def table(outcomes: Sequence[dict[str, Any]]) -> str:
         groups.setdefault((o["setup"], o["agents"]), []).append(o)
     order = {name.split(":")[0]: i for i, name in enumerate(DEFAULT_SETUPS)}
     lines = [
-        "| setup | agents | runs | correct | accuracy [95% CI] | calls/q | tokens/q | no answer | fell back | failed |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| setup | agents | runs | correct | accuracy [95% CI] | calls/q | tokens/q | no answer | own vote: no answer "
+        "| fell back | failed |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (setup, agents), rows in sorted(groups.items(), key=lambda kv: (order.get(kv[0][0], 99), kv[0][1])):
         n = len(rows)
@@ -320,10 +326,13 @@ def table(outcomes: Sequence[dict[str, Any]]) -> str:
         low, high = wilson(right, n)
         empty = sum(r["parsed"] is None for r in rows)
         fell = sum(r["fell_back"] for r in rows)
+        # the vote of the agents' own answers that the verdict was checked against
+        checked = [r["vote_answered"] for r in rows if r.get("vote_answered") is not None]
+        own = f"{checked.count(False) / len(checked):.0%} of {len(checked)}" if checked else "-"
         lines.append(
             f"| {setup} | {agents} | {n} | {right} | {right / n:.0%} [{low:.0%}, {high:.0%}] "
             f"| {sum(r['calls'] for r in rows) / n:.1f} | {sum(r['tokens'] for r in rows) / n:.0f} "
-            f"| {empty / n:.0%} | {fell / n:.0%} | {sum(bool(r.get('error')) for r in rows)} |"
+            f"| {empty / n:.0%} | {own} | {fell / n:.0%} | {sum(bool(r.get('error')) for r in rows)} |"
         )
     return "\n".join(lines)
 
