@@ -653,7 +653,7 @@ def _table(method: VoteMethod, ballots: list[Ballot], clusters: list[Cluster], t
 # --- a verdict checked against the vote ------------------------------------------
 
 LONG_WINDED_WORDS = 6
-"""An answer longer than this many words, and than 3× a typical answer, is long-winded.
+"""An answer longer than this many words, and than twice a typical answer, is long-winded.
 In a tie, an answer long-winded against the agents' median answer wins only when every
 tied answer is; a verdict long-winded against the vote's answer counts only when it
 names exactly one of the agents' answers. (A judge picking "The Big Five: lions,
@@ -755,7 +755,7 @@ def check_verdict(
 
     The vote replaces the verdict (`fell_back`) when the vote has a winner and
     - the verdict has no extractable answer (`no_answer`): it is empty or a refusal; or
-      long-winded text (more than `LONG_WINDED_WORDS` words and 3× the winner's) that
+      long-winded text (more than `LONG_WINDED_WORDS` words and twice the winner's) that
       names none or several of the agents' answers; or, where the winner is a number,
       a yes/no or the letter of one of the `question`'s options, not one of those (a
       sentence where the agents' vote is "72", even a sentence an agent gave); or
@@ -834,7 +834,7 @@ def _median_words(labels: Iterable[str | None]) -> float:
 
 def _long_winded(label: str, typical: float) -> bool:
     words = len(label.split())
-    return words > LONG_WINDED_WORDS and words > 3 * typical
+    return words > LONG_WINDED_WORDS and words > 2 * typical
 
 
 def _named_labels(text: str, table: VoteTable, typical: float) -> list[str]:

@@ -328,6 +328,18 @@ def test_one_agent_is_no_majority_to_overrule():
     assert not check_verdict("the site", vote("three competitors"))["fell_back"]
 
 
+def test_a_sentence_more_than_twice_as_long_as_the_votes_answer_is_no_answer():
+    """Seen on the real model: the agents' vote "day 24 hours" (3 words) and a verdict
+    that reads as 8 words naming none of the agents' answers."""
+    question = "How many days are in a week?"
+    answers = ["A day is 24 hours in a week.", "I am not sure what you mean, let me think about it"]
+    table = count_votes([make_ballot(f"a{i}", text, question=question) for i, text in enumerate(answers)])
+    check = check_verdict(
+        "4, the last answer you provided is incorrect. You should have said", table, question=question
+    )
+    assert check["fell_back"] and check["answer"] == "A day is 24 hours in a week."
+
+
 def test_best_supported_prefers_more_votes_then_no_tie_then_the_earlier_round():
     assert best_supported([vote("1", "1", "2"), vote("3", "4", "5")]) == 0
     assert best_supported([vote("1", "2", "3"), vote("3", "3", "5")]) == 1
