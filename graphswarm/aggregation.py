@@ -652,7 +652,7 @@ def _table(method: VoteMethod, ballots: list[Ballot], clusters: list[Cluster], t
 
 # --- a verdict checked against the vote ------------------------------------------
 
-LONG_WINDED_WORDS = 6
+LONG_WINDED_WORDS = 3
 """An answer longer than this many words, and than twice a typical answer, is long-winded.
 In a tie, an answer long-winded against the agents' median answer wins only when every
 tied answer is; a verdict long-winded against the vote's answer counts only when it

@@ -320,3 +320,21 @@ async def test_delegate_chooses_between_a_plan_and_the_objective_for_everyone(de
     result = await run(spec_for(model, delegate=delegate), objective=objective)
     assert {t["assigned_by"] for t in result.state["tasks"]} == ({"leader"} if planned else {"everyone"})
     model.assert_complete()
+
+
+async def test_a_question_whose_plan_cannot_be_read_is_asked_to_every_worker_as_it_is():
+    unreadable_plan = ["I think it is fine."] * 6  # fits no schema, however often it is asked
+    model = ScriptedChatModel(
+        {
+            "leader": [*unreadable_plan, review("70")],
+            "researcher": ["Final answer: 70"],
+            "writer": ["Final answer: 70"],
+            "coder": ["Final answer: 71"],
+        }
+    )
+    result = await run(spec_for(model, delegate="plan"), objective="What is 36 + 34?")
+    assert {t["assigned_by"] for t in result.state["tasks"]} == {"everyone"}
+    prompt = model.calls_for("writer")[0].prompt
+    assert "Question: What is 36 + 34?" in prompt and "plan could not be read" not in prompt
+    assert result.final_answer == "70"
+    model.assert_complete()

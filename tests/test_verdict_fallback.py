@@ -340,6 +340,27 @@ def test_a_sentence_more_than_twice_as_long_as_the_votes_answer_is_no_answer():
     assert check["fell_back"] and check["answer"] == "A day is 24 hours in a week."
 
 
+@pytest.mark.parametrize(
+    ("verdict", "answer", "fell_back"),
+    [
+        ("Tokyo, a big modern city in Asia.", "Tokyo", False),  # names one answer: the agents' wording
+        ("A big modern city in Asia.", "Tokyo", True),  # names none: the vote stands
+        ("Tokyo, Japan.", "Tokyo, Japan.", False),  # not long-winded: kept as it is
+    ],
+)
+def test_a_five_word_sentence_where_the_agents_answered_in_one_word_is_read_for_their_answer(
+    verdict, answer, fell_back
+):
+    """A judge answering in a short sentence where the agents' vote is one word (debates
+    over llama-cpp-python's server did; sentences of up to six words were kept whole)."""
+    question = "What is the capital of Japan?"
+    table = count_votes(
+        [make_ballot(n, text, question=question) for n, text in zip("abc", ["Tokyo", "tokyo.", "Kyoto"])]
+    )
+    check = check_verdict(verdict, table, question=question, reason="the agents agree")
+    assert (check["answer"], check["fell_back"]) == (answer, fell_back)
+
+
 def test_best_supported_prefers_more_votes_then_no_tie_then_the_earlier_round():
     assert best_supported([vote("1", "1", "2"), vote("3", "4", "5")]) == 0
     assert best_supported([vote("1", "2", "3"), vote("3", "3", "5")]) == 1

@@ -273,7 +273,7 @@ async def plan(
         recall=RESULTS, post="plan",
     ))  # fmt: skip
     if planned is None:  # every worker answers the objective, so their answers are a vote
-        tasks = _everyone(members, round_, OBJECTIVE_TASK)
+        tasks = _everyone(members, round_, "" if is_question(state["objective"]) else OBJECTIVE_TASK)
     else:
         tasks = assign_tasks(planned.tasks[: team.max_tasks], members, round_)
     return {"round": round_, "tasks": [*state.get("tasks", []), *tasks], "calls": calls}

@@ -185,6 +185,8 @@ class Outcome:
     calls: int
     tokens: int
     fell_back: bool
+    verdict: str | None
+    """What the judge, moderator or leader said (None when unchecked), before any fallback."""
     vote: str | None
     """The counted vote's answer the verdict was checked against (None when unchecked)."""
     vote_answered: bool | None
@@ -272,7 +274,8 @@ async def run_setup(
             calls = state.get("calls", [])
             final = state.get("final_answer") or ""
             parsed = parse(task, final)
-            vote = (state.get("verdict_check") or {}).get("vote_answer")
+            check = state.get("verdict_check") or {}
+            vote = check.get("vote_answer")
             outcome = Outcome(
                 setup=arch,
                 agents=count,
@@ -285,7 +288,8 @@ async def run_setup(
                 correct=correct(task, parsed),
                 calls=len(calls),
                 tokens=sum(c["input_tokens"] + c["output_tokens"] for c in calls),
-                fell_back=bool((state.get("verdict_check") or {}).get("fell_back")),
+                fell_back=bool(check.get("fell_back")),
+                verdict=check["verdict"][:300] if check else None,
                 vote=vote,
                 vote_answered=None if vote is None else parse(task, vote) is not None,
                 seconds=round(time.perf_counter() - started, 2),
