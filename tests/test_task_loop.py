@@ -22,6 +22,7 @@ from graphswarm import (
     create_debate,
     create_task_loop,
 )
+from graphswarm.architectures.blocks import UNPLANNED_TASK
 from graphswarm.testing import KeywordEmbeddings, ScriptedChatModel
 
 
@@ -732,3 +733,17 @@ def test_over_the_fake_server_tasks_are_created_deduplicated_prioritised_run_wit
     doer_calls = [c["kind"] for c in fake.stats()["completed"] if c["model"] == "doer-model"]
     assert doer_calls == ["tool", "text", "text", "tool", "text"]
     assert fake.stats()["by_model"]["critic-model"]["succeeded"] == 1  # delegated once
+
+
+UNREADABLE = ["I think it is fine."] * 6
+"""A reply that fits no schema, as often as a structured request tries (each method, each re-ask)."""
+
+
+def test_a_planner_whose_replies_cannot_be_read_runs_the_objective_as_one_task(workspace):
+    """A small model that cannot write the task list's JSON: the objective is the one
+    task, and a review that cannot be read leaves the list as it is."""
+    model = ScriptedChatModel({"planner": [*UNREADABLE, *UNREADABLE, "the report"], "doer": ["drafted"]})
+    result = asyncio.run(run(loop(model, workspace)))
+    assert result.status is RunStatus.DONE and result.stop_reason == StopReason.NO_TASKS
+    assert titles(result, "done") == [UNPLANNED_TASK] and result.final_answer == "the report"
+    model.assert_complete()

@@ -181,6 +181,10 @@ def vote_over(outputs: Sequence[tuple[str, str]], question: str | None = None) -
     return count_votes([make_ballot(agent, output, question=question) for agent, output in outputs])
 
 
+UNPLANNED_TASK = "Answer the objective (the plan could not be read)"
+"""The one task of a run whose planner's reply could not be read: the objective itself."""
+
+
 async def reply_or_none(asked: Awaitable[tuple[T, list[CallRecord]]]) -> tuple[T | None, list[CallRecord]]:
     """A judge's, moderator's or leader's structured reply, or None when the model could
     not give one that fits its schema even when re-asked (`StructuredOutputError`): the

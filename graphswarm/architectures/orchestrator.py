@@ -50,7 +50,14 @@ from typing_extensions import TypedDict
 
 from graphswarm.agents import Agent, check_agents, make_workers
 from graphswarm.architectures.base import Architecture, Role
-from graphswarm.architectures.blocks import ObjectiveInput, Plan, PlannedTask, task_messages
+from graphswarm.architectures.blocks import (
+    UNPLANNED_TASK,
+    ObjectiveInput,
+    Plan,
+    PlannedTask,
+    reply_or_none,
+    task_messages,
+)
 from graphswarm.architectures.options import SwarmOptions
 from graphswarm.budget import SwarmContext
 from graphswarm.errors import ConfigError
@@ -265,10 +272,11 @@ async def plan(
         orchestrator=pool.orchestrator, agents=len(pool.agents), max_tasks=pool.max_tasks
     )
     messages = [SystemMessage(system), HumanMessage(f"Objective: {state['objective']}")]
-    planned, calls = await ask(
-        crew[pool.orchestrator], messages, node="plan", runtime=runtime, config=config, schema=Plan
+    planned, calls = await reply_or_none(
+        ask(crew[pool.orchestrator], messages, node="plan", runtime=runtime, config=config, schema=Plan)
     )
-    tasks = _new_tasks(planned.tasks[: pool.max_tasks], round_=1, start=1)
+    planned_tasks = planned.tasks[: pool.max_tasks] if planned else [PlannedTask(title=UNPLANNED_TASK)]
+    tasks = _new_tasks(planned_tasks, round_=1, start=1)
     await _post_tasks(tasks, pool, runtime)
     stats: dict[str, AgentStats] = {
         name: {"assigned": 0, "tasks": 0, "failures": 0, "consecutive_failures": 0, "latency_s": 0.0, "up": True}
@@ -648,9 +656,16 @@ async def check(
         SystemMessage(prompt("orchestrator_check").format(orchestrator=pool.orchestrator, max_tasks=pool.max_tasks)),
         HumanMessage(f"Objective: {state['objective']}\n\nResults:\n\n" + "\n\n".join(sections)),
     ]
-    verdict, calls = await ask(
-        crew[pool.orchestrator], messages, node="check", runtime=runtime, config=config, schema=Check, recall=RESULTS
-    )
+    verdict, calls = await reply_or_none(ask(
+        crew[pool.orchestrator], messages, node="check", runtime=runtime, config=config, schema=Check, recall=RESULTS,
+    ))  # fmt: skip
+    if verdict is None:  # the results, as they are (not clipped), are the answer
+        results = [
+            f"### {t['title']} ({t['agent']})\n{t['result']}"
+            for t in state["tasks"]
+            if t["status"] == PoolTaskStatus.DONE
+        ]
+        return {"final_answer": "\n\n".join(results), "calls": calls, "stop_reason": StopReason.COMPLETED.value}
     update: dict[str, Any] = {"final_answer": verdict.answer, "calls": calls}
     follow_ups = [t for t in verdict.follow_up_tasks if t.title.strip()][: pool.max_tasks]
     if follow_ups and round_ < pool.max_rounds:

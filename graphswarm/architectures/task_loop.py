@@ -50,7 +50,14 @@ from typing_extensions import TypedDict
 from graphswarm.agents import Agent, check_agents
 from graphswarm.aggregation import normalize
 from graphswarm.architectures.base import Architecture, Role
-from graphswarm.architectures.blocks import ObjectiveInput, Plan, PlannedTask, task_messages
+from graphswarm.architectures.blocks import (
+    UNPLANNED_TASK,
+    ObjectiveInput,
+    Plan,
+    PlannedTask,
+    reply_or_none,
+    task_messages,
+)
 from graphswarm.architectures.options import SwarmOptions
 from graphswarm.budget import SwarmContext
 from graphswarm.errors import ConfigError
@@ -340,10 +347,11 @@ async def plan(
 ) -> dict[str, Any]:
     system = prompt("task_loop_plan").format(planner=loop.planner, max_tasks=loop.max_tasks, team=_team(crew, loop))
     messages = [SystemMessage(system), HumanMessage(f"Objective: {state['objective']}")]
-    planned, calls = await ask(
-        crew[loop.planner], messages, node="plan", runtime=runtime, config=config, schema=TaskPlan
+    planned, calls = await reply_or_none(
+        ask(crew[loop.planner], messages, node="plan", runtime=runtime, config=config, schema=TaskPlan)
     )
-    tasks = await _new_tasks([], planned.tasks[: loop.max_tasks], origin=0, loop=loop, runtime=runtime)
+    new = planned.tasks[: loop.max_tasks] if planned else [NewTask(title=UNPLANNED_TASK)]
+    tasks = await _new_tasks([], new, origin=0, loop=loop, runtime=runtime)
     return {"tasks": tasks, "current": 0, "executed": 0, "calls": calls}
 
 
@@ -377,9 +385,10 @@ async def review(
         SystemMessage(prompt("task_loop_review").format(planner=loop.planner, team=_team(crew, loop))),
         HumanMessage(f"Objective: {state['objective']}\n\n{listing}"),
     ]
-    verdict, calls = await ask(
-        crew[loop.planner], messages, node="review", runtime=runtime, config=config, schema=TaskReview, recall=RESULTS
-    )
+    verdict, calls = await reply_or_none(ask(
+        crew[loop.planner], messages, node="review", runtime=runtime, config=config, schema=TaskReview, recall=RESULTS,
+    ))  # fmt: skip
+    verdict = verdict or TaskReview(objective_met=False)  # unreadable: the list goes on as it is
     added = await _new_tasks(tasks, verdict.new_tasks, origin=task["id"], loop=loop, runtime=runtime)
     update: dict[str, Any] = {
         "tasks": [finished, *added, *_reprioritise([*tasks, *added], verdict.priorities)],
