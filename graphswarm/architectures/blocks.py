@@ -186,10 +186,11 @@ UNPLANNED_TASK = "Answer the objective (the plan could not be read)"
 
 
 async def reply_or_none(asked: Awaitable[tuple[T, list[CallRecord]]]) -> tuple[T | None, list[CallRecord]]:
-    """A judge's, moderator's or leader's structured reply, or None when the model could
-    not give one that fits its schema even when re-asked (`StructuredOutputError`): the
-    run then goes on without it, on the agents' own answers, and the requests it sent
-    are still counted."""
+    """A judge's, moderator's, leader's or planner's structured reply, or None when the
+    model could not give one that fits its schema even when re-asked
+    (`StructuredOutputError`): the run then goes on without it (on the agents' own
+    answers, or with the objective as the one task), and the requests it sent are still
+    counted."""
     try:
         return await asked
     except StructuredOutputError as exc:
