@@ -34,7 +34,7 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, PrivateAttr
 
-__all__ = ["ScriptedChatModel", "ScriptedCall", "ScriptExhausted", "ANY"]
+__all__ = ["ScriptedChatModel", "ScriptedCall", "ScriptExhausted", "ANY", "unreadable_replies"]
 
 ANY = "*"
 """Script key that serves any agent or node without its own queue."""
@@ -145,6 +145,15 @@ class ScriptedChatModel(BaseChatModel):
                 return AIMessage(content="", tool_calls=[{"name": forced, "args": step, "id": f"call_{len(tools)}"}])
             return AIMessage(content=json.dumps(step))
         return AIMessage(content=str(step))
+
+
+def unreadable_replies(reply: str = "I think it is fine.") -> list[str]:
+    """Script steps for a judge, leader or planner whose structured reply cannot be read:
+    a `reply` that fits no schema, once for every try a structured request to this model
+    makes (each method, each re-ask)."""
+    from graphswarm.structured import MAX_REASKS, methods_for
+
+    return [reply] * (len(methods_for(ScriptedChatModel([]))) * (1 + MAX_REASKS))
 
 
 def _forced_tool(tools: list[str], tool_choice: Any) -> str | None:

@@ -9,7 +9,7 @@ from langchain_core.messages import AIMessage
 
 from graphswarm import Agent, ConfigError, JoinPolicy, RunFailedError, Runner, RunStatus, SwarmSpec
 from graphswarm.nodes import MAX_TOOL_STEPS
-from graphswarm.testing import ScriptedChatModel
+from graphswarm.testing import ScriptedChatModel, unreadable_replies
 
 WORKERS = [
     Agent(name="researcher", role="researcher", strengths=["research", "market"]),
@@ -323,10 +323,9 @@ async def test_delegate_chooses_between_a_plan_and_the_objective_for_everyone(de
 
 
 async def test_a_question_whose_plan_cannot_be_read_is_asked_to_every_worker_as_it_is():
-    unreadable_plan = ["I think it is fine."] * 6  # fits no schema, however often it is asked
     model = ScriptedChatModel(
         {
-            "leader": [*unreadable_plan, review("70")],
+            "leader": [*unreadable_replies(), review("70")],
             "researcher": ["Final answer: 70"],
             "writer": ["Final answer: 70"],
             "coder": ["Final answer: 71"],

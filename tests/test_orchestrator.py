@@ -11,7 +11,7 @@ import pytest
 from graphswarm import Agent, ConfigError, Runner, RunStatus, StopReason, SwarmSpec, create_orchestrator
 from graphswarm.architectures.blocks import UNPLANNED_TASK
 from graphswarm.architectures.orchestrator import load_spread
-from graphswarm.testing import ScriptedChatModel
+from graphswarm.testing import ScriptedChatModel, unreadable_replies
 
 
 def plan(count: int, prefix: str = "task") -> dict:
@@ -478,15 +478,11 @@ async def test_calls_finished_before_a_cancelled_pool_are_counted_once_after_res
     assert len(result.calls) == answered + 2, [(c["agent"], c.get("error", "")) for c in result.calls]
 
 
-UNREADABLE = ["I think it is fine."] * 6
-"""A reply that fits no schema, as often as a structured request tries (each method, each re-ask)."""
-
-
 def test_an_orchestrator_whose_replies_cannot_be_read_runs_the_objective_as_one_task():
     """A small model that cannot write the plan's JSON: the objective is the one task,
     and when the check cannot be read either, the results are the answer."""
     long_result = "a1 result 1." + " More detail." * 100  # longer than the check's clipped copy
-    model = ScriptedChatModel({"boss": [*UNREADABLE, *UNREADABLE], "a1": [long_result]})
+    model = ScriptedChatModel({"boss": [*unreadable_replies(), *unreadable_replies()], "a1": [long_result]})
     result = asyncio.run(run(create_orchestrator(pool(model, 2), leader=orchestrator(model))))
     assert result.status is RunStatus.DONE and result.stop_reason == StopReason.COMPLETED
     assert [(t["title"], t["status"]) for t in result.state["tasks"]] == [(UNPLANNED_TASK, "done")]

@@ -23,7 +23,7 @@ from graphswarm import (
     create_task_loop,
 )
 from graphswarm.architectures.blocks import UNPLANNED_TASK
-from graphswarm.testing import KeywordEmbeddings, ScriptedChatModel
+from graphswarm.testing import KeywordEmbeddings, ScriptedChatModel, unreadable_replies
 
 
 def tasks(*titles: str, assignee: str = "") -> dict:
@@ -735,14 +735,12 @@ def test_over_the_fake_server_tasks_are_created_deduplicated_prioritised_run_wit
     assert fake.stats()["by_model"]["critic-model"]["succeeded"] == 1  # delegated once
 
 
-UNREADABLE = ["I think it is fine."] * 6
-"""A reply that fits no schema, as often as a structured request tries (each method, each re-ask)."""
-
-
 def test_a_planner_whose_replies_cannot_be_read_runs_the_objective_as_one_task(workspace):
     """A small model that cannot write the task list's JSON: the objective is the one
     task, and a review that cannot be read leaves the list as it is."""
-    model = ScriptedChatModel({"planner": [*UNREADABLE, *UNREADABLE, "the report"], "doer": ["drafted"]})
+    model = ScriptedChatModel(
+        {"planner": [*unreadable_replies(), *unreadable_replies(), "the report"], "doer": ["drafted"]}
+    )
     result = asyncio.run(run(loop(model, workspace)))
     assert result.status is RunStatus.DONE and result.stop_reason == StopReason.NO_TASKS
     assert titles(result, "done") == [UNPLANNED_TASK] and result.final_answer == "the report"

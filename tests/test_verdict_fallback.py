@@ -12,7 +12,7 @@ import pytest
 
 from graphswarm import Agent, Runner, SwarmSpec
 from graphswarm.aggregation import best_supported, check_verdict, count_votes, make_ballot
-from graphswarm.testing import KeywordEmbeddings, ScriptedChatModel
+from graphswarm.testing import KeywordEmbeddings, ScriptedChatModel, unreadable_replies
 
 DEBATERS = [Agent(name="ann"), Agent(name="ben"), Agent(name="cat")]
 QUESTION = "What is 17 + 25?"
@@ -200,8 +200,7 @@ async def test_the_particle_swarms_best_gives_way_to_a_clear_majority_its_judge_
 # when re-asked. The run goes on without that reply, on the agents' own answers, and the
 # requests it sent still count.
 
-UNREADABLE = ["I think it is fine."] * 6
-"""A reply that fits no schema, as often as a structured request tries (each method, each re-ask)."""
+UNREADABLE = unreadable_replies()
 
 
 def calls_of(result, agent: str) -> list[dict]:
